@@ -1,0 +1,170 @@
+// The addon's entry point: registers the classes and the runtime functions
+// (versions, devices, threads, seeding) that the TypeScript layer builds on.
+#include "compat.h"
+#include "module_handle.h"
+#include "napi_util.h"
+#include "tensor_handle.h"
+
+#include <ATen/Parallel.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
+
+namespace roformer::js {
+
+namespace {
+
+// The intra-op thread count every thread that runs torch code should use.
+std::atomic<int> desired_threads{0};
+
+// Cores this process may run on (respects taskset / cgroup CPU sets on Linux).
+int available_cores() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// ROFORMER_NUM_THREADS overrides; otherwise one thread per available core
+// (Debian's libtorch would otherwise run on a single thread here).
+int default_threads() {
+  if (const char* env = std::getenv("ROFORMER_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  return available_cores();
+}
+
+}  // namespace
+
+void apply_thread_settings() {
+  const int n = desired_threads.load();
+  if (n > 0 && at::get_num_threads() != n) at::set_num_threads(n);
+}
+
+torch::Device parse_device(const std::string& name) {
+  if (name == "cpu") return torch::kCPU;
+  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available()) {
+      throw std::invalid_argument("device '" + name + "' was requested, but CUDA is not available: this libtorch (" +
+                                  compat::libtorch_version() +
+                                  ") was built without CUDA, or no NVIDIA GPU is visible. Use device 'cpu'.");
+    }
+    torch::Device device(name);
+    const auto count = static_cast<int64_t>(torch::cuda::device_count());
+    if (device.has_index() && device.index() >= count) {
+      throw std::invalid_argument("device '" + name + "' does not exist: " + std::to_string(count) +
+                                  " CUDA device(s) visible");
+    }
+    return device;
+  }
+  throw std::invalid_argument("unknown device '" + name + "': use 'cpu', 'cuda' or 'cuda:N'");
+}
+
+torch::ScalarType parse_dtype(const std::string& name) {
+  if (name == "float32") return torch::kFloat;
+  if (name == "float64") return torch::kDouble;
+  if (name == "float16") return torch::kHalf;
+  if (name == "bfloat16") return torch::kBFloat16;
+  if (name == "int32") return torch::kInt;
+  if (name == "int64") return torch::kLong;
+  if (name == "int16") return torch::kShort;
+  if (name == "int8") return torch::kChar;
+  if (name == "uint8") return torch::kByte;
+  if (name == "bool") return torch::kBool;
+  throw std::invalid_argument("unknown dtype '" + name +
+                              "': use float32, float64, float16, bfloat16, int32, int64, int16, int8, uint8 or bool");
+}
+
+std::string dtype_name(torch::ScalarType type) {
+  switch (type) {
+    case torch::kFloat: return "float32";
+    case torch::kDouble: return "float64";
+    case torch::kHalf: return "float16";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kInt: return "int32";
+    case torch::kLong: return "int64";
+    case torch::kShort: return "int16";
+    case torch::kChar: return "int8";
+    case torch::kByte: return "uint8";
+    case torch::kBool: return "bool";
+    default: return c10::toString(type);
+  }
+}
+
+namespace {
+
+Napi::Value runtime_info(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    apply_thread_settings();
+    auto result = Napi::Object::New(env);
+    result.Set("libtorchVersion", compat::libtorch_version());
+    result.Set("cudaAvailable", torch::cuda::is_available());
+    result.Set("cudaDeviceCount", static_cast<double>(torch::cuda::device_count()));
+    result.Set("fusedAttention", compat::kHasFusedAttention);
+    result.Set("numThreads", at::get_num_threads());
+    result.Set("availableCores", available_cores());
+    result.Set("parallelInfo", at::get_parallel_info());
+    result.Set("buildConfig", at::show_config());
+    return result;
+  });
+}
+
+Napi::Value set_num_threads(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1) {
+      throw_type_error(env, "setNumThreads(n): n must be a positive integer");
+    }
+    desired_threads = info[0].As<Napi::Number>().Int32Value();
+    apply_thread_settings();
+    return env.Undefined();
+  });
+}
+
+Napi::Value manual_seed(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsNumber()) throw_type_error(env, "manualSeed(seed: number)");
+    torch::manual_seed(info[0].As<Napi::Number>().Int64Value());
+    return env.Undefined();
+  });
+}
+
+}  // namespace
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  env.SetInstanceData<AddonData>(data);
+
+  auto tensor_class = TensorHandle::define_class(env);
+  data->tensor_constructor = Napi::Persistent(tensor_class);
+  auto module_class = ModuleHandle::define_class(env);
+  data->module_constructor = Napi::Persistent(module_class);
+
+  desired_threads = default_threads();
+  apply_thread_settings();
+
+  exports.Set("Tensor", tensor_class);
+  exports.Set("NativeModule", module_class);
+  exports.Set("tensorFromArray", Napi::Function::New<TensorHandle::from_array>(env, "tensorFromArray"));
+  exports.Set("tensorFromBytes", Napi::Function::New<TensorHandle::from_bytes>(env, "tensorFromBytes"));
+  exports.Set("createModel", Napi::Function::New<ModuleHandle::create_model>(env, "createModel"));
+  exports.Set("createLayer", Napi::Function::New<ModuleHandle::create_layer>(env, "createLayer"));
+  exports.Set("runtimeInfo", Napi::Function::New<runtime_info>(env, "runtimeInfo"));
+  exports.Set("setNumThreads", Napi::Function::New<set_num_threads>(env, "setNumThreads"));
+  exports.Set("manualSeed", Napi::Function::New<manual_seed>(env, "manualSeed"));
+  return exports;
+}
+
+}  // namespace roformer::js
+
+static Napi::Object InitRoformerNative(Napi::Env env, Napi::Object exports) { return roformer::js::init(env, exports); }
+NODE_API_MODULE(roformer_native, InitRoformerNative)

@@ -1,0 +1,87 @@
+#include "baseline.h"
+
+#include <stdexcept>
+
+namespace roformer {
+
+namespace {
+torch::nn::LayerNorm layer_norm(const ModelConfig& config) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.hidden_size}).eps(config.layer_norm_eps));
+}
+}  // namespace
+
+BaselineBlockImpl::BaselineBlockImpl(const ModelConfig& config) {
+  attention = register_module(
+      "attention", SelfAttention(config.hidden_size, config.num_attention_heads, config.attention_probs_dropout_prob,
+                                 /*bias=*/true));
+  attention_norm = register_module("attention_norm", layer_norm(config));
+  intermediate =
+      register_module("intermediate", torch::nn::Linear(config.hidden_size, config.intermediate_size));
+  output = register_module("output", torch::nn::Linear(config.intermediate_size, config.hidden_size));
+  output_norm = register_module("output_norm", layer_norm(config));
+  dropout = register_module("dropout", torch::nn::Dropout(config.hidden_dropout_prob));
+}
+
+torch::Tensor BaselineBlockImpl::forward(torch::Tensor x, const torch::Tensor& keep) {
+  x = attention_norm(x + dropout(attention->forward(x, keep, torch::Tensor(), torch::Tensor())));
+  x = output_norm(x + dropout(output(torch::gelu(intermediate(x)))));
+  return x;
+}
+
+RobertaBaseline::RobertaBaseline(const ModelConfig& config) : EncoderModel(config) {
+  config.validate(/*needs_even_head_dim=*/false);
+  word_embeddings = register_module("word_embeddings", torch::nn::Embedding(config.vocab_size, config.hidden_size));
+  position_embeddings = register_module(
+      "position_embeddings", torch::nn::Embedding(config.max_position_embeddings, config.hidden_size));
+  token_type_embeddings =
+      register_module("token_type_embeddings", torch::nn::Embedding(config.type_vocab_size, config.hidden_size));
+  embeddings_norm = register_module("embeddings_norm", layer_norm(config));
+  dropout = register_module("dropout", torch::nn::Dropout(config.hidden_dropout_prob));
+  layer = register_module("layer", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) layer->push_back(BaselineBlock(config));
+  lm_dense = register_module("lm_dense", torch::nn::Linear(config.hidden_size, config.hidden_size));
+  lm_norm = register_module("lm_norm", layer_norm(config));
+  lm_bias = register_parameter("lm_bias", torch::zeros({config.vocab_size}));
+  reset_parameters();
+}
+
+void RobertaBaseline::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  for (auto& item : named_parameters()) {
+    const auto& name = item.key();
+    auto& p = item.value();
+    const bool is_norm = name.find("norm") != std::string::npos;
+    if (p.dim() == 1) {
+      is_norm && name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0 ? p.fill_(1.0) : p.zero_();
+    } else {
+      p.normal_(0.0, 0.02);
+    }
+  }
+}
+
+torch::Tensor RobertaBaseline::forward(torch::Tensor input_ids, torch::Tensor token_type_ids,
+                                       torch::Tensor attention_mask) {
+  prepare_inputs(input_ids, token_type_ids, attention_mask);
+  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
+  if (seq > config_.max_position_embeddings) {
+    throw std::invalid_argument("input_ids has " + std::to_string(seq) +
+                                " positions, but the baseline's position table (max_position_embeddings) has " +
+                                std::to_string(config_.max_position_embeddings));
+  }
+  auto positions = torch::arange(seq, input_ids.options());
+  auto x = word_embeddings(input_ids) + position_embeddings(positions) + token_type_embeddings(token_type_ids);
+  x = dropout(embeddings_norm(x));
+  auto keep = attention_mask.view({batch, 1, 1, seq});
+  for (auto& block : *layer) x = block->as<BaselineBlockImpl>()->forward(x, keep);
+  return x;
+}
+
+torch::Tensor RobertaBaseline::mlm_logits(const torch::Tensor& hidden, torch::Tensor positions) {
+  auto rows = hidden.reshape({-1, config_.hidden_size});
+  positions = prepare_positions(positions, rows.size(0));
+  if (positions.defined()) rows = rows.index_select(0, positions.to(rows.device()));
+  auto h = lm_norm(torch::gelu(lm_dense(rows)));
+  return torch::nn::functional::linear(h, word_embeddings->weight, lm_bias);
+}
+
+}  // namespace roformer

@@ -1,0 +1,44 @@
+// Differences between libtorch versions, kept in one place.
+//
+// The addon builds against Debian's libtorch 1.13 (CPU) and against libtorch 2.x
+// (CUDA, from `pip install torch`). Everything that differs between them lives
+// here as a small helper, so the model code reads the same for both.
+#pragma once
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <string>
+
+namespace roformer::compat {
+
+// libtorch 2.0 added at::scaled_dot_product_attention (fused flash / memory-efficient kernels).
+constexpr bool kHasFusedAttention = TORCH_VERSION_MAJOR >= 2;
+
+inline std::string libtorch_version() { return TORCH_VERSION; }
+
+// softmax(q kᵀ / sqrt(head_dim) + mask) v, with dropout on the attention weights.
+// q, k, v: (batch, heads, seq, head_dim). keep: bool, broadcastable to
+// (batch, heads, seq, seq), true where a key may be attended; undefined = no mask.
+inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                                  const torch::Tensor& v, const torch::Tensor& keep,
+                                                  double dropout_p) {
+#if TORCH_VERSION_MAJOR >= 2
+  c10::optional<torch::Tensor> mask;
+  if (keep.defined()) mask = keep;
+  return at::scaled_dot_product_attention(q, k, v, mask, dropout_p, /*is_causal=*/false);
+#else
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
+  if (keep.defined()) {
+    scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
+  }
+  // Softmax in at least float32: fp16 scores overflow easily.
+  auto probs = (q.scalar_type() == torch::kDouble ? scores.softmax(-1) : scores.softmax(-1, torch::kFloat))
+                   .to(q.scalar_type());
+  if (dropout_p > 0) probs = torch::dropout(probs, dropout_p, /*train=*/true);
+  return torch::matmul(probs, v);
+#endif
+}
+
+}  // namespace roformer::compat

@@ -1,0 +1,79 @@
+// What every encoder in this package shares: its configuration, the way it checks
+// its inputs, and the interface the bindings and the trainer drive.
+//
+// Two models implement it: RoFormerV2 (modules.h) and the RoBERTa-style baseline
+// (baseline.h) used for the speed comparison the RoFormerV2 authors make.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+namespace roformer {
+
+// Field names follow the Hugging Face config.json keys, so a config read from a
+// model directory maps one to one.
+struct ModelConfig {
+  int64_t vocab_size = 12000;
+  int64_t hidden_size = 768;
+  int64_t num_hidden_layers = 12;
+  int64_t num_attention_heads = 12;
+  int64_t intermediate_size = 3072;
+  int64_t type_vocab_size = 2;
+  // RoFormerV2 has no position table; this is the length it was trained at (used for
+  // position interpolation). The baseline's learned position table has this many rows.
+  int64_t max_position_embeddings = 512;
+  int64_t pad_token_id = 0;
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  double layer_norm_eps = 1e-12;
+  double rope_theta = 10000.0;
+  // Positions are multiplied by this factor before rotation (position interpolation:
+  // trained_length / new_length < 1 stretches a trained model to longer inputs).
+  double rope_interpolation_factor = 1.0;
+
+  int64_t head_dim() const { return hidden_size / num_attention_heads; }
+
+  // Throws std::invalid_argument naming the first inconsistent field.
+  void validate(bool needs_even_head_dim) const;
+};
+
+// The encoder interface. forward() reads like the paper; the rest is what a
+// trainer or a caller needs around it.
+class EncoderModel : public torch::nn::Module {
+ public:
+  explicit EncoderModel(ModelConfig config) : config_(config) {}
+
+  // input_ids (batch, seq) int; token_type_ids (batch, seq) int or undefined (all 0);
+  // attention_mask (batch, seq), non-zero at real tokens, or undefined (ids != pad).
+  // Returns the final hidden states (batch, seq, hidden).
+  virtual torch::Tensor forward(torch::Tensor input_ids, torch::Tensor token_type_ids,
+                                torch::Tensor attention_mask) = 0;
+
+  // Masked-language-model logits (n, vocab) for the hidden states at `positions`
+  // (flat indices into batch*seq); undefined positions = every position. Computing
+  // the head only where there are targets saves most of its cost in training.
+  virtual torch::Tensor mlm_logits(const torch::Tensor& hidden, torch::Tensor positions) = 0;
+
+  // Residual scale α (RoFormerV2's warm-up from 0 to 1); models without one ignore it.
+  virtual void set_residual_scale(double alpha) {}
+  virtual double residual_scale() const { return 1.0; }
+
+  // "roformer-v2" or "roberta-baseline".
+  virtual std::string architecture() const = 0;
+
+  const ModelConfig& config() const { return config_; }
+
+ protected:
+  // Validates and normalises the three inputs in place (ids to int64, defaults
+  // filled in), throwing std::invalid_argument that names the offending input.
+  void prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token_type_ids,
+                      torch::Tensor& attention_mask) const;
+  // Validates MLM positions against the number of hidden rows.
+  torch::Tensor prepare_positions(const torch::Tensor& positions, int64_t rows) const;
+
+  ModelConfig config_;
+};
+
+}  // namespace roformer

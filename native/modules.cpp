@@ -1,0 +1,266 @@
+#include "modules.h"
+
+#include "compat.h"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace roformer {
+
+namespace {
+
+std::string shape_string(const torch::Tensor& t) {
+  std::ostringstream out;
+  out << t.sizes();
+  return out.str();
+}
+
+std::string dtype_string(const torch::Tensor& t) { return std::string(c10::toString(t.scalar_type())); }
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
+
+bool is_integer_dtype(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kInt || t.scalar_type() == torch::kLong;
+}
+
+// Range check of an id tensor against [0, limit): out-of-range ids would otherwise
+// be an opaque index error deep inside the embedding (or a device-side assert on CUDA).
+void check_id_range(const torch::Tensor& ids, int64_t limit, const char* name, const char* limit_name) {
+  if (ids.numel() == 0) return;
+  auto [lo, hi] = torch::aminmax(ids);
+  const int64_t min_id = lo.item<int64_t>(), max_id = hi.item<int64_t>();
+  if (min_id < 0) {
+    throw std::invalid_argument(std::string(name) + " contains the negative id " + std::to_string(min_id));
+  }
+  if (max_id >= limit) {
+    throw std::invalid_argument(std::string(name) + " contains the id " + std::to_string(max_id) + ", but " +
+                                limit_name + " is " + std::to_string(limit));
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// ModelConfig and the shared input checks of EncoderModel
+// ---------------------------------------------------------------------------
+
+void ModelConfig::validate(bool needs_even_head_dim) const {
+  auto positive = [](int64_t value, const char* name) {
+    require(value > 0, std::string("config: ") + name + " must be positive, got " + std::to_string(value));
+  };
+  positive(vocab_size, "vocab_size");
+  positive(hidden_size, "hidden_size");
+  positive(num_hidden_layers, "num_hidden_layers");
+  positive(num_attention_heads, "num_attention_heads");
+  positive(intermediate_size, "intermediate_size");
+  positive(type_vocab_size, "type_vocab_size");
+  positive(max_position_embeddings, "max_position_embeddings");
+  require(hidden_size % num_attention_heads == 0,
+          "config: hidden_size (" + std::to_string(hidden_size) + ") must be divisible by num_attention_heads (" +
+              std::to_string(num_attention_heads) + ")");
+  require(!needs_even_head_dim || head_dim() % 2 == 0,
+          "config: the head size hidden_size / num_attention_heads = " + std::to_string(head_dim()) +
+              " must be even for rotary position embeddings");
+  require(pad_token_id >= 0 && pad_token_id < vocab_size,
+          "config: pad_token_id (" + std::to_string(pad_token_id) + ") must be in [0, vocab_size)");
+  auto probability = [](double p, const char* name) {
+    require(p >= 0.0 && p < 1.0, std::string("config: ") + name + " must be in [0, 1), got " + std::to_string(p));
+  };
+  probability(hidden_dropout_prob, "hidden_dropout_prob");
+  probability(attention_probs_dropout_prob, "attention_probs_dropout_prob");
+  require(layer_norm_eps > 0.0, "config: layer_norm_eps must be positive");
+  require(rope_theta > 1.0, "config: rope_theta must be greater than 1");
+  require(rope_interpolation_factor > 0.0, "config: rope_interpolation_factor must be positive");
+}
+
+void EncoderModel::prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token_type_ids,
+                                  torch::Tensor& attention_mask) const {
+  require(input_ids.defined(), "input_ids is required");
+  require(is_integer_dtype(input_ids), "input_ids must be an int32 or int64 tensor, got " + dtype_string(input_ids));
+  require(input_ids.dim() == 2, "input_ids must have shape (batch, seq), got " + shape_string(input_ids));
+  require(input_ids.size(0) > 0 && input_ids.size(1) > 0,
+          "input_ids is empty: shape " + shape_string(input_ids));
+  check_id_range(input_ids, config_.vocab_size, "input_ids", "vocab_size");
+  input_ids = input_ids.to(torch::kLong);
+
+  if (token_type_ids.defined()) {
+    require(is_integer_dtype(token_type_ids),
+            "token_type_ids must be an int32 or int64 tensor, got " + dtype_string(token_type_ids));
+    require(token_type_ids.sizes() == input_ids.sizes(), "token_type_ids has shape " + shape_string(token_type_ids) +
+                                                             " but input_ids has shape " + shape_string(input_ids));
+    check_id_range(token_type_ids, config_.type_vocab_size, "token_type_ids", "type_vocab_size");
+    token_type_ids = token_type_ids.to(input_ids.device(), torch::kLong);
+  } else {
+    token_type_ids = torch::zeros_like(input_ids);
+  }
+
+  if (attention_mask.defined()) {
+    require(attention_mask.sizes() == input_ids.sizes(), "attention_mask has shape " + shape_string(attention_mask) +
+                                                             " but input_ids has shape " + shape_string(input_ids));
+    attention_mask = attention_mask.to(input_ids.device()).ne(0);
+  } else {
+    attention_mask = input_ids.ne(config_.pad_token_id);
+  }
+}
+
+torch::Tensor EncoderModel::prepare_positions(const torch::Tensor& positions, int64_t rows) const {
+  if (!positions.defined()) return positions;
+  require(is_integer_dtype(positions), "positions must be an int32 or int64 tensor, got " + dtype_string(positions));
+  require(positions.dim() == 1, "positions must be 1-D (flat indices into batch*seq), got " + shape_string(positions));
+  check_id_range(positions, rows, "positions", "batch*seq");
+  return positions.to(torch::kLong);
+}
+
+// ---------------------------------------------------------------------------
+// Building blocks
+// ---------------------------------------------------------------------------
+
+RotaryEmbeddingImpl::RotaryEmbeddingImpl(int64_t head_dim, double base, double interpolation_factor)
+    : head_dim(head_dim), base(base), interpolation_factor(interpolation_factor) {
+  require(head_dim > 0 && head_dim % 2 == 0, "RotaryEmbedding: head_dim must be a positive even number, got " +
+                                                 std::to_string(head_dim));
+}
+
+std::pair<torch::Tensor, torch::Tensor> RotaryEmbeddingImpl::forward(int64_t seq_len, torch::Device device,
+                                                                     torch::ScalarType dtype) const {
+  const auto table_dtype = dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
+  const auto options = torch::TensorOptions().dtype(table_dtype).device(device);
+  // θ_i = base^(-2i/d), i = 0 .. d/2-1
+  auto theta = torch::pow(base, -torch::arange(0, head_dim, 2, options) / static_cast<double>(head_dim));
+  auto positions = torch::arange(seq_len, options) * interpolation_factor;
+  // (seq, d/2) angles, each repeated for the two members of its pair → (seq, d)
+  auto angles = torch::outer(positions, theta).repeat_interleave(2, /*dim=*/-1);
+  return {angles.cos(), angles.sin()};
+}
+
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  // rotate_pairs(x) maps each pair (a, b) to (−b, a), so x·cos + rotate_pairs(x)·sin
+  // = (a cos − b sin, a sin + b cos): the rotation of every pair at once.
+  auto pairs = x.unflatten(-1, {-1, 2});
+  auto rotated = torch::stack({-pairs.select(-1, 1), pairs.select(-1, 0)}, -1).flatten(-2);
+  return x * cos.to(x.scalar_type()) + rotated * sin.to(x.scalar_type());
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) const {
+  // Reduced-precision inputs are normalised in float32: mean(x²) loses too much in fp16/bf16.
+  const bool low_precision = x.scalar_type() == torch::kHalf || x.scalar_type() == torch::kBFloat16;
+  auto xf = low_precision ? x.to(torch::kFloat) : x;
+  auto y = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return low_precision ? y.to(x.scalar_type()) : y;
+}
+
+SelfAttentionImpl::SelfAttentionImpl(int64_t hidden_size, int64_t num_heads, double dropout, bool bias)
+    : num_heads(num_heads), dropout(dropout) {
+  auto linear = [&](const char* name) {
+    return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(hidden_size, hidden_size).bias(bias)));
+  };
+  query = linear("query");
+  key = linear("key");
+  value = linear("value");
+  output = linear("output");
+}
+
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& cos,
+                                         const torch::Tensor& sin) {
+  const int64_t batch = x.size(0), seq = x.size(1), hidden = x.size(2);
+  // (batch, seq, hidden) → (batch, heads, seq, head_dim)
+  auto split_heads = [&](const torch::Tensor& t) { return t.view({batch, seq, num_heads, -1}).transpose(1, 2); };
+  auto q = split_heads(query(x)), k = split_heads(key(x)), v = split_heads(value(x));
+  if (cos.defined()) {
+    q = apply_rotary(q, cos, sin);
+    k = apply_rotary(k, cos, sin);
+  }
+  auto attended = compat::scaled_dot_product_attention(q, k, v, keep, is_training() ? dropout : 0.0);
+  return output(attended.transpose(1, 2).reshape({batch, seq, hidden}));
+}
+
+EncoderBlockImpl::EncoderBlockImpl(const ModelConfig& config) {
+  attention = register_module(
+      "attention", SelfAttention(config.hidden_size, config.num_attention_heads, config.attention_probs_dropout_prob,
+                                 /*bias=*/false));
+  intermediate = register_module(
+      "intermediate",
+      torch::nn::Linear(torch::nn::LinearOptions(config.hidden_size, config.intermediate_size).bias(false)));
+  output = register_module(
+      "output", torch::nn::Linear(torch::nn::LinearOptions(config.intermediate_size, config.hidden_size).bias(false)));
+  dropout = register_module("dropout", torch::nn::Dropout(config.hidden_dropout_prob));
+  norm = register_module("norm", RMSNorm(config.layer_norm_eps));
+}
+
+torch::Tensor EncoderBlockImpl::forward(torch::Tensor x, const torch::Tensor& keep, const torch::Tensor& cos,
+                                        const torch::Tensor& sin) {
+  x = norm(x + alpha * dropout(attention(x, keep, cos, sin)));
+  x = norm(x + alpha * dropout(output(torch::relu(intermediate(x)))));
+  return x;
+}
+
+// ---------------------------------------------------------------------------
+// The model
+// ---------------------------------------------------------------------------
+
+RoFormerV2::RoFormerV2(const ModelConfig& config) : EncoderModel(config) {
+  config.validate(/*needs_even_head_dim=*/true);
+  word_embeddings = register_module("word_embeddings", torch::nn::Embedding(config.vocab_size, config.hidden_size));
+  token_type_embeddings =
+      register_module("token_type_embeddings", torch::nn::Embedding(config.type_vocab_size, config.hidden_size));
+  dropout = register_module("dropout", torch::nn::Dropout(config.hidden_dropout_prob));
+  norm = register_module("norm", RMSNorm(config.layer_norm_eps));
+  rotary = register_module("rotary",
+                           RotaryEmbedding(config.head_dim(), config.rope_theta, config.rope_interpolation_factor));
+  layer = register_module("layer", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) layer->push_back(EncoderBlock(config));
+  reset_parameters();
+}
+
+void truncated_normal_(torch::Tensor weight, double std) {
+  torch::NoGradGuard no_grad;
+  // Sample u uniformly between Φ(−2) and Φ(2) (written as 2Φ−1 = erf(x/√2)), map back
+  // through erfinv: exactly a normal truncated to ±2σ.
+  const double bound = std::erf(2.0 / std::sqrt(2.0));
+  weight.uniform_(-bound, bound).erfinv_().mul_(std * std::sqrt(2.0)).clamp_(-2.0 * std, 2.0 * std);
+}
+
+void RoFormerV2::reset_parameters() {
+  // σ = 1.13684723 / sqrt(fan_in) · L^(-1/2); 1.13684723 undoes the variance the
+  // truncation removes. Every weight here is (out, in) or (vocab, hidden): fan_in = size(1).
+  const double depth_scale = 1.0 / std::sqrt(static_cast<double>(config_.num_hidden_layers));
+  for (auto& parameter : parameters()) {
+    const double fan_in = static_cast<double>(parameter.size(1));
+    truncated_normal_(parameter, 1.13684723 / std::sqrt(fan_in) * depth_scale);
+  }
+}
+
+void RoFormerV2::set_residual_scale(double alpha) {
+  alpha_ = alpha;
+  for (auto& block : *layer) block->as<EncoderBlockImpl>()->alpha = alpha;
+}
+
+torch::Tensor RoFormerV2::forward(torch::Tensor input_ids, torch::Tensor token_type_ids,
+                                  torch::Tensor attention_mask) {
+  prepare_inputs(input_ids, token_type_ids, attention_mask);
+  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
+
+  auto x = word_embeddings(input_ids) + token_type_embeddings(token_type_ids);
+  x = norm(dropout(x));
+
+  // One set of rotary tables and one key mask, shared by every block.
+  auto [cos, sin] = rotary(seq, x.device(), x.scalar_type());
+  auto keep = attention_mask.view({batch, 1, 1, seq});
+  for (auto& block : *layer) x = block->as<EncoderBlockImpl>()->forward(x, keep, cos, sin);
+  return x;
+}
+
+torch::Tensor RoFormerV2::mlm_logits(const torch::Tensor& hidden, torch::Tensor positions) {
+  require(hidden.dim() >= 2 && hidden.size(-1) == config_.hidden_size,
+          "hidden must have shape (..., " + std::to_string(config_.hidden_size) + "), got " + shape_string(hidden));
+  auto rows = hidden.reshape({-1, config_.hidden_size});
+  positions = prepare_positions(positions, rows.size(0));
+  if (positions.defined()) rows = rows.index_select(0, positions.to(rows.device()));
+  // Tied to the token embedding: no dense layer, no norm, no bias.
+  return torch::nn::functional::linear(rows, word_embeddings->weight);
+}
+
+}  // namespace roformer
