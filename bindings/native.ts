@@ -1,0 +1,122 @@
+// The typed surface of the native addon (native/addon.cpp registers these names).
+// Nothing here loads the addon: see ./load.ts.
+
+/** Element types a Tensor can hold. */
+export type DType =
+  | 'float32'
+  | 'float64'
+  | 'float16'
+  | 'bfloat16'
+  | 'int32'
+  | 'int64'
+  | 'int16'
+  | 'int8'
+  | 'uint8'
+  | 'bool';
+
+/** 'cpu', 'cuda' or 'cuda:N'. */
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+
+/** What Tensor.toArray() returns: float16/bfloat16 read back as float32, bool as uint8. */
+export type TensorArray =
+  | Float32Array
+  | Float64Array
+  | Int32Array
+  | BigInt64Array
+  | Int16Array
+  | Int8Array
+  | Uint8Array;
+
+/** A handle on a libtorch tensor owned by the addon. */
+export interface Tensor {
+  readonly shape: number[];
+  readonly dtype: DType;
+  /** 'cpu' or 'cuda:N'. */
+  readonly device: string;
+  readonly numel: number;
+  readonly disposed: boolean;
+  /** Copies the values out (to the CPU first if needed). */
+  toArray(): TensorArray;
+  /** The raw little-endian bytes in the tensor's own dtype (for serialisation). */
+  toBuffer(): Buffer;
+  /** A copy on another device and/or with another dtype. */
+  to(device?: Device | string | null, dtype?: DType): Tensor;
+  /** Frees the memory now; any later use throws. */
+  dispose(): void;
+  toString(): string;
+}
+
+/** The config.json keys the native code reads (Hugging Face names). */
+export interface NativeModelConfig {
+  vocab_size: number;
+  hidden_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  intermediate_size: number;
+  type_vocab_size: number;
+  max_position_embeddings: number;
+  pad_token_id: number;
+  hidden_dropout_prob: number;
+  attention_probs_dropout_prob: number;
+  layer_norm_eps: number;
+  rope_theta: number;
+  rope_interpolation_factor: number;
+}
+
+export type Architecture = 'roformer-v2' | 'roberta-baseline';
+export type LayerKind = 'rotary' | 'rms_norm' | 'self_attention' | 'encoder_block';
+
+/** Gradients returned by NativeModule.vjp: d(⟨output, gradOutput⟩)/d(inputs, parameters). */
+export interface VjpResult {
+  output: Tensor;
+  inputs: Array<Tensor | null>;
+  parameters: Record<string, Tensor>;
+}
+
+/** A libtorch module: a whole encoder or one building block. */
+export interface NativeModule {
+  readonly kind: Architecture | LayerKind;
+  readonly training: boolean;
+  readonly parameterCount: number;
+  readonly residualScale: number;
+  config(): NativeModelConfig & { architecture: Architecture };
+  setResidualScale(alpha: number): void;
+  train(on?: boolean): void;
+  to(device: string, dtype?: DType): void;
+  /** Detached views of the live weights, by native name. */
+  namedParameters(): Record<string, Tensor>;
+  /** Strict: every missing, unexpected or mis-shaped tensor is named in one Error. */
+  loadStateDict(state: Record<string, Tensor>): void;
+  /** Whole models: hidden states (batch, seq, hidden), computed off the JS thread. */
+  forward(inputIds: Tensor, tokenTypeIds: Tensor | null, attentionMask: Tensor | null): Promise<Tensor>;
+  /** Whole models: MLM logits (n, vocab) at flat positions (null = all). */
+  mlmLogits(hidden: Tensor, positions: Tensor | null): Promise<Tensor>;
+  /** Building blocks: the forward pass, synchronously. */
+  call(inputs: Array<Tensor | null>): Tensor;
+  /** Building blocks: forward plus vector-Jacobian product (for gradient checks). */
+  vjp(inputs: Array<Tensor | null>, gradOutput: Tensor): VjpResult;
+}
+
+export interface RuntimeInfo {
+  libtorchVersion: string;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  /** libtorch ≥ 2.0: scaled_dot_product_attention is used. */
+  fusedAttention: boolean;
+  numThreads: number;
+  availableCores: number;
+  parallelInfo: string;
+  buildConfig: string;
+}
+
+export interface NativeAddon {
+  Tensor: abstract new () => Tensor;
+  NativeModule: abstract new () => NativeModule;
+  tensorFromArray(data: ArrayBufferView, shape: number[], dtype?: DType): Tensor;
+  tensorFromBytes(bytes: Uint8Array, shape: number[], dtype: DType): Tensor;
+  createModel(architecture: Architecture, config: Partial<NativeModelConfig>, seed?: number): NativeModule;
+  createLayer(kind: LayerKind, options: Record<string, unknown>, seed?: number): NativeModule;
+  runtimeInfo(): RuntimeInfo;
+  setNumThreads(n: number): void;
+  manualSeed(seed: number): void;
+}

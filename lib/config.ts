@@ -1,0 +1,153 @@
+// The model configuration: Hugging Face config.json keys, the named sizes of the
+// spec's table, and validation with messages that name the file and the key.
+
+import type { NativeModelConfig } from '../bindings/native.js';
+
+export type ModelSize = 'small' | 'base' | 'large';
+
+/** A RoFormerV2 config.json, as the released Hugging Face model dirs write it. */
+export interface RoFormerV2Config extends NativeModelConfig {
+  model_type: 'roformer';
+  hidden_act: 'relu';
+  norm_type: 'rms_norm';
+  use_bias: false;
+}
+
+/** The spec's table (§1): head size 64 throughout, ReLU FFN, vocab 12000, 2 segment types. */
+export const MODEL_SIZES: Record<ModelSize, Pick<RoFormerV2Config, 'num_hidden_layers' | 'hidden_size' | 'num_attention_heads' | 'intermediate_size'>> = {
+  small: { num_hidden_layers: 6, hidden_size: 384, num_attention_heads: 6, intermediate_size: 1536 },
+  base: { num_hidden_layers: 12, hidden_size: 768, num_attention_heads: 12, intermediate_size: 3072 },
+  large: { num_hidden_layers: 24, hidden_size: 1024, num_attention_heads: 16, intermediate_size: 4096 },
+};
+
+const DEFAULTS: RoFormerV2Config = {
+  model_type: 'roformer',
+  vocab_size: 12000,
+  ...MODEL_SIZES.base,
+  type_vocab_size: 2,
+  max_position_embeddings: 512,
+  pad_token_id: 0,
+  hidden_dropout_prob: 0.1,
+  attention_probs_dropout_prob: 0.1,
+  layer_norm_eps: 1e-12,
+  rope_theta: 10000,
+  rope_interpolation_factor: 1,
+  hidden_act: 'relu',
+  norm_type: 'rms_norm',
+  use_bias: false,
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const INTEGER_KEYS = [
+  'vocab_size',
+  'hidden_size',
+  'num_hidden_layers',
+  'num_attention_heads',
+  'intermediate_size',
+  'type_vocab_size',
+  'max_position_embeddings',
+  'pad_token_id',
+] as const;
+const NUMBER_KEYS = [
+  'hidden_dropout_prob',
+  'attention_probs_dropout_prob',
+  'layer_norm_eps',
+  'rope_theta',
+  'rope_interpolation_factor',
+] as const;
+
+/**
+ * A complete config from a named size and/or overrides:
+ *   resolveConfig('small'), resolveConfig({ size: 'small', vocab_size: 8000 })
+ */
+export function resolveConfig(
+  input: ModelSize | (Partial<RoFormerV2Config> & { size?: ModelSize }) = 'base',
+): RoFormerV2Config {
+  const { size, ...overrides } = typeof input === 'string' ? { size: input } : input;
+  if (size !== undefined && !(size in MODEL_SIZES)) {
+    throw new ConfigError(`unknown model size '${size}': use small, base or large`);
+  }
+  return validateConfig({ ...DEFAULTS, ...(size ? MODEL_SIZES[size] : {}), ...overrides });
+}
+
+/**
+ * Checks a config object (e.g. parsed config.json) and fills in defaults.
+ * Keys that Hugging Face writes but that change nothing here (architectures,
+ * initializer_range, use_cache, ...) are accepted; keys whose value would change
+ * the architecture must have the RoFormerV2 value.
+ */
+export function validateConfig(raw: unknown, source = 'config'): RoFormerV2Config {
+  const fail = (problem: string): never => {
+    throw new ConfigError(`${source}: ${problem}`);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('must be a JSON object');
+  const given = raw as Record<string, unknown>;
+  const config = { ...DEFAULTS } as Record<string, unknown>;
+
+  for (const key of INTEGER_KEYS) {
+    if (given[key] === undefined) continue;
+    const value = given[key];
+    if (typeof value !== 'number' || !Number.isInteger(value)) fail(`${key} must be an integer, got ${JSON.stringify(value)}`);
+    config[key] = value;
+  }
+  for (const key of NUMBER_KEYS) {
+    if (given[key] === undefined) continue;
+    const value = given[key];
+    if (typeof value !== 'number' || !Number.isFinite(value)) fail(`${key} must be a number, got ${JSON.stringify(value)}`);
+    config[key] = value;
+  }
+  const mustBe = (key: string, expected: unknown, why: string) => {
+    if (given[key] !== undefined && given[key] !== expected) {
+      fail(`${key} is ${JSON.stringify(given[key])}, but RoFormerV2 ${why} (expected ${JSON.stringify(expected)})`);
+    }
+  };
+  mustBe('hidden_act', 'relu', 'uses a ReLU feed-forward');
+  mustBe('norm_type', 'rms_norm', 'uses RMS norm without gain');
+  mustBe('use_bias', false, 'has no biases');
+  mustBe('rotary_value', false, 'does not rotate the values');
+  if (given.embedding_size !== undefined && given.embedding_size !== config.hidden_size) {
+    fail(`embedding_size (${JSON.stringify(given.embedding_size)}) must equal hidden_size (${config.hidden_size})`);
+  }
+
+  const c = config as unknown as RoFormerV2Config;
+  for (const key of ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'type_vocab_size', 'max_position_embeddings'] as const) {
+    if (c[key] <= 0) fail(`${key} must be positive, got ${c[key]}`);
+  }
+  if (c.hidden_size % c.num_attention_heads !== 0) {
+    fail(`hidden_size (${c.hidden_size}) must be divisible by num_attention_heads (${c.num_attention_heads})`);
+  }
+  if ((c.hidden_size / c.num_attention_heads) % 2 !== 0) {
+    fail(`the head size hidden_size / num_attention_heads = ${c.hidden_size / c.num_attention_heads} must be even for rotary embeddings`);
+  }
+  if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size) {
+    fail(`pad_token_id (${c.pad_token_id}) must be in [0, vocab_size = ${c.vocab_size})`);
+  }
+  for (const key of ['hidden_dropout_prob', 'attention_probs_dropout_prob'] as const) {
+    if (c[key] < 0 || c[key] >= 1) fail(`${key} must be in [0, 1), got ${c[key]}`);
+  }
+  if (c.layer_norm_eps <= 0) fail(`layer_norm_eps must be positive, got ${c.layer_norm_eps}`);
+  if (c.rope_interpolation_factor <= 0) fail(`rope_interpolation_factor must be positive`);
+  return c;
+}
+
+/** Position interpolation: the factor that maps `newLength` positions into the trained range. */
+export function interpolationFactor(trainedLength: number, newLength: number): number {
+  if (!(trainedLength > 0 && newLength > 0)) throw new RangeError('lengths must be positive');
+  return Math.min(1, trainedLength / newLength);
+}
+
+/** The config.json a model dir gets (Hugging Face keys). */
+export function configToJson(config: RoFormerV2Config): Record<string, unknown> {
+  return {
+    architectures: ['RoFormerForMaskedLM'],
+    ...config,
+    embedding_size: config.hidden_size,
+    rotary_value: false,
+  };
+}

@@ -1,0 +1,19 @@
+// roformer-v2: train RoFormerV2 language models from TypeScript on libtorch.
+//
+// Importing this module never loads the native addon; the first call that needs
+// libtorch does (bindings/load.ts), and explains any failure.
+
+export { tensor, tensorFromBytes, isTensor } from './tensor.js';
+export type { Device, DType, Tensor, TensorArray, NestedNumbers } from './tensor.js';
+export { RoFormerV2, RobertaBaseline } from './model.js';
+export type { CreateOptions, ForwardOptions } from './model.js';
+export { RotaryEmbedding, RMSNorm, SelfAttention, EncoderBlock } from './layers.js';
+export type { SelfAttentionOptions, EncoderBlockOptions } from './layers.js';
+export { MODEL_SIZES, ConfigError, resolveConfig, validateConfig, interpolationFactor } from './config.js';
+export type { ModelSize, RoFormerV2Config } from './config.js';
+export { readModelDir, writeModelDir, readModelConfig, ModelDirError, CONFIG_FILE, WEIGHTS_FILE } from './model-dir.js';
+export { toHuggingFaceName, fromHuggingFaceName } from './checkpoint-names.js';
+export { readSafetensors, writeSafetensorsAtomic, writeFileAtomic, SafetensorsError } from './safetensors.js';
+export { runtimeInfo, setNumThreads, manualSeed, cudaAvailable } from './runtime.js';
+export type { RuntimeInfo } from './runtime.js';
+export { loadNative, NativeLoadError } from '../bindings/load.js';

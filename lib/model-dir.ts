@@ -1,0 +1,151 @@
+// Model directories in the Hugging Face RoFormerV2 layout: config.json + model.safetensors.
+//
+// Loading is strict: every missing, unexpected or mis-shaped tensor is named in
+// one error, before any weight is touched. Saving is atomic per file: a failed
+// save leaves the previous files intact.
+
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+import type { DType, Tensor } from '../bindings/native.js';
+import { fromHuggingFaceName, TIED_DECODER_NAME, toHuggingFaceName, WORD_EMBEDDINGS_NAME } from './checkpoint-names.js';
+import { configToJson, validateConfig, type RoFormerV2Config } from './config.js';
+import {
+  readSafetensors,
+  writeFileAtomic,
+  writeSafetensorsAtomic,
+  type SafetensorsDtype,
+  type SafetensorsTensorInput,
+} from './safetensors.js';
+import { tensorFromBytes } from './tensor.js';
+
+export const CONFIG_FILE = 'config.json';
+export const WEIGHTS_FILE = 'model.safetensors';
+
+export class ModelDirError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelDirError';
+  }
+}
+
+const FLOAT_DTYPES: Partial<Record<SafetensorsDtype, DType>> = {
+  F32: 'float32',
+  F16: 'float16',
+  BF16: 'bfloat16',
+  F64: 'float64',
+};
+const SAFETENSORS_DTYPE: Partial<Record<DType, SafetensorsDtype>> = {
+  float32: 'F32',
+  float16: 'F16',
+  bfloat16: 'BF16',
+  float64: 'F64',
+};
+
+/** Every native parameter name of a RoFormerV2 with this config, with its shape. */
+export function expectedParameterShapes(config: RoFormerV2Config): Map<string, number[]> {
+  const d = config.hidden_size;
+  const shapes = new Map<string, number[]>([
+    ['word_embeddings.weight', [config.vocab_size, d]],
+    ['token_type_embeddings.weight', [config.type_vocab_size, d]],
+  ]);
+  for (let i = 0; i < config.num_hidden_layers; i++) {
+    for (const part of ['query', 'key', 'value', 'output']) shapes.set(`layer.${i}.attention.${part}.weight`, [d, d]);
+    shapes.set(`layer.${i}.intermediate.weight`, [config.intermediate_size, d]);
+    shapes.set(`layer.${i}.output.weight`, [d, config.intermediate_size]);
+  }
+  return shapes;
+}
+
+export async function readModelConfig(dir: string): Promise<RoFormerV2Config> {
+  const path = join(dir, CONFIG_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ModelDirError(`${path}: cannot read the model config (${(error as Error).message})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ModelDirError(`${path}: invalid JSON (${(error as Error).message})`);
+  }
+  return validateConfig(raw, path);
+}
+
+/**
+ * Reads a model dir and returns its config and weights by native name, checked
+ * against the shapes the config implies. The caller owns (and disposes) the tensors.
+ */
+export async function readModelDir(dir: string): Promise<{ config: RoFormerV2Config; state: Record<string, Tensor> }> {
+  const config = await readModelConfig(dir);
+  const path = join(dir, WEIGHTS_FILE);
+  if (!existsSync(path)) {
+    const hint = existsSync(join(dir, 'pytorch_model.bin'))
+      ? ' (only pytorch_model.bin is there: convert it to safetensors, the pickle format is not read)'
+      : '';
+    throw new ModelDirError(`${path}: not found${hint}`);
+  }
+  const file = await readSafetensors(path);
+
+  const expected = expectedParameterShapes(config);
+  const problems: string[] = [];
+  const found = new Map<string, { shape: number[]; dtype: DType; data: Buffer }>();
+  for (const [name, entry] of file.tensors) {
+    if (name === TIED_DECODER_NAME) continue; // checked against the embeddings below
+    const nativeName = fromHuggingFaceName(name);
+    const shape = nativeName === undefined ? undefined : expected.get(nativeName);
+    if (nativeName === undefined || shape === undefined) {
+      problems.push(`unexpected tensor ${name} ${JSON.stringify(entry.shape)}`);
+      continue;
+    }
+    const dtype = FLOAT_DTYPES[entry.dtype];
+    if (!dtype) {
+      problems.push(`tensor ${name} has dtype ${entry.dtype}; expected F32, F16, BF16 or F64`);
+    } else if (JSON.stringify(entry.shape) !== JSON.stringify(shape)) {
+      problems.push(`tensor ${name} has shape ${JSON.stringify(entry.shape)}, expected ${JSON.stringify(shape)}`);
+    } else {
+      found.set(nativeName, { shape, dtype, data: entry.data });
+    }
+  }
+  for (const nativeName of expected.keys()) {
+    const name = toHuggingFaceName(nativeName);
+    if (!file.tensors.has(name)) problems.push(`missing tensor ${name}`);
+  }
+  const decoder = file.tensors.get(TIED_DECODER_NAME);
+  const embeddings = file.tensors.get(WORD_EMBEDDINGS_NAME);
+  if (decoder && embeddings) {
+    if (JSON.stringify(decoder.shape) !== JSON.stringify(embeddings.shape)) {
+      problems.push(`tensor ${TIED_DECODER_NAME} has shape ${JSON.stringify(decoder.shape)}, expected ${JSON.stringify(embeddings.shape)} (tied to the word embeddings)`);
+    } else if (decoder.dtype !== embeddings.dtype || !decoder.data.equals(embeddings.data)) {
+      problems.push(`tensor ${TIED_DECODER_NAME} differs from ${WORD_EMBEDDINGS_NAME}, but RoFormerV2 ties them`);
+    }
+  }
+  if (problems.length > 0) {
+    throw new ModelDirError(`${path}: does not match ${join(dir, CONFIG_FILE)} (${problems.length} problem(s)):\n  - ${problems.join('\n  - ')}`);
+  }
+
+  const state: Record<string, Tensor> = {};
+  for (const [name, { shape, dtype, data }] of found) state[name] = tensorFromBytes(data, shape, dtype);
+  return { config, state };
+}
+
+/**
+ * Writes config.json and model.safetensors (Hugging Face names, the tied decoder
+ * included as the released checkpoints have it). Each file is replaced atomically.
+ */
+export async function writeModelDir(dir: string, config: RoFormerV2Config, parameters: Record<string, Tensor>): Promise<void> {
+  const tensors: SafetensorsTensorInput[] = [];
+  for (const [nativeName, tensor] of Object.entries(parameters)) {
+    const dtype = SAFETENSORS_DTYPE[tensor.dtype];
+    if (!dtype) throw new ModelDirError(`cannot save parameter ${nativeName} of dtype ${tensor.dtype}`);
+    tensors.push({ name: toHuggingFaceName(nativeName), dtype, shape: tensor.shape, data: tensor.toBuffer() });
+  }
+  const embeddings = tensors.find((t) => t.name === WORD_EMBEDDINGS_NAME);
+  if (embeddings) tensors.push({ ...embeddings, name: TIED_DECODER_NAME });
+
+  await writeSafetensorsAtomic(join(dir, WEIGHTS_FILE), tensors);
+  await writeFileAtomic(join(dir, CONFIG_FILE), [JSON.stringify(configToJson(config), null, 2) + '\n']);
+}
