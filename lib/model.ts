@@ -9,6 +9,7 @@ import { loadNative } from '../bindings/load.js';
 import type { Architecture, Device, DType, NativeModule, Tensor } from '../bindings/native.js';
 import { resolveConfig, type ModelSize, type RoFormerV2Config } from './config.js';
 import { readModelDir, writeModelDir } from './model-dir.js';
+import { isTensor } from './tensor.js';
 
 export interface ForwardOptions {
   /** (batch, seq) segment ids; all 0 when omitted (as the released scripts feed). */
@@ -69,8 +70,9 @@ abstract class Encoder {
   async forward(inputIds: Tensor, options: ForwardOptions = {}): Promise<Tensor> {
     const moved: Tensor[] = [];
     const onDevice = (t: Tensor | undefined): Tensor | null => {
-      if (!t) return null;
-      if (t.device === this.currentDevice) return t;
+      if (t === undefined || t === null) return null;
+      // Anything but a live tensor goes to the native side as it is: its error names the argument.
+      if (!isTensor(t) || t.disposed || t.device === this.currentDevice) return t;
       const copy = t.to(this.currentDevice);
       moved.push(copy);
       return copy;

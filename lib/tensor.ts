@@ -22,7 +22,7 @@ export function tensor(data: ArrayBufferView | NestedNumbers, shape?: number[], 
   if (shape && shape.reduce((a, b) => a * b, 1) !== inferred.reduce((a, b) => a * b, 1)) {
     throw new RangeError(`tensor: data has shape [${inferred}] but shape [${shape}] was given`);
   }
-  const flat = (data as unknown[]).flat(Infinity) as unknown[];
+  const flat: unknown[] = Array.isArray(data) ? (data as unknown[]).flat(Infinity) : [data];
   flat.forEach((value, i) => {
     if (typeof value !== 'number') throw new TypeError(`tensor: element ${i} is ${typeof value}, not a number`);
   });

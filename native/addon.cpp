@@ -4,6 +4,7 @@
 #include "module_handle.h"
 #include "napi_util.h"
 #include "tensor_handle.h"
+#include "trainer_handle.h"
 
 #include <ATen/Parallel.h>
 
@@ -82,22 +83,6 @@ torch::ScalarType parse_dtype(const std::string& name) {
                               "': use float32, float64, float16, bfloat16, int32, int64, int16, int8, uint8 or bool");
 }
 
-std::string dtype_name(torch::ScalarType type) {
-  switch (type) {
-    case torch::kFloat: return "float32";
-    case torch::kDouble: return "float64";
-    case torch::kHalf: return "float16";
-    case torch::kBFloat16: return "bfloat16";
-    case torch::kInt: return "int32";
-    case torch::kLong: return "int64";
-    case torch::kShort: return "int16";
-    case torch::kChar: return "int8";
-    case torch::kByte: return "uint8";
-    case torch::kBool: return "bool";
-    default: return c10::toString(type);
-  }
-}
-
 namespace {
 
 Napi::Value runtime_info(const Napi::CallbackInfo& info) {
@@ -148,12 +133,16 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   data->tensor_constructor = Napi::Persistent(tensor_class);
   auto module_class = ModuleHandle::define_class(env);
   data->module_constructor = Napi::Persistent(module_class);
+  auto trainer_class = TrainerHandle::define_class(env);
+  data->trainer_constructor = Napi::Persistent(trainer_class);
 
   desired_threads = default_threads();
   apply_thread_settings();
 
   exports.Set("Tensor", tensor_class);
   exports.Set("NativeModule", module_class);
+  exports.Set("NativeTrainer", trainer_class);
+  exports.Set("createTrainer", Napi::Function::New<TrainerHandle::create>(env, "createTrainer"));
   exports.Set("tensorFromArray", Napi::Function::New<TensorHandle::from_array>(env, "tensorFromArray"));
   exports.Set("tensorFromBytes", Napi::Function::New<TensorHandle::from_bytes>(env, "tensorFromBytes"));
   exports.Set("createModel", Napi::Function::New<ModuleHandle::create_model>(env, "createModel"));

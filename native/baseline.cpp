@@ -61,7 +61,7 @@ void RobertaBaseline::reset_parameters() {
 
 torch::Tensor RobertaBaseline::forward(torch::Tensor input_ids, torch::Tensor token_type_ids,
                                        torch::Tensor attention_mask) {
-  prepare_inputs(input_ids, token_type_ids, attention_mask);
+  prepare_inputs(input_ids, token_type_ids, attention_mask, word_embeddings->weight.device());
   const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
   if (seq > config_.max_position_embeddings) {
     throw std::invalid_argument("input_ids has " + std::to_string(seq) +

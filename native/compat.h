@@ -5,6 +5,7 @@
 // here as a small helper, so the model code reads the same for both.
 #pragma once
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -40,5 +41,59 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const 
   return torch::matmul(probs, v);
 #endif
 }
+
+// Mixed precision for the forward pass: inside the guard, matrix products on
+// `device` run in `dtype` (bf16 or fp16) while the weights stay fp32. Autocast
+// state is thread-local, so the guard is made on the thread that runs the step.
+// libtorch 2.4 replaced the per-device setters with device-type arguments.
+class AutocastGuard {
+ public:
+  AutocastGuard(torch::Device device, torch::ScalarType dtype) : device_type_(device.type()) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    previous_enabled_ = at::autocast::is_autocast_enabled(device_type_);
+    previous_dtype_ = at::autocast::get_autocast_dtype(device_type_);
+    at::autocast::set_autocast_dtype(device_type_, dtype);
+    at::autocast::set_autocast_enabled(device_type_, true);
+#else
+    if (device_type_ == torch::kCUDA) {
+      previous_enabled_ = at::autocast::is_enabled();
+      previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
+      at::autocast::set_autocast_gpu_dtype(dtype);
+      at::autocast::set_enabled(true);
+    } else {
+      previous_enabled_ = at::autocast::is_cpu_enabled();
+      previous_dtype_ = at::autocast::get_autocast_cpu_dtype();
+      at::autocast::set_autocast_cpu_dtype(dtype);
+      at::autocast::set_cpu_enabled(true);
+    }
+#endif
+    at::autocast::increment_nesting();
+  }
+
+  ~AutocastGuard() {
+    // Casted weight copies are cached while autocast is on; drop them with the last guard.
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(device_type_, previous_enabled_);
+    at::autocast::set_autocast_dtype(device_type_, previous_dtype_);
+#else
+    if (device_type_ == torch::kCUDA) {
+      at::autocast::set_enabled(previous_enabled_);
+      at::autocast::set_autocast_gpu_dtype(previous_dtype_);
+    } else {
+      at::autocast::set_cpu_enabled(previous_enabled_);
+      at::autocast::set_autocast_cpu_dtype(previous_dtype_);
+    }
+#endif
+  }
+
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  torch::DeviceType device_type_;
+  bool previous_enabled_ = false;
+  torch::ScalarType previous_dtype_ = torch::kFloat;
+};
 
 }  // namespace roformer::compat

@@ -12,6 +12,14 @@
 
 namespace roformer {
 
+// The package's dtype names ("float32", "bfloat16", "int64", ...), used in every message.
+std::string dtype_name(torch::ScalarType type);
+
+// The (batch, seq) key mask attention uses, from a (batch, seq) padding mask (non-zero =
+// real token). A row with no real token at all would give softmax over nothing (NaN that
+// spreads through gradients); its first key is kept so every row stays finite.
+torch::Tensor key_padding_mask(const torch::Tensor& attention_mask);
+
 // Field names follow the Hugging Face config.json keys, so a config read from a
 // model directory maps one to one.
 struct ModelConfig {
@@ -66,10 +74,11 @@ class EncoderModel : public torch::nn::Module {
   const ModelConfig& config() const { return config_; }
 
  protected:
-  // Validates and normalises the three inputs in place (ids to int64, defaults
-  // filled in), throwing std::invalid_argument that names the offending input.
-  void prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token_type_ids,
-                      torch::Tensor& attention_mask) const;
+  // Validates and normalises the three inputs in place (ids to int64 on `device`,
+  // defaults filled in), throwing std::invalid_argument that names the offending
+  // input. Checking before the move keeps CPU inputs from forcing a GPU sync.
+  void prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token_type_ids, torch::Tensor& attention_mask,
+                      torch::Device device) const;
   // Validates MLM positions against the number of hidden rows.
   torch::Tensor prepare_positions(const torch::Tensor& positions, int64_t rows) const;
 

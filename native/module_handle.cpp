@@ -116,13 +116,13 @@ torch::Tensor keep_mask(const std::vector<torch::Tensor>& inputs, size_t i, cons
     throw std::invalid_argument("attention_mask must have shape (batch, seq) = [" + std::to_string(x.size(0)) + ", " +
                                 std::to_string(x.size(1)) + "], got " + shape_text(mask));
   }
-  return mask.to(x.device()).ne(0).view({x.size(0), 1, 1, x.size(1)});
+  return key_padding_mask(mask.to(x.device())).view({x.size(0), 1, 1, x.size(1)});
 }
 
 void require_hidden(const torch::Tensor& x, int64_t hidden) {
   if (x.dim() != 3 || x.size(2) != hidden || !x.is_floating_point()) {
     throw std::invalid_argument("x must be a floating-point tensor of shape (batch, seq, " + std::to_string(hidden) +
-                                "), got " + std::string(c10::toString(x.scalar_type())) + " " + shape_text(x));
+                                "), got " + dtype_name(x.scalar_type()) + " " + shape_text(x));
   }
 }
 
@@ -161,14 +161,15 @@ Napi::Object ModuleHandle::wrap(Napi::Env env, std::string kind, std::shared_ptr
   return object;
 }
 
-std::shared_ptr<EncoderModel> ModuleHandle::unwrap_model(const Napi::Value& value, const std::string& what) {
+std::pair<std::shared_ptr<EncoderModel>, std::shared_ptr<std::mutex>> ModuleHandle::unwrap_model(
+    const Napi::Value& value, const std::string& what) {
   auto env = value.Env();
   if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addon_data(env).module_constructor.Value())) {
     throw Napi::TypeError::New(env, what + " must be a native model");
   }
   auto* handle = Unwrap(value.As<Napi::Object>());
   if (!handle->model_) throw Napi::TypeError::New(env, what + " is a " + handle->kind_ + " layer, not a whole model");
-  return handle->model_;
+  return {handle->model_, handle->mutex_};
 }
 
 EncoderModel& ModuleHandle::model(const char* method) const {
@@ -374,7 +375,7 @@ Napi::Value ModuleHandle::load_state_dict(const Napi::CallbackInfo& info) {
         problems.push_back("tensor " + name + " has shape " + shape_text(source) + " but the model expects " +
                            shape_text(target));
       } else if (!source.is_floating_point()) {
-        problems.push_back("tensor " + name + " has dtype " + std::string(c10::toString(source.scalar_type())) +
+        problems.push_back("tensor " + name + " has dtype " + dtype_name(source.scalar_type()) +
                            " but the model expects floating point");
       } else {
         copies.emplace_back(target, source);

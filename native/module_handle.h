@@ -21,10 +21,11 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
 
   explicit ModuleHandle(const Napi::CallbackInfo& info);
 
-  // For the trainer: the model behind a JS handle (a TypeError if it is not one).
-  static std::shared_ptr<EncoderModel> unwrap_model(const Napi::Value& value, const std::string& what);
-  // Serialises every use of this module's weights across threads.
-  std::shared_ptr<std::mutex> mutex() const { return mutex_; }
+  // For the trainer: the whole model behind a JS handle and the mutex that
+  // serialises every use of its weights across threads (a TypeError if the value
+  // is not a whole model).
+  static std::pair<std::shared_ptr<EncoderModel>, std::shared_ptr<std::mutex>> unwrap_model(const Napi::Value& value,
+                                                                                             const std::string& what);
 
  private:
   using LayerCall = std::function<torch::Tensor(const std::vector<torch::Tensor>&)>;

@@ -16,7 +16,7 @@ std::string shape_string(const torch::Tensor& t) {
   return out.str();
 }
 
-std::string dtype_string(const torch::Tensor& t) { return std::string(c10::toString(t.scalar_type())); }
+std::string dtype_string(const torch::Tensor& t) { return dtype_name(t.scalar_type()); }
 
 void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
@@ -33,7 +33,8 @@ void check_id_range(const torch::Tensor& ids, int64_t limit, const char* name, c
   auto [lo, hi] = torch::aminmax(ids);
   const int64_t min_id = lo.item<int64_t>(), max_id = hi.item<int64_t>();
   if (min_id < 0) {
-    throw std::invalid_argument(std::string(name) + " contains the negative id " + std::to_string(min_id));
+    throw std::invalid_argument(std::string(name) + " contains the negative id " + std::to_string(min_id) +
+                                " (ids must be in [0, " + limit_name + " = " + std::to_string(limit) + "))");
   }
   if (max_id >= limit) {
     throw std::invalid_argument(std::string(name) + " contains the id " + std::to_string(max_id) + ", but " +
@@ -42,6 +43,28 @@ void check_id_range(const torch::Tensor& ids, int64_t limit, const char* name, c
 }
 
 }  // namespace
+
+std::string dtype_name(torch::ScalarType type) {
+  switch (type) {
+    case torch::kFloat: return "float32";
+    case torch::kDouble: return "float64";
+    case torch::kHalf: return "float16";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kInt: return "int32";
+    case torch::kLong: return "int64";
+    case torch::kShort: return "int16";
+    case torch::kChar: return "int8";
+    case torch::kByte: return "uint8";
+    case torch::kBool: return "bool";
+    default: return c10::toString(type);
+  }
+}
+
+torch::Tensor key_padding_mask(const torch::Tensor& attention_mask) {
+  auto keep = attention_mask.ne(0);
+  keep.select(1, 0).logical_or_(keep.any(1).logical_not());
+  return keep;
+}
 
 // ---------------------------------------------------------------------------
 // ModelConfig and the shared input checks of EncoderModel
@@ -77,14 +100,14 @@ void ModelConfig::validate(bool needs_even_head_dim) const {
 }
 
 void EncoderModel::prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token_type_ids,
-                                  torch::Tensor& attention_mask) const {
+                                  torch::Tensor& attention_mask, torch::Device device) const {
   require(input_ids.defined(), "input_ids is required");
   require(is_integer_dtype(input_ids), "input_ids must be an int32 or int64 tensor, got " + dtype_string(input_ids));
   require(input_ids.dim() == 2, "input_ids must have shape (batch, seq), got " + shape_string(input_ids));
   require(input_ids.size(0) > 0 && input_ids.size(1) > 0,
           "input_ids is empty: shape " + shape_string(input_ids));
   check_id_range(input_ids, config_.vocab_size, "input_ids", "vocab_size");
-  input_ids = input_ids.to(torch::kLong);
+  input_ids = input_ids.to(device, torch::kLong);
 
   if (token_type_ids.defined()) {
     require(is_integer_dtype(token_type_ids),
@@ -92,7 +115,7 @@ void EncoderModel::prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token
     require(token_type_ids.sizes() == input_ids.sizes(), "token_type_ids has shape " + shape_string(token_type_ids) +
                                                              " but input_ids has shape " + shape_string(input_ids));
     check_id_range(token_type_ids, config_.type_vocab_size, "token_type_ids", "type_vocab_size");
-    token_type_ids = token_type_ids.to(input_ids.device(), torch::kLong);
+    token_type_ids = token_type_ids.to(device, torch::kLong);
   } else {
     token_type_ids = torch::zeros_like(input_ids);
   }
@@ -100,9 +123,9 @@ void EncoderModel::prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token
   if (attention_mask.defined()) {
     require(attention_mask.sizes() == input_ids.sizes(), "attention_mask has shape " + shape_string(attention_mask) +
                                                              " but input_ids has shape " + shape_string(input_ids));
-    attention_mask = attention_mask.to(input_ids.device()).ne(0);
+    attention_mask = key_padding_mask(attention_mask.to(input_ids.device()));
   } else {
-    attention_mask = input_ids.ne(config_.pad_token_id);
+    attention_mask = key_padding_mask(input_ids.ne(config_.pad_token_id));
   }
 }
 
@@ -240,7 +263,7 @@ void RoFormerV2::set_residual_scale(double alpha) {
 
 torch::Tensor RoFormerV2::forward(torch::Tensor input_ids, torch::Tensor token_type_ids,
                                   torch::Tensor attention_mask) {
-  prepare_inputs(input_ids, token_type_ids, attention_mask);
+  prepare_inputs(input_ids, token_type_ids, attention_mask, word_embeddings->weight.device());
   const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
 
   auto x = word_embeddings(input_ids) + token_type_embeddings(token_type_ids);

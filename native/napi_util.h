@@ -5,6 +5,8 @@
 #include <napi.h>
 #include <torch/torch.h>
 
+#include "encoder_model.h"
+
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -16,6 +18,7 @@ namespace roformer::js {
 struct AddonData {
   Napi::FunctionReference tensor_constructor;
   Napi::FunctionReference module_constructor;
+  Napi::FunctionReference trainer_constructor;
 };
 
 inline AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
@@ -54,7 +57,7 @@ torch::Device parse_device(const std::string& name);
 
 // "float32", "bfloat16", ... ⇄ torch scalar types.
 torch::ScalarType parse_dtype(const std::string& name);
-std::string dtype_name(torch::ScalarType type);
+using roformer::dtype_name;
 
 // Runs `work` on a libuv worker thread and settles a Promise with `done(env, result)`
 // back on the JS thread. Any exception in either rejects the Promise with a JS Error.

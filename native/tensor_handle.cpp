@@ -162,13 +162,14 @@ Napi::Value TensorHandle::from_bytes(const Napi::CallbackInfo& info) {
     auto array = info[0].As<Napi::TypedArray>();
     auto shape = parse_shape(env, info[1]);
     auto dtype = parse_dtype(info[2].As<Napi::String>().Utf8Value());
-    auto tensor = torch::empty(shape, torch::TensorOptions().dtype(dtype));
-    const size_t expected = tensor.numel() * tensor.element_size();
+    // Check the byte count before allocating: a bad shape must not reserve memory.
+    const size_t expected = static_cast<size_t>(element_count(shape)) * c10::elementSize(dtype);
     if (array.ByteLength() != expected) {
       throw Napi::RangeError::New(env, "fromBytes: " + std::to_string(array.ByteLength()) + " bytes given, but " +
                                            info[2].As<Napi::String>().Utf8Value() + " " + shape_text(shape) +
                                            " needs " + std::to_string(expected));
     }
+    auto tensor = torch::empty(shape, torch::TensorOptions().dtype(dtype));
     const auto* bytes = static_cast<const uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
     if (expected > 0) std::memcpy(tensor.data_ptr(), bytes, expected);
     return wrap(env, tensor);

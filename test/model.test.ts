@@ -96,6 +96,16 @@ describe('RoFormerV2 forward', () => {
     expect(maxAbsDiff(short, unmasked.subarray(0, short.length))).toBeGreaterThan(1e-3);
   });
 
+  it('a row with no real token stays finite (no softmax over nothing)', async () => {
+    const model = RoFormerV2.create({ config: tiny, seed: 4 }).eval();
+    const out = values(await model.forward(tensor([[2, 9, 3], [0, 0, 0]], undefined, 'int64')));
+    expect(out.every(Number.isFinite)).toBe(true);
+    const masked = values(
+      await model.forward(tensor([[2, 9, 3]], undefined, 'int64'), { attentionMask: tensor([[0, 0, 0]], undefined, 'int64') }),
+    );
+    expect(masked.every(Number.isFinite)).toBe(true);
+  });
+
   it('runs at lengths past 512 (no position table)', async () => {
     const model = RoFormerV2.create({ config: tiny, seed: 5 }).eval();
     const long = Array.from({ length: 1030 }, (_, i) => 4 + (i % 40));

@@ -1,0 +1,186 @@
+#include "optimizers.h"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace roformer {
+
+Optimizer::Optimizer(NamedTensors parameters, OptimizerOptions options)
+    : parameters_(std::move(parameters)), options_(std::move(options)) {}
+
+void Optimizer::add_state(const std::string& key, const std::string& name, const torch::Tensor& like) {
+  state_[key + "." + name] = torch::zeros_like(like, torch::MemoryFormat::Contiguous);
+}
+
+void Optimizer::step(double lr) {
+  torch::NoGradGuard no_grad;
+  const int64_t t = ++steps_;
+  for (auto& [name, param] : parameters_) {
+    if (!param.grad().defined()) continue;
+    update(name, param, param.grad(), lr, t);
+  }
+}
+
+void Optimizer::load_state(const std::map<std::string, torch::Tensor>& saved) {
+  std::vector<std::string> problems;
+  for (const auto& [key, tensor] : saved) {
+    auto it = state_.find(key);
+    if (it == state_.end()) {
+      problems.push_back("unexpected optimizer tensor " + key);
+    } else if (it->second.sizes() != tensor.sizes()) {
+      std::ostringstream out;
+      out << "optimizer tensor " << key << " has shape " << tensor.sizes() << " but expected " << it->second.sizes();
+      problems.push_back(out.str());
+    }
+  }
+  for (const auto& [key, tensor] : state_) {
+    if (!saved.count(key)) problems.push_back("missing optimizer tensor " + key);
+  }
+  if (!problems.empty()) {
+    std::string message = "optimizer state (" + options_.kind + ") does not match: ";
+    for (size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];
+    throw std::invalid_argument(message);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& [key, tensor] : state_) tensor.copy_(saved.at(key));
+}
+
+namespace {
+
+// AdamW (Loshchilov & Hutter): Adam with decoupled weight decay. The update runs
+// as multi-tensor (_foreach) operations over all parameters at once.
+class AdamW : public Optimizer {
+ public:
+  AdamW(NamedTensors parameters, OptimizerOptions options) : Optimizer(std::move(parameters), std::move(options)) {
+    for (auto& [name, p] : parameters_) {
+      add_state("exp_avg", name, p);
+      add_state("exp_avg_sq", name, p);
+    }
+  }
+
+  void step(double lr) override {
+    torch::NoGradGuard no_grad;
+    const int64_t t = ++steps_;
+    std::vector<torch::Tensor> params, grads, exp_avg, exp_avg_sq, decayed;
+    for (auto& [name, p] : parameters_) {
+      if (!p.grad().defined()) continue;
+      params.push_back(p);
+      grads.push_back(p.grad());
+      exp_avg.push_back(state("exp_avg", name));
+      exp_avg_sq.push_back(state("exp_avg_sq", name));
+      if (decays(p)) decayed.push_back(p);
+    }
+    if (params.empty()) return;
+    const auto& o = options_;
+    // p ← p·(1 − lr·λ): decay decoupled from the gradient statistics
+    if (o.weight_decay != 0 && !decayed.empty()) at::_foreach_mul_(decayed, 1.0 - lr * o.weight_decay);
+    // m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²
+    at::_foreach_mul_(exp_avg, o.beta1);
+    at::_foreach_add_(exp_avg, grads, 1.0 - o.beta1);
+    at::_foreach_mul_(exp_avg_sq, o.beta2);
+    at::_foreach_addcmul_(exp_avg_sq, grads, grads, 1.0 - o.beta2);
+    // p ← p − lr/(1−β1ᵗ) · m / (sqrt(v/(1−β2ᵗ)) + ε)
+    const double bias1 = 1.0 - std::pow(o.beta1, static_cast<double>(t));
+    const double bias2 = 1.0 - std::pow(o.beta2, static_cast<double>(t));
+    auto denom = at::_foreach_sqrt(exp_avg_sq);
+    at::_foreach_div_(denom, std::sqrt(bias2));
+    at::_foreach_add_(denom, o.eps);
+    at::_foreach_addcdiv_(params, exp_avg, denom, -lr / bias1);
+  }
+
+ protected:
+  void update(const std::string&, torch::Tensor&, const torch::Tensor&, double, int64_t) override {
+    // unused: step() above updates all parameters together
+  }
+};
+
+// LAMB (You et al. 2019): the Adam direction plus weight decay, rescaled per
+// parameter by the trust ratio ‖p‖ / ‖update‖.
+class Lamb : public Optimizer {
+ public:
+  Lamb(NamedTensors parameters, OptimizerOptions options) : Optimizer(std::move(parameters), std::move(options)) {
+    for (auto& [name, p] : parameters_) {
+      add_state("exp_avg", name, p);
+      add_state("exp_avg_sq", name, p);
+    }
+  }
+
+ protected:
+  void update(const std::string& name, torch::Tensor& p, const torch::Tensor& g, double lr, int64_t t) override {
+    const auto& o = options_;
+    auto& m = state("exp_avg", name);
+    auto& v = state("exp_avg_sq", name);
+    m.mul_(o.beta1).add_(g, 1.0 - o.beta1);
+    v.mul_(o.beta2).addcmul_(g, g, 1.0 - o.beta2);
+    const double bias1 = 1.0 - std::pow(o.beta1, static_cast<double>(t));
+    const double bias2 = 1.0 - std::pow(o.beta2, static_cast<double>(t));
+    auto direction = (m / bias1) / ((v / bias2).sqrt() + o.eps);
+    if (o.weight_decay != 0 && decays(p)) direction.add_(p, o.weight_decay);
+    // Trust ratio stays a tensor (no host synchronisation); 1 where either norm is 0.
+    auto weight_norm = p.norm();
+    auto update_norm = direction.norm();
+    auto trust = torch::where(weight_norm.gt(0).logical_and(update_norm.gt(0)), weight_norm / update_norm,
+                              torch::ones_like(weight_norm));
+    p.sub_(direction * trust * lr);
+  }
+};
+
+// Adafactor (Shazeer & Stern 2018) with an explicit learning rate and no first
+// moment, as Hugging Face implements it: matrices keep only row and column means
+// of the squared gradients, so the state is O(n + m) instead of O(n·m).
+class Adafactor : public Optimizer {
+ public:
+  Adafactor(NamedTensors parameters, OptimizerOptions options) : Optimizer(std::move(parameters), std::move(options)) {
+    for (auto& [name, p] : parameters_) {
+      if (p.dim() >= 2) {
+        add_state("exp_avg_sq_row", name, p.mean(-1));
+        add_state("exp_avg_sq_col", name, p.mean(-2));
+      } else {
+        add_state("exp_avg_sq", name, p);
+      }
+    }
+  }
+
+ protected:
+  static torch::Tensor rms(const torch::Tensor& x) { return x.pow(2).mean().sqrt(); }
+
+  void update(const std::string& name, torch::Tensor& p, const torch::Tensor& g, double lr, int64_t t) override {
+    const auto& o = options_;
+    const double beta2t = 1.0 - std::pow(static_cast<double>(t), o.adafactor_decay_rate);
+    auto squared = g.pow(2).add_(o.adafactor_eps1);
+    torch::Tensor u;
+    if (p.dim() >= 2) {
+      auto& row = state("exp_avg_sq_row", name);
+      auto& col = state("exp_avg_sq_col", name);
+      row.mul_(beta2t).add_(squared.mean(-1), 1.0 - beta2t);
+      col.mul_(beta2t).add_(squared.mean(-2), 1.0 - beta2t);
+      // v̂ ≈ row·colᵀ / mean(row): the rank-1 reconstruction of the second moment
+      auto row_factor = (row / row.mean(-1, /*keepdim=*/true)).rsqrt().unsqueeze(-1);
+      auto col_factor = col.unsqueeze(-2).rsqrt();
+      u = row_factor * col_factor * g;
+    } else {
+      auto& v = state("exp_avg_sq", name);
+      v.mul_(beta2t).add_(squared, 1.0 - beta2t);
+      u = v.rsqrt() * g;
+    }
+    // Clip the update's RMS to the threshold.
+    u.div_((rms(u) / o.adafactor_clip).clamp_min(1.0));
+    // Relative step size: scale lr by the parameter's own RMS (at least eps2).
+    auto step_size = o.adafactor_scale_parameter ? rms(p).clamp_min(o.adafactor_eps2) * lr
+                                                 : torch::full({}, lr, p.options());
+    if (o.weight_decay != 0 && decays(p)) p.sub_(p * step_size * o.weight_decay);
+    p.sub_(u * step_size);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_optimizer(NamedTensors parameters, const OptimizerOptions& options) {
+  if (options.kind == "adamw") return std::make_unique<AdamW>(std::move(parameters), options);
+  if (options.kind == "lamb") return std::make_unique<Lamb>(std::move(parameters), options);
+  if (options.kind == "adafactor") return std::make_unique<Adafactor>(std::move(parameters), options);
+  throw std::invalid_argument("unknown optimizer '" + options.kind + "': use adamw, lamb or adafactor");
+}
+
+}  // namespace roformer

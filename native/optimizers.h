@@ -1,0 +1,69 @@
+// The optimisers: AdamW (default), LAMB (the authors' pre-training choice) and
+// Adafactor (their CLUE fine-tuning choice).
+//
+// Written here rather than taken from torch::optim because libtorch's C++ frontend
+// has neither LAMB nor Adafactor, and because checkpoints need each optimiser's
+// state as named tensors ("exp_avg.<parameter>", ...), saved next to the model in
+// safetensors. The learning rate comes with every step: schedules live in TypeScript.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace roformer {
+
+struct OptimizerOptions {
+  std::string kind = "adamw";  // adamw | lamb | adafactor
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+  // Adafactor (Shazeer & Stern 2018, as in Hugging Face's implementation with a given lr)
+  double adafactor_eps1 = 1e-30;      // added to squared gradients
+  double adafactor_eps2 = 1e-3;       // floor of the parameter scale
+  double adafactor_clip = 1.0;        // update RMS clipping threshold
+  double adafactor_decay_rate = -0.8;  // β2 at step t = 1 − t^decay_rate
+  bool adafactor_scale_parameter = true;
+};
+
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
+class Optimizer {
+ public:
+  Optimizer(NamedTensors parameters, OptimizerOptions options);
+  virtual ~Optimizer() = default;
+
+  // One update from every parameter's .grad(), with learning rate lr. The default
+  // walks the parameters one by one through update(); AdamW batches them instead.
+  virtual void step(double lr);
+
+  // The state as named tensors (created up front, so the key set never changes),
+  // and its strict restoration from a checkpoint.
+  const std::map<std::string, torch::Tensor>& state() const { return state_; }
+  void load_state(const std::map<std::string, torch::Tensor>& saved);
+
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t steps) { steps_ = steps; }
+  const OptimizerOptions& options() const { return options_; }
+
+ protected:
+  // Update one parameter; `t` is the 1-based step number.
+  virtual void update(const std::string& name, torch::Tensor& param, const torch::Tensor& grad, double lr, int64_t t) = 0;
+  torch::Tensor& state(const std::string& key, const std::string& name) { return state_.at(key + "." + name); }
+  void add_state(const std::string& key, const std::string& name, const torch::Tensor& like);
+  // Weight decay applies to matrices and embeddings, not to biases or norm gains.
+  static bool decays(const torch::Tensor& param) { return param.dim() >= 2; }
+
+  NamedTensors parameters_;
+  OptimizerOptions options_;
+  std::map<std::string, torch::Tensor> state_;
+  int64_t steps_ = 0;
+};
+
+std::unique_ptr<Optimizer> make_optimizer(NamedTensors parameters, const OptimizerOptions& options);
+
+}  // namespace roformer

@@ -1,0 +1,35 @@
+// The JS handle on a Trainer: steps and evaluations run on worker threads and
+// return Promises; one step at a time.
+#pragma once
+
+#include "napi_util.h"
+#include "trainer.h"
+
+#include <atomic>
+#include <memory>
+
+namespace roformer::js {
+
+class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
+ public:
+  static Napi::Function define_class(Napi::Env env);
+  // createTrainer(model: NativeModule, options: object)
+  static Napi::Value create(const Napi::CallbackInfo& info);
+
+  explicit TrainerHandle(const Napi::CallbackInfo& info);
+
+ private:
+  Napi::Value step(const Napi::CallbackInfo& info);
+  Napi::Value evaluate(const Napi::CallbackInfo& info);
+  Napi::Value state_tensors(const Napi::CallbackInfo& info);
+  Napi::Value load_state_tensors(const Napi::CallbackInfo& info);
+  Napi::Value counters(const Napi::CallbackInfo& info);
+  Napi::Value set_counters(const Napi::CallbackInfo& info);
+  Napi::Value busy(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<Trainer> trainer_;
+  // A step or evaluation in flight: a second one is refused, never run concurrently.
+  std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+}  // namespace roformer::js
