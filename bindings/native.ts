@@ -97,6 +97,67 @@ export interface NativeModule {
   vjp(inputs: Array<Tensor | null>, gradOutput: Tensor): VjpResult;
 }
 
+/** Options of the native trainer (lib/trainer.ts documents them). */
+export interface NativeTrainerOptions {
+  optimizer?: 'adamw' | 'lamb' | 'adafactor';
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  scaleParameter?: boolean;
+  maxGradNorm?: number;
+  precision?: 'fp32' | 'bf16' | 'fp16';
+  lossScaling?: boolean;
+  initScale?: number;
+  growthFactor?: number;
+  backoffFactor?: number;
+  growthInterval?: number;
+}
+
+/** One micro-batch of masked-language-model training. */
+export interface MicroBatch {
+  /** (batch, seq) token ids. */
+  inputIds: Tensor;
+  tokenTypeIds?: Tensor | null;
+  attentionMask?: Tensor | null;
+  /** Flat indices into batch·seq of the positions to predict. */
+  targetPositions: Tensor;
+  /** The original token id at each target position. */
+  targetIds: Tensor;
+}
+
+export interface StepResult {
+  /** Mean cross-entropy over the step's targets. */
+  loss: number;
+  /** Global gradient norm before clipping (inf/NaN when the step was skipped). */
+  gradNorm: number;
+  /** The loss scale used (1 without loss scaling). */
+  lossScale: number;
+  /** Non-finite loss or gradients: no update was made. */
+  skipped: boolean;
+  targets: number;
+  /** Optimiser updates so far. */
+  step: number;
+  skippedSteps: number;
+}
+
+export interface TrainerCounters {
+  step: number;
+  skippedSteps: number;
+  lossScale: number;
+  growthTracker: number;
+}
+
+export interface NativeTrainer {
+  readonly busy: boolean;
+  step(microBatches: MicroBatch[], lr: number, alpha: number): Promise<StepResult>;
+  evaluate(batch: MicroBatch): Promise<{ lossSum: number; correct: number; targets: number }>;
+  stateTensors(): Record<string, Tensor>;
+  loadStateTensors(state: Record<string, Tensor>): void;
+  counters(): TrainerCounters;
+  setCounters(counters: TrainerCounters): void;
+}
+
 export interface RuntimeInfo {
   libtorchVersion: string;
   cudaAvailable: boolean;
@@ -116,6 +177,13 @@ export interface NativeAddon {
   tensorFromBytes(bytes: Uint8Array, shape: number[], dtype: DType): Tensor;
   createModel(architecture: Architecture, config: Partial<NativeModelConfig>, seed?: number): NativeModule;
   createLayer(kind: LayerKind, options: Record<string, unknown>, seed?: number): NativeModule;
+  createTrainer(model: NativeModule, options: NativeTrainerOptions): NativeTrainer;
+  optimizerSteps(
+    options: NativeTrainerOptions,
+    params: Record<string, Tensor>,
+    gradsPerStep: Array<Record<string, Tensor>>,
+    lrs: number[],
+  ): void;
   runtimeInfo(): RuntimeInfo;
   setNumThreads(n: number): void;
   manualSeed(seed: number): void;

@@ -98,6 +98,36 @@ Napi::Value TrainerHandle::create(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value TrainerHandle::optimizer_steps(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsObject() || !info[2].IsArray() || !info[3].IsArray()) {
+      throw_type_error(env, "optimizerSteps(options, params, gradsPerStep[], lrs[])");
+    }
+    const auto options = parse_options(info[0].As<Napi::Object>()).optimizer;
+    auto params_js = info[1].As<Napi::Object>();
+    NamedTensors params;
+    auto names = params_js.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); ++i) {
+      const auto name = names.Get(i).ToString().Utf8Value();
+      params.emplace_back(name, TensorHandle::unwrap(params_js.Get(name), "params['" + name + "']"));
+    }
+    auto optimizer = make_optimizer(params, options);
+    auto grads_per_step = info[2].As<Napi::Array>();
+    auto lrs = info[3].As<Napi::Array>();
+    if (grads_per_step.Length() != lrs.Length()) throw std::invalid_argument("one learning rate per step is needed");
+    for (uint32_t s = 0; s < grads_per_step.Length(); ++s) {
+      auto grads = grads_per_step.Get(s).As<Napi::Object>();
+      for (auto& [name, p] : params) {
+        p.mutable_grad() = TensorHandle::unwrap(grads.Get(name), "grads[" + std::to_string(s) + "]['" + name + "']");
+      }
+      optimizer->step(lrs.Get(s).As<Napi::Number>().DoubleValue());
+    }
+    for (auto& [name, p] : params) p.mutable_grad().reset();
+    return env.Undefined();
+  });
+}
+
 Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {

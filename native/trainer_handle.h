@@ -15,6 +15,9 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   static Napi::Function define_class(Napi::Env env);
   // createTrainer(model: NativeModule, options: object)
   static Napi::Value create(const Napi::CallbackInfo& info);
+  // optimizerSteps(options, params, gradsPerStep[], lrs[]): the optimiser on its own,
+  // updating `params` in place — lets tests check each update rule against reference math.
+  static Napi::Value optimizer_steps(const Napi::CallbackInfo& info);
 
   explicit TrainerHandle(const Napi::CallbackInfo& info);
 
