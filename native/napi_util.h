@@ -61,14 +61,16 @@ using roformer::dtype_name;
 
 // Runs `work` on a libuv worker thread and settles a Promise with `done(env, result)`
 // back on the JS thread. Any exception in either rejects the Promise with a JS Error.
+// `settled`, if given, runs on the JS thread just before the Promise settles, either way.
 template <typename Result>
 class PromiseJob : public Napi::AsyncWorker {
  public:
   using Work = std::function<Result()>;
   using Done = std::function<Napi::Value(Napi::Env, Result&)>;
 
-  static Napi::Promise start(Napi::Env env, Work work, Done done) {
+  static Napi::Promise start(Napi::Env env, Work work, Done done, std::function<void()> settled = nullptr) {
     auto* job = new PromiseJob(env, std::move(work), std::move(done));
+    job->settled_ = std::move(settled);
     auto promise = job->deferred_.Promise();
     job->Queue();  // deleted by node-addon-api once settled
     return promise;
@@ -95,6 +97,7 @@ class PromiseJob : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
+    if (settled_) settled_();
     try {
       deferred_.Resolve(done_(env, result_));
     } catch (const Napi::Error& e) {
@@ -104,11 +107,15 @@ class PromiseJob : public Napi::AsyncWorker {
     }
   }
 
-  void OnError(const Napi::Error& error) override { deferred_.Reject(error.Value()); }
+  void OnError(const Napi::Error& error) override {
+    if (settled_) settled_();
+    deferred_.Reject(error.Value());
+  }
 
   Napi::Promise::Deferred deferred_;
   Work work_;
   Done done_;
+  std::function<void()> settled_;
   Result result_;
 };
 

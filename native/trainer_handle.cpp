@@ -55,12 +55,6 @@ MicroBatch parse_batch(const Napi::Value& value, const std::string& what) {
   return b;
 }
 
-// Clears the busy flag when the job ends, however it ends.
-struct BusyRelease {
-  std::shared_ptr<std::atomic<bool>> flag;
-  ~BusyRelease() { *flag = false; }
-};
-
 void claim(const std::shared_ptr<std::atomic<bool>>& busy, const char* what) {
   bool expected = false;
   if (!busy->compare_exchange_strong(expected, true)) {
@@ -144,10 +138,7 @@ Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
     auto busy = busy_;
     return PromiseJob<StepResult>::start(
         env,
-        [=]() {
-          BusyRelease release{busy};
-          return trainer->step(batches, lr, alpha);
-        },
+        [=]() { return trainer->step(batches, lr, alpha); },
         [](Napi::Env env, StepResult& r) -> Napi::Value {
           auto o = Napi::Object::New(env);
           o.Set("loss", r.loss);
@@ -158,7 +149,9 @@ Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
           o.Set("step", static_cast<double>(r.step));
           o.Set("skippedSteps", static_cast<double>(r.skipped_steps));
           return o;
-        });
+        },
+        // Busy until the Promise settles, so JS never sees a finished-but-unsettled step as free.
+        [busy]() { *busy = false; });
   });
 }
 
@@ -171,17 +164,15 @@ Napi::Value TrainerHandle::evaluate(const Napi::CallbackInfo& info) {
     auto busy = busy_;
     return PromiseJob<Trainer::EvalResult>::start(
         env,
-        [=]() {
-          BusyRelease release{busy};
-          return trainer->evaluate(batch);
-        },
+        [=]() { return trainer->evaluate(batch); },
         [](Napi::Env env, Trainer::EvalResult& r) -> Napi::Value {
           auto o = Napi::Object::New(env);
           o.Set("lossSum", r.loss_sum);
           o.Set("correct", static_cast<double>(r.correct));
           o.Set("targets", static_cast<double>(r.targets));
           return o;
-        });
+        },
+        [busy]() { *busy = false; });
   });
 }
 
