@@ -2,6 +2,8 @@
 // The `roformer` command. `--help` works without libtorch: the addon is loaded
 // only by the commands that need it.
 
+import { readFileSync } from 'node:fs';
+
 import { Command } from 'commander';
 
 import { NativeLoadError } from '../bindings/load.js';
@@ -22,8 +24,7 @@ program
     console.log(`CUDA            ${info.cudaAvailable ? `${info.cudaDeviceCount} device(s)` : 'not available'}`);
     console.log(`fused attention ${info.fusedAttention ? 'yes (scaled_dot_product_attention)' : 'no (plain math)'}`);
     console.log(`threads         ${info.numThreads} of ${info.availableCores} available cores`);
-    const blas = /BLAS_INFO=(\w+)/.exec(info.buildConfig)?.[1] ?? 'unknown';
-    console.log(`BLAS            ${blas}`);
+    console.log(`BLAS            ${blasInUse(info.buildConfig)}`);
     if (options.buildConfig) console.log(`\n${info.buildConfig}\n${info.parallelInfo}`);
   });
 
@@ -39,6 +40,26 @@ program
     await model.save(dir);
     console.log(`wrote ${dir} (${(model.parameterCount / 1e6).toFixed(1)}M parameters)`);
   });
+
+/**
+ * The BLAS actually loaded: Debian's libtorch says "generic" and uses whatever
+ * libblas.so.3 points at, which is the reference BLAS (~15× slower) unless
+ * OpenBLAS is installed; the process's own memory map tells which it got.
+ */
+function blasInUse(buildConfig: string): string {
+  const configured = /BLAS_INFO=(\w+)/.exec(buildConfig)?.[1] ?? 'unknown';
+  try {
+    const maps = readFileSync('/proc/self/maps', 'utf8');
+    const libraries = [...new Set(maps.split('\n').map((l) => l.split(/\s+/)[5] ?? '').filter((p) => /blas|mkl/i.test(p)))];
+    if (libraries.length > 0) {
+      const warning = libraries.some((p) => /openblas|mkl|blis/i.test(p)) ? '' : '  (reference BLAS: install libopenblas0-pthread)';
+      return `${configured}: ${libraries.join(', ')}${warning}`;
+    }
+  } catch {
+    // not Linux: only the build configuration is known
+  }
+  return configured;
+}
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   console.error(error instanceof NativeLoadError ? error.message : `roformer: ${(error as Error).message}`);
