@@ -1,0 +1,223 @@
+// MLM pre-training end to end on a small real corpus (Song ci from chinese-poetry):
+// the loss falls, evaluation runs, checkpoints and the report are written, an
+// interrupted run resumes exactly, and the CLI around it behaves.
+
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { beforeAll, describe, expect, it } from 'vitest';
+
+import {
+  Corpus,
+  fillMask,
+  loadForInference,
+  MlmPipeline,
+  PRETRAIN_DEFAULTS,
+  pretrain,
+  readMetrics,
+  resolvePretrainConfig,
+  Tokenizer,
+  buildVocab,
+  type PretrainConfig,
+} from '../lib/index.js';
+import { ensureDemoCorpus } from '../lib/demo-corpus.js';
+
+const run = promisify(execFile);
+const CLI = 'dist/lib/cli.js';
+const tmp = (name: string) => mkdtempSync(join(tmpdir(), `roformer-${name}-`));
+
+let corpusFile: string;
+
+beforeAll(async () => {
+  // 1500 ci: enough to learn something in a few dozen steps, small enough to be quick.
+  const [songci] = await ensureDemoCorpus(join(tmpdir(), 'roformer-test-corpus'));
+  const lines = readFileSync(songci!, 'utf8').split('\n').slice(0, 1500);
+  corpusFile = join(tmp('corpus'), 'ci.txt');
+  writeFileSync(corpusFile, lines.join('\n') + '\n');
+});
+
+const tinyRun = (out: string, overrides: Partial<PretrainConfig> = {}): PretrainConfig => ({
+  ...PRETRAIN_DEFAULTS,
+  corpus: [corpusFile],
+  out,
+  model: { num_hidden_layers: 2, hidden_size: 64, num_attention_heads: 2, intermediate_size: 128, hidden_dropout_prob: 0.1 },
+  vocabSize: 3000,
+  maxLength: 48,
+  batchSize: 16,
+  steps: 40,
+  lr: 2e-3,
+  warmupSteps: 5,
+  evalEvery: 20,
+  evalBatches: 4,
+  evalFraction: 0.05,
+  saveEvery: 20,
+  logEvery: 10,
+  ...overrides,
+});
+
+describe('pretrain', () => {
+  it('lowers the held-out loss, raises masked-token accuracy, writes checkpoints, metrics and the report', async () => {
+    const out = tmp('run');
+    const result = await pretrain(tinyRun(out));
+    expect(result.step).toBe(40);
+    expect(result.interrupted).toBe(false);
+
+    const metrics = await readMetrics(join(out, 'metrics.jsonl'));
+    const evals = metrics.filter((m) => m.type === 'eval');
+    const train = metrics.filter((m) => m.type === 'train');
+    expect(evals.map((m) => m.step)).toEqual([0, 20, 40]);
+    expect(train.map((m) => m.step)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect(evals[2]!.loss).toBeLessThan(evals[0]!.loss - 1);
+    expect((evals[2] as { accuracy: number }).accuracy).toBeGreaterThan((evals[0] as { accuracy: number }).accuracy);
+
+    const svg = readFileSync(join(out, 'report.svg'), 'utf8');
+    expect(svg).toMatch(/^<svg/);
+    expect(svg.match(/<polyline/g)?.length).toBeGreaterThanOrEqual(3);
+    expect(readFileSync(join(out, 'latest'), 'utf8').trim()).toBe('checkpoint-40');
+    for (const file of ['config.json', 'model.safetensors', 'vocab.txt', 'optimizer.safetensors', 'trainer_state.json']) {
+      expect(existsSync(join(out, 'checkpoint-40', file))).toBe(true);
+    }
+
+    // the run dir serves fill-mask
+    const { model, tokenizer } = await loadForInference(out);
+    const [prediction] = await fillMask(model, tokenizer, '明月几时有，把酒问青[MASK]。', 3);
+    expect(prediction!.candidates).toHaveLength(3);
+    const p = prediction!.candidates.map((c) => c.probability);
+    expect(p[0]).toBeGreaterThanOrEqual(p[1]!);
+    expect(p.every((x) => x > 0 && x < 1)).toBe(true);
+    expect(result.loopOverhead).toBeLessThan(0.5); // the figure itself is reported by the CLI, not asserted tightly
+  });
+
+  it('an interrupted run resumes exactly where it stopped (model, optimiser, masks, data position)', async () => {
+    const straight = tmp('straight');
+    await pretrain(tinyRun(straight, { steps: 24, evalEvery: 0, saveEvery: 0, masking: 'whole-word' }));
+    const expected = (await readMetrics(join(straight, 'metrics.jsonl'))).filter((m) => m.type === 'train').map((m) => m.loss);
+
+    const out = tmp('interrupted');
+    const abort = new AbortController();
+    const first = await pretrain(tinyRun(out, { steps: 24, evalEvery: 0, saveEvery: 0, masking: 'whole-word' }), {
+      signal: abort.signal,
+      onEvent: (e) => {
+        if (e.type === 'step' && e.step === 11) abort.abort();
+      },
+    });
+    expect(first.interrupted).toBe(true);
+    expect(first.step).toBe(11);
+    expect(first.checkpoint.endsWith('checkpoint-11')).toBe(true);
+
+    await expect(pretrain(tinyRun(out, { steps: 24 }))).rejects.toThrow(/already holds a run: pass --resume/);
+    const second = await pretrain(tinyRun(out, { steps: 24, evalEvery: 0, saveEvery: 0, masking: 'whole-word' }), { resume: true });
+    expect(second.step).toBe(24);
+    const got = (await readMetrics(join(out, 'metrics.jsonl'))).filter((m) => m.type === 'train').map((m) => m.loss);
+    expect(got).toHaveLength(24);
+    got.forEach((loss, i) => expect(loss).toBeCloseTo(expected[i]!, 4));
+  });
+
+  it('--resume on a directory without a checkpoint is a clear error', async () => {
+    await expect(pretrain(tinyRun(tmp('nothing')), { resume: true })).rejects.toThrow(/is not a run with a checkpoint/);
+  });
+});
+
+describe('pipeline', () => {
+  it('length-grouped, padded batches with targets at real tokens; resume positions reproduce the stream', async () => {
+    const corpus = await Corpus.open({ paths: [corpusFile], evalFraction: 0 });
+    const tokenizer = Tokenizer.fromTokens(await buildVocab(readFileSync(corpusFile, 'utf8').split('\n'), { size: 3000 }));
+    const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: 40, batchSize: 8, bufferBatches: 5, seed: 3 });
+    const seen: Array<{ ids: number[]; targets: number[] }> = [];
+    let resumeAfter3 = null;
+    let k = 0;
+    for await (const batch of pipeline.batches()) {
+      const [b, s] = batch.microBatch.inputIds.shape as [number, number];
+      expect(b).toBe(8);
+      expect(s).toBeLessThanOrEqual(40);
+      const ids = Array.from(batch.microBatch.inputIds.toArray() as BigInt64Array, Number);
+      const positions = Array.from(batch.microBatch.targetPositions.toArray() as BigInt64Array, Number);
+      // every row starts with [CLS]; targets never sit on padding or specials
+      for (let r = 0; r < b; r++) expect(ids[r * s]).toBe(tokenizer.clsId);
+      for (const p of positions) expect([tokenizer.padId, tokenizer.clsId, tokenizer.sepId]).not.toContain(ids[p]);
+      seen.push({ ids, targets: Array.from(batch.microBatch.targetIds.toArray() as BigInt64Array, Number) });
+      if (k === 3) resumeAfter3 = batch.resume;
+      batch.dispose();
+      if (++k === 12) break; // crosses a buffer boundary (5 batches per buffer)
+    }
+    let j = 4;
+    for await (const batch of pipeline.batches(resumeAfter3!)) {
+      expect(Array.from(batch.microBatch.inputIds.toArray() as BigInt64Array, Number)).toEqual(seen[j]!.ids);
+      expect(Array.from(batch.microBatch.targetIds.toArray() as BigInt64Array, Number)).toEqual(seen[j]!.targets);
+      batch.dispose();
+      if (++j === 12) break;
+    }
+    expect(j).toBe(12);
+  });
+});
+
+describe('config', () => {
+  it('validates files and flags, naming the bad key', async () => {
+    const dir = tmp('config');
+    const file = join(dir, 'run.json');
+    writeFileSync(file, JSON.stringify({ corpus: [corpusFile], lrr: 1e-3 }));
+    await expect(resolvePretrainConfig({ file })).rejects.toThrow(/run\.json: unknown option 'lrr' \(did you mean 'lr'\?\)/);
+    writeFileSync(file, JSON.stringify({ corpus: [corpusFile], steps: -5 }));
+    await expect(resolvePretrainConfig({ file })).rejects.toThrow(/steps must be a non-negative integer, got -5/);
+    writeFileSync(file, '{ "corpus": ');
+    await expect(resolvePretrainConfig({ file })).rejects.toThrow(/run\.json: invalid JSON/);
+    await expect(resolvePretrainConfig({ flags: { optimizer: 'sgd' as never, corpus: [corpusFile] } })).rejects.toThrow(/optimizer must be one of adamw, lamb, adafactor/);
+    await expect(resolvePretrainConfig({ flags: {} })).rejects.toThrow(/no corpus/);
+    writeFileSync(file, JSON.stringify({ corpus: [corpusFile], steps: 7, batchSize: 4 }));
+    const config = await resolvePretrainConfig({ file, flags: { steps: 9 } });
+    expect(config).toMatchObject({ steps: 9, batchSize: 4, lr: PRETRAIN_DEFAULTS.lr });
+  });
+});
+
+describe('roformer CLI', () => {
+  it('--help of every command works', async () => {
+    for (const args of [['--help'], ['pretrain', '--help'], ['fill-mask', '--help'], ['vocab', '--help']]) {
+      const { stdout } = await run(process.execPath, [CLI, ...args]);
+      expect(stdout).toMatch(/Usage: roformer/);
+    }
+  });
+
+  it('vocab builds a vocab.txt; fill-mask prints predictions, --json, and clear errors', async () => {
+    const dir = tmp('cli');
+    const vocab = join(dir, 'vocab.txt');
+    const { stdout } = await run(process.execPath, [CLI, 'vocab', '--corpus', corpusFile, '--size', '2000', '--out', vocab]);
+    expect(stdout).toMatch(/wrote .*vocab\.txt: \d+ tokens/);
+    expect(readFileSync(vocab, 'utf8').split('\n').slice(0, 5)).toEqual(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']);
+
+    const out = join(dir, 'run');
+    await pretrain(tinyRun(out, { steps: 4, evalEvery: 0, saveEvery: 0, vocab }));
+    const json = JSON.parse((await run(process.execPath, [CLI, 'fill-mask', '--model', out, '--top-k', '4', '--json', '春风又绿江[MASK]岸。'])).stdout);
+    expect(json.predictions).toHaveLength(1);
+    expect(json.predictions[0].candidates).toHaveLength(4);
+    const text = (await run(process.execPath, [CLI, 'fill-mask', '--model', out, '[MASK]月几时有'])).stdout;
+    expect(text).toMatch(/\[MASK\] #1\n {2}\S+ +\d+\.\d+%/);
+
+    await expect(run(process.execPath, [CLI, 'fill-mask', '--model', out, '没有面具'])).rejects.toMatchObject({ stderr: expect.stringMatching(/no \[MASK\] token/) });
+    await expect(run(process.execPath, [CLI, 'fill-mask', '--model', dir, 'x[MASK]'])).rejects.toMatchObject({ stderr: expect.stringMatching(/is not a checkpoint/) });
+  });
+
+  it('Ctrl-C saves a checkpoint; --resume continues the same run to the end', async () => {
+    const out = join(tmp('sigint'), 'run');
+    const args = [CLI, 'pretrain', '--corpus', corpusFile, '--out', out, '--steps', '400', '--batch-size', '8', '--max-length', '32', '--vocab-size', '2000', '--eval-every', '0', '--save-every', '0'];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => {
+      output += d;
+      if (/step 20\//.test(output) && !child.killed) child.kill('SIGINT');
+    });
+    child.stderr.on('data', (d) => (output += d));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code).toBe(130);
+    expect(output).toMatch(/interrupted: saving a checkpoint/);
+    const stoppedAt = Number(/stopped at step (\d+)/.exec(output)![1]);
+    expect(stoppedAt).toBeGreaterThanOrEqual(20);
+    expect(readFileSync(join(out, 'latest'), 'utf8').trim()).toBe(`checkpoint-${stoppedAt}`);
+
+    const resumed = await run(process.execPath, [CLI, 'pretrain', '--out', out, '--resume', '--steps', `${stoppedAt + 5}`]);
+    expect(resumed.stdout).toMatch(new RegExp(`resuming from .*checkpoint-${stoppedAt}`));
+    expect(resumed.stdout).toMatch(new RegExp(`finished at step ${stoppedAt + 5}`));
+  });
+});
