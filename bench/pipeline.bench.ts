@@ -72,11 +72,12 @@ if (big) {
   const corpus = await Corpus.open({ paths: [bigPath], evalFraction: 0 });
   let peak = 0;
   let bytes = 0;
+  let documents = 0;
   const start = performance.now();
   for await (const doc of corpus.train()) {
-    bytes += Buffer.byteLength(doc.text) + 1;
     if (doc.position.epoch > 0) break;
-    if ((bytes & 0xfffff) < 200) peak = Math.max(peak, process.memoryUsage().rss);
+    bytes += Buffer.byteLength(doc.text) + 1;
+    if (++documents % 10000 === 0) peak = Math.max(peak, process.memoryUsage().rss);
   }
   const seconds = (performance.now() - start) / 1000;
   console.log(
