@@ -199,6 +199,15 @@ describe('roformer CLI', () => {
     await expect(run(process.execPath, [CLI, 'fill-mask', '--model', dir, 'x[MASK]'])).rejects.toMatchObject({ stderr: expect.stringMatching(/is not a checkpoint/) });
   });
 
+  it('fill-mask refuses a model dir whose vocab size differs from its vocab.txt', async () => {
+    const dir = tmp('mismatch');
+    const { RoFormerV2 } = await import('../lib/index.js');
+    await RoFormerV2.create({ config: { vocab_size: 100, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 32 } }).save(dir);
+    writeFileSync(join(dir, 'vocab.txt'), ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', '春', '风'].join('\n') + '\n');
+    await expect(loadForInference(dir)).rejects.toThrow(/vocab\.txt has 7 tokens but the model's vocab_size is 100/);
+    await expect(run(process.execPath, [CLI, 'fill-mask', '--model', dir, '春[MASK]'])).rejects.toMatchObject({ stderr: expect.stringMatching(/vocab_size is 100/) });
+  });
+
   it('Ctrl-C saves a checkpoint; --resume continues the same run to the end', async () => {
     const out = join(tmp('sigint'), 'run');
     const args = [CLI, 'pretrain', '--corpus', corpusFile, '--out', out, '--steps', '400', '--batch-size', '8', '--max-length', '32', '--vocab-size', '2000', '--eval-every', '0', '--save-every', '0'];
