@@ -187,4 +187,10 @@ export interface NativeAddon {
   runtimeInfo(): RuntimeInfo;
   setNumThreads(n: number): void;
   manualSeed(seed: number): void;
+  /** Waits for the device's queued work (no-op on the CPU). */
+  synchronize(device?: string): void;
+  /** Peak bytes allocated on a CUDA device (0 on the CPU); `reset` starts a new peak. */
+  peakMemory(device?: string, reset?: boolean): number;
+  /** Seconds per n×n matrix product in dtype on device, averaged over iters. */
+  matmulSeconds(n: number, dtype: DType, device: string, iters: number): number;
 }

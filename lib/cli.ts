@@ -2,12 +2,10 @@
 // The `roformer` command. `--help` works without libtorch: the addon is loaded
 // only by the commands that need it.
 
-import { readFileSync } from 'node:fs';
-
 import { Command } from 'commander';
 
 import { NativeLoadError } from '../bindings/load.js';
-import { runtimeInfo } from './runtime.js';
+import { blasInUse, runtimeInfo } from './runtime.js';
 import { MODEL_SIZES, type ModelSize } from './config.js';
 import { RoFormerV2 } from './model.js';
 import { PretrainProgress } from './progress.js';
@@ -42,26 +40,6 @@ program
     await model.save(dir);
     console.log(`wrote ${dir} (${(model.parameterCount / 1e6).toFixed(1)}M parameters)`);
   });
-
-/**
- * The BLAS actually loaded: Debian's libtorch says "generic" and uses whatever
- * libblas.so.3 points at, which is the reference BLAS (~15× slower) unless
- * OpenBLAS is installed; the process's own memory map tells which it got.
- */
-function blasInUse(buildConfig: string): string {
-  const configured = /BLAS_INFO=(\w+)/.exec(buildConfig)?.[1] ?? 'unknown';
-  try {
-    const maps = readFileSync('/proc/self/maps', 'utf8');
-    const libraries = [...new Set(maps.split('\n').map((l) => l.split(/\s+/)[5] ?? '').filter((p) => /blas|mkl/i.test(p)))];
-    if (libraries.length > 0) {
-      const warning = libraries.some((p) => /openblas|mkl|blis/i.test(p)) ? '' : '  (reference BLAS: install libopenblas0-pthread)';
-      return `${configured}: ${libraries.join(', ')}${warning}`;
-    }
-  } catch {
-    // not Linux: only the build configuration is known
-  }
-  return configured;
-}
 
 // Flags whose value is a number; commander hands over strings.
 const number = (name: string) => (value: string) => {

@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <thread>
 
@@ -114,6 +115,55 @@ Napi::Value set_num_threads(const Napi::CallbackInfo& info) {
   });
 }
 
+// Waits for queued work on a device: benchmarks read their clocks after it.
+Napi::Value synchronize(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const auto device = parse_device(info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu");
+    if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+    return env.Undefined();
+  });
+}
+
+// Peak bytes allocated on a CUDA device since the last reset; resetPeakMemory starts over.
+Napi::Value peak_memory(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const auto device = parse_device(info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "cpu");
+    if (!device.is_cuda()) return Napi::Number::New(env, 0);
+    const int index = device.has_index() ? device.index() : 0;
+    if (info.Length() > 1 && info[1].ToBoolean().Value()) compat::cuda_reset_peak(index);
+    return Napi::Number::New(env, static_cast<double>(compat::cuda_peak_allocated(index)));
+  });
+}
+
+// Seconds per n×n×n matrix product in `dtype` on `device`, timed over `iters` runs
+// after a warm-up: the peak the benchmark's model-FLOPs utilisation is measured against.
+Napi::Value matmul_seconds(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsString() || !info[2].IsString() || !info[3].IsNumber()) {
+      throw_type_error(env, "matmulSeconds(n, dtype, device, iters)");
+    }
+    const int64_t n = info[0].As<Napi::Number>().Int64Value();
+    const auto dtype = parse_dtype(info[1].As<Napi::String>().Utf8Value());
+    const auto device = parse_device(info[2].As<Napi::String>().Utf8Value());
+    const int64_t iters = std::max<int64_t>(1, info[3].As<Napi::Number>().Int64Value());
+    apply_thread_settings();
+    torch::NoGradGuard no_grad;
+    auto options = torch::TensorOptions().dtype(dtype).device(device);
+    auto a = torch::randn({n, n}, options), b = torch::randn({n, n}, options), c = torch::empty({n, n}, options);
+    auto sync = [&] { if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1); };
+    torch::matmul_out(c, a, b);
+    sync();
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < iters; ++i) torch::matmul_out(c, a, b);
+    sync();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return Napi::Number::New(env, seconds / static_cast<double>(iters));
+  });
+}
+
 Napi::Value manual_seed(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -151,6 +201,9 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New<runtime_info>(env, "runtimeInfo"));
   exports.Set("setNumThreads", Napi::Function::New<set_num_threads>(env, "setNumThreads"));
   exports.Set("manualSeed", Napi::Function::New<manual_seed>(env, "manualSeed"));
+  exports.Set("synchronize", Napi::Function::New<synchronize>(env, "synchronize"));
+  exports.Set("peakMemory", Napi::Function::New<peak_memory>(env, "peakMemory"));
+  exports.Set("matmulSeconds", Napi::Function::New<matmul_seconds>(env, "matmulSeconds"));
   return exports;
 }
 

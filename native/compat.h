@@ -12,6 +12,13 @@
 #include <cmath>
 #include <string>
 
+// CUDA memory statistics come from the CUDA caching allocator, usable only when
+// libtorch was built with CUDA (CMakeLists.txt defines ROFORMER_WITH_CUDA then).
+#ifdef ROFORMER_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#define ROFORMER_HAS_CUDA_ALLOCATOR 1
+#endif
+
 namespace roformer::compat {
 
 // libtorch 2.0 added at::scaled_dot_product_attention (fused flash / memory-efficient kernels).
@@ -39,6 +46,23 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const 
                    .to(q.scalar_type());
   if (dropout_p > 0) probs = torch::dropout(probs, dropout_p, /*train=*/true);
   return torch::matmul(probs, v);
+#endif
+}
+
+// Peak bytes allocated on a CUDA device since the last reset (0 without CUDA).
+inline int64_t cuda_peak_allocated(int device) {
+#ifdef ROFORMER_HAS_CUDA_ALLOCATOR
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+  // Index 0 is StatType::AGGREGATE (the enum moved namespaces in libtorch 2.5; its order did not).
+  return stats.allocated_bytes[0].peak;
+#else
+  return 0;
+#endif
+}
+
+inline void cuda_reset_peak(int device) {
+#ifdef ROFORMER_HAS_CUDA_ALLOCATOR
+  c10::cuda::CUDACachingAllocator::resetPeakStats(device);
 #endif
 }
 

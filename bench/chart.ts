@@ -1,0 +1,96 @@
+// The benchmark's outputs for people: a terminal table and an SVG bar chart.
+
+import type { ConfigResult } from './harness.js';
+import type { PytorchResult } from './pytorch.js';
+
+const fmt = (x: number, digits = 1) => x.toFixed(digits);
+
+export function table(results: ConfigResult[], pytorch: PytorchResult[], mode: string): string {
+  const rows: string[][] = [['seq', 'model', 'ms/step (median)', 'p10–p90', 'tokens/s', 'samples/s', 'MFU', 'peak dev MB']];
+  for (const r of results) {
+    for (const m of [r.roformer, r.baseline]) {
+      rows.push([
+        String(r.seq),
+        m.model,
+        fmt(m.msPerStep.median),
+        `${fmt(m.msPerStep.p10)}–${fmt(m.msPerStep.p90)}`,
+        fmt(m.tokensPerSecond, 0),
+        fmt(m.samplesPerSecond, 2),
+        `${fmt(100 * m.mfu)}%`,
+        fmt(m.peakDeviceBytes / 2 ** 20, 0),
+      ]);
+    }
+    for (const p of pytorch.filter((p) => p.seq === r.seq)) {
+      rows.push([String(r.seq), `pytorch ${p.model}${p.head === 'full' ? ' (head at every position)' : ''}`, fmt(p.msPerStep.median), `${fmt(p.msPerStep.p10)}–${fmt(p.msPerStep.p90)}`, '', '', '', '']);
+    }
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
+  const lines = rows.map((row) => row.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '));
+  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  const ratios = results.map((r) => {
+    const parts = [`seq ${r.seq}: RoFormerV2 is ${fmt(r.speedRatio, 2)}× the baseline's ${mode} speed`];
+    const ptV2 = pytorch.find((p) => p.seq === r.seq && p.model === 'roformer-v2' && p.head === 'targets');
+    const ptBase = pytorch.find((p) => p.seq === r.seq && p.model === 'roberta-baseline' && p.head === 'targets');
+    const ptFull = pytorch.find((p) => p.seq === r.seq && p.model === 'roformer-v2' && p.head === 'full');
+    if (ptV2) parts.push(`ours/PyTorch RoFormerV2 ${fmt(ptV2.msPerStep.median / r.roformer.msPerStep.median, 2)}×`);
+    if (ptBase) parts.push(`baseline ${fmt(ptBase.msPerStep.median / r.baseline.msPerStep.median, 2)}×`);
+    if (ptFull) parts.push(`vs PyTorch with the head at every position ${fmt(ptFull.msPerStep.median / r.roformer.msPerStep.median, 2)}×`);
+    return parts.join('; ');
+  });
+  return [...lines, '', ...ratios].join('\n');
+}
+
+/** Grouped bars of median ms/step per sequence length (lower is better). */
+export function barChartSvg(results: ConfigResult[], pytorch: PytorchResult[], title: string): string {
+  const series: Array<{ label: string; color: string; value: (r: ConfigResult) => number | undefined }> = [
+    { label: 'RoFormerV2 (ours)', color: '#1f77b4', value: (r) => r.roformer.msPerStep.median },
+    { label: 'RoBERTa baseline (ours)', color: '#ff7f0e', value: (r) => r.baseline.msPerStep.median },
+  ];
+  if (pytorch.length > 0) {
+    series.push(
+      { label: 'RoFormerV2 (PyTorch)', color: '#aec7e8', value: (r) => pytorch.find((p) => p.seq === r.seq && p.model === 'roformer-v2' && p.head === 'targets')?.msPerStep.median },
+      { label: 'RoBERTa baseline (PyTorch)', color: '#ffbb78', value: (r) => pytorch.find((p) => p.seq === r.seq && p.model === 'roberta-baseline' && p.head === 'targets')?.msPerStep.median },
+    );
+  }
+  const width = 720;
+  const height = 360;
+  const pad = { left: 70, right: 20, top: 40, bottom: 70 };
+  const plotW = width - pad.left - pad.right;
+  const plotH = height - pad.top - pad.bottom;
+  const max = Math.max(1e-9, ...results.flatMap((r) => series.map((s) => s.value(r) ?? 0)));
+  const groupW = plotW / Math.max(1, results.length);
+  const barW = (groupW * 0.8) / series.length;
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${pad.left}" y="24" font-size="15" font-weight="bold">${title}</text>`,
+    `<line x1="${pad.left}" x2="${pad.left}" y1="${pad.top}" y2="${pad.top + plotH}" stroke="#333"/>`,
+    `<line x1="${pad.left}" x2="${pad.left + plotW}" y1="${pad.top + plotH}" y2="${pad.top + plotH}" stroke="#333"/>`,
+    `<text x="16" y="${pad.top + plotH / 2}" font-size="12" transform="rotate(-90 16 ${pad.top + plotH / 2})" text-anchor="middle">ms per step (median, lower is better)</text>`,
+  ];
+  for (let i = 0; i <= 4; i++) {
+    const v = (max * i) / 4;
+    const y = pad.top + plotH - (v / max) * plotH;
+    parts.push(`<line x1="${pad.left}" x2="${pad.left + plotW}" y1="${y}" y2="${y}" stroke="#eee"/>`);
+    parts.push(`<text x="${pad.left - 6}" y="${y + 4}" font-size="11" text-anchor="end">${v.toPrecision(3)}</text>`);
+  }
+  results.forEach((r, g) => {
+    const x0 = pad.left + g * groupW + groupW * 0.1;
+    series.forEach((s, k) => {
+      const v = s.value(r);
+      if (v === undefined) return;
+      const h = (v / max) * plotH;
+      const x = x0 + k * barW;
+      parts.push(`<rect x="${x}" y="${pad.top + plotH - h}" width="${barW - 2}" height="${h}" fill="${s.color}"/>`);
+      parts.push(`<text x="${x + barW / 2}" y="${pad.top + plotH - h - 4}" font-size="10" text-anchor="middle">${v.toFixed(0)}</text>`);
+    });
+    parts.push(`<text x="${x0 + (barW * series.length) / 2}" y="${pad.top + plotH + 16}" font-size="12" text-anchor="middle">seq ${r.seq} (×${r.speedRatio.toFixed(2)})</text>`);
+  });
+  series.forEach((s, k) => {
+    const x = pad.left + (k % 2) * 260;
+    const y = height - 34 + Math.floor(k / 2) * 16;
+    parts.push(`<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${s.color}"/><text x="${x + 18}" y="${y}" font-size="12">${s.label}</text>`);
+  });
+  parts.push('</svg>');
+  return parts.join('\n') + '\n';
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env node
+// roformer-bench: training-step (or --mode encode) throughput of RoFormerV2 and
+// the RoBERTa-style baseline through one harness, optionally against PyTorch eager.
+//
+//   npx roformer-bench --size base --seq 128,512 --batch 8 --device cuda --dtype bf16 --json out.json --svg chart.svg
+
+import { readFile, writeFile } from 'node:fs/promises';
+import { hostname, cpus } from 'node:os';
+
+import { Command, InvalidArgumentError } from 'commander';
+
+import { NativeLoadError } from '../bindings/load.js';
+import { MODEL_SIZES, validateConfig, type ModelSize, type RoFormerV2Config } from '../lib/config.js';
+
+export interface BenchCliOptions {
+  size: ModelSize;
+  config?: string;
+  seq: number[];
+  batch: number;
+  dtype: 'fp32' | 'bf16' | 'fp16';
+  device: string;
+  steps: number;
+  warmup: number;
+  threads?: number;
+  mode: 'train' | 'encode';
+  json?: string;
+  svg?: string;
+  vsPytorch?: boolean;
+}
+
+const positiveInt = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'`);
+  return n;
+};
+const nonNegativeInt = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${value}'`);
+  return n;
+};
+const oneOf = (name: string, allowed: readonly string[]) => (value: string) => {
+  if (!allowed.includes(value)) throw new InvalidArgumentError(`${name} must be one of ${allowed.join(', ')}, got '${value}'`);
+  return value;
+};
+const seqList = (value: string) =>
+  value.split(',').map((part) => {
+    const n = Number(part.trim());
+    if (!Number.isInteger(n) || n < 2) throw new InvalidArgumentError(`--seq takes comma-separated lengths ≥ 2, got '${part}'`);
+    return n;
+  });
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('roformer-bench')
+    .description('Training-step throughput of RoFormerV2 vs a RoBERTa-style baseline (and PyTorch eager), CPU or CUDA')
+    .option('--size <size>', 'model size: small, base, large', oneOf('--size', Object.keys(MODEL_SIZES)), 'small')
+    .option('--config <file>', 'a config.json of model keys (Hugging Face names) overriding the size')
+    .option('--seq <lengths>', 'sequence lengths, comma-separated', seqList, [128, 512])
+    .option('--batch <n>', 'samples per step', positiveInt('--batch'), 8)
+    .option('--dtype <dtype>', 'fp32, bf16 (autocast) or fp16 (autocast + loss scaling, CUDA)', oneOf('--dtype', ['fp32', 'bf16', 'fp16']), 'fp32')
+    .option('--device <device>', 'cpu or cuda', oneOf('--device', ['cpu', 'cuda']), 'cpu')
+    .option('--steps <n>', 'timed steps per model and length', positiveInt('--steps'), 10)
+    .option('--warmup <n>', 'untimed warm-up steps', nonNegativeInt('--warmup'), 2)
+    .option('--threads <n>', 'intra-op threads (default: the available cores)', positiveInt('--threads'))
+    .option('--mode <mode>', 'train (a full optimisation step) or encode (forward only)', oneOf('--mode', ['train', 'encode']), 'train')
+    .option('--json <file>', 'write the results as JSON')
+    .option('--svg <file>', 'write a bar chart')
+    .option('--vs-pytorch', 'also time the same step in PyTorch eager (needs a python3 with torch)');
+  return program;
+}
+
+async function main(options: BenchCliOptions): Promise<void> {
+  if (options.dtype === 'fp16' && options.device === 'cpu' && options.mode === 'train') {
+    throw new Error('--dtype fp16 trains on CUDA only (fp16 autocast with loss scaling); use bf16 on the CPU');
+  }
+  let overrides: Partial<RoFormerV2Config> = {};
+  if (options.config) {
+    const raw = JSON.parse(await readFile(options.config, 'utf8')) as Record<string, unknown>;
+    validateConfig({ ...MODEL_SIZES[options.size], ...raw }, options.config);
+    overrides = raw as Partial<RoFormerV2Config>;
+  }
+
+  const { runtimeInfo, setNumThreads, blasInUse } = await import('../lib/runtime.js');
+  const { runBenchmark } = await import('./harness.js');
+  const { table, barChartSvg } = await import('./chart.js');
+  const { findPythonWithTorch, runPytorch } = await import('./pytorch.js');
+  const { resolveConfig } = await import('../lib/config.js');
+
+  if (options.threads) setNumThreads(options.threads);
+  const info = runtimeInfo();
+  if (options.device === 'cuda' && !info.cudaAvailable) {
+    throw new Error(`--device cuda: CUDA is not available (libtorch ${info.libtorchVersion}, ${info.cudaDeviceCount} device(s))`);
+  }
+  const machine = {
+    host: hostname(),
+    cpu: cpus()[0]?.model ?? 'unknown',
+    libtorch: info.libtorchVersion,
+    device: options.device,
+    cuda: info.cudaAvailable ? `${info.cudaDeviceCount} device(s)` : 'not available',
+    blas: blasInUse(info.buildConfig),
+    threads: info.numThreads,
+    availableCores: info.availableCores,
+    fusedAttention: info.fusedAttention,
+    dtypes: options.device === 'cpu' ? 'fp32, bf16 (autocast)' : 'fp32, bf16, fp16',
+  };
+  console.log(`roformer-bench — libtorch ${machine.libtorch}, device ${machine.device}, CUDA ${machine.cuda}`);
+  console.log(`  CPU ${machine.cpu}, ${machine.threads} of ${machine.availableCores} threads, BLAS ${machine.blas}`);
+  console.log(`  fused attention: ${machine.fusedAttention ? 'yes' : 'no'}; dtypes: ${machine.dtypes}`);
+  console.log(`  ${options.mode}, size ${options.size}${options.config ? ` + ${options.config}` : ''}, dtype ${options.dtype}, batch ${options.batch}, seq ${options.seq.join(',')}, ${options.warmup} warm-up + ${options.steps} timed steps`);
+
+  const { results, matmulPeakFlops } = await runBenchmark(
+    {
+      size: options.size,
+      config: overrides,
+      seqs: options.seq,
+      batch: options.batch,
+      dtype: options.dtype,
+      device: options.device as 'cpu' | 'cuda',
+      steps: options.steps,
+      warmup: options.warmup,
+      mode: options.mode,
+      targetFraction: 0.15,
+    },
+    (r) => console.log(`  seq ${r.seq}: RoFormerV2 ${r.roformer.msPerStep.median.toFixed(1)} ms, baseline ${r.baseline.msPerStep.median.toFixed(1)} ms`),
+  );
+  console.log(`  matmul peak measured: ${(matmulPeakFlops / 1e12).toFixed(3)} TFLOP/s (${options.dtype})`);
+
+  let pytorch: Awaited<ReturnType<typeof runPytorch>> = [];
+  let pytorchVersion: string | null = null;
+  if (options.vsPytorch) {
+    if (options.mode !== 'train') throw new Error('--vs-pytorch compares training steps: use --mode train');
+    const found = findPythonWithTorch();
+    if (!found) throw new Error('--vs-pytorch: no python3 with torch found (Debian: apt-get install python3-torch; or pip install torch)');
+    pytorchVersion = found.version;
+    console.log(`  PyTorch ${found.version} (${found.python}), same configurations...`);
+    pytorch = runPytorch(found.python, {
+      config: resolveConfig({ size: options.size, ...overrides }),
+      seqs: options.seq,
+      batch: options.batch,
+      dtype: options.dtype,
+      device: options.device,
+      steps: options.steps,
+      warmup: options.warmup,
+      threads: info.numThreads,
+    });
+  }
+
+  console.log('\n' + table(results, pytorch, options.mode));
+  const title = `${options.mode === 'train' ? 'Training step' : 'Encode'}: ${options.size}, ${options.dtype}, batch ${options.batch}, ${options.device}`;
+  if (options.json) {
+    const report = { date: new Date().toISOString(), machine, options, matmulPeakFlops, pytorchVersion, results, pytorch };
+    await writeFile(options.json, JSON.stringify(report, null, 2) + '\n');
+    console.log(`\nwrote ${options.json}`);
+  }
+  if (options.svg) {
+    await writeFile(options.svg, barChartSvg(results, pytorch, title));
+    console.log(`wrote ${options.svg}`);
+  }
+}
+
+const program = buildProgram();
+program.action(async (options: BenchCliOptions) => main(options));
+program.parseAsync(process.argv).catch((error: unknown) => {
+  console.error(error instanceof NativeLoadError ? error.message : `roformer-bench: ${(error as Error).message}`);
+  process.exit(1);
+});

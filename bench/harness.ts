@@ -1,0 +1,190 @@
+// The benchmark harness: RoFormerV2 and the RoBERTa-style baseline through the
+// same timed training step (or forward pass), alternated step by step so drift on
+// a shared machine hits both equally.
+//
+// Timing rules: warm-up steps are excluded; the device is synchronised before a
+// clock is read (the trainer's step ends with a host sync; encode calls
+// synchronize()); every step gets fresh random token ids (never zeros).
+
+import { loadNative } from '../bindings/load.js';
+import type { Device, DType } from '../bindings/native.js';
+import { resolveConfig, type ModelSize, type RoFormerV2Config } from '../lib/config.js';
+import { RobertaBaseline, RoFormerV2 } from '../lib/model.js';
+import { tensor } from '../lib/tensor.js';
+import { Trainer, type MicroBatch } from '../lib/trainer.js';
+
+export type Mode = 'train' | 'encode';
+export type Precision = 'fp32' | 'bf16' | 'fp16';
+export type ModelName = 'roformer-v2' | 'roberta-baseline';
+
+export interface BenchOptions {
+  size: ModelSize;
+  /** Overrides of the size's config (from --config). */
+  config: Partial<RoFormerV2Config>;
+  seqs: number[];
+  batch: number;
+  dtype: Precision;
+  device: Device;
+  steps: number;
+  warmup: number;
+  mode: Mode;
+  /** Share of positions that are MLM targets in training (the head runs there only). */
+  targetFraction: number;
+}
+
+export interface ModelResult {
+  model: ModelName;
+  parameters: number;
+  msPerStep: { median: number; p10: number; p90: number; min: number; max: number };
+  tokensPerSecond: number;
+  samplesPerSecond: number;
+  /** Peak bytes allocated on the CUDA device during this model's steps (0 on CPU). */
+  peakDeviceBytes: number;
+  /** Model FLOPs per token (6·N + 12·L·s·d for training, a third of it for encoding). */
+  flopsPerToken: number;
+  /** Model FLOPs utilisation against the matmul peak measured in the same run. */
+  mfu: number;
+  msSamples: number[];
+}
+
+export interface ConfigResult {
+  seq: number;
+  batch: number;
+  roformer: ModelResult;
+  baseline: ModelResult;
+  /** RoFormerV2 speed over the baseline's (baseline ms / RoFormerV2 ms). */
+  speedRatio: number;
+  peakHostBytes: number;
+}
+
+const percentile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(q * (sorted.length - 1))))]!;
+
+export function summarise(samples: number[]): ModelResult['msPerStep'] {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { median: percentile(sorted, 0.5), p10: percentile(sorted, 0.1), p90: percentile(sorted, 0.9), min: sorted[0]!, max: sorted[sorted.length - 1]! };
+}
+
+/** Matmul parameters N: the blocks' weight matrices (the tied head is counted where it runs). */
+export function flopsPerToken(config: RoFormerV2Config, seq: number, mode: Mode, headFraction: number): number {
+  const { hidden_size: d, intermediate_size: f, num_hidden_layers: L, vocab_size: V } = config;
+  const n = L * (4 * d * d + 2 * d * f) + headFraction * V * d;
+  const training = 6 * n + 12 * L * seq * d;
+  return mode === 'train' ? training : training / 3;
+}
+
+/** The matmul peak for the run's dtype and device (FLOP/s), measured now. */
+export function measureMatmulPeak(dtype: Precision, device: Device): number {
+  const native = loadNative();
+  const n = device === 'cpu' ? 1024 : 8192;
+  const torchDtype: DType = dtype === 'fp32' ? 'float32' : dtype === 'bf16' ? 'bfloat16' : 'float16';
+  native.matmulSeconds(n, torchDtype, device, 2);
+  const seconds = native.matmulSeconds(n, torchDtype, device, device === 'cpu' ? 10 : 50);
+  return (2 * n ** 3) / seconds;
+}
+
+function randomBatch(batch: number, seq: number, vocab: number, targetFraction: number, seed: number): MicroBatch {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const ids = new Int32Array(batch * seq);
+  for (let i = 0; i < ids.length; i++) ids[i] = 5 + Math.floor(next() * (vocab - 5)); // never [PAD] = 0
+  const positions: number[] = [];
+  for (let i = 0; i < ids.length; i++) if (next() < targetFraction) positions.push(i);
+  if (positions.length === 0) positions.push(0);
+  return {
+    inputIds: tensor(ids, [batch, seq], 'int64'),
+    targetPositions: tensor(Int32Array.from(positions), [positions.length], 'int64'),
+    targetIds: tensor(Int32Array.from(positions, (p) => ids[p]!), [positions.length], 'int64'),
+  };
+}
+
+interface Runner {
+  name: ModelName;
+  parameters: number;
+  step(batch: MicroBatch): Promise<void>;
+}
+
+function makeRunner(name: ModelName, options: BenchOptions, config: RoFormerV2Config): Runner {
+  const create = name === 'roformer-v2' ? RoFormerV2.create : RobertaBaseline.create;
+  const model = create({ config, seed: 0 });
+  if (options.device !== 'cpu') model.to(options.device);
+  if (options.mode === 'train') {
+    const trainer = new Trainer(model, { lr: 1e-4, precision: options.dtype });
+    return { name, parameters: model.parameterCount, step: async (b) => void (await trainer.step(b)) };
+  }
+  // encode: forward only, weights in the benchmark dtype
+  if (options.dtype !== 'fp32') model.to(options.device, options.dtype === 'bf16' ? 'bfloat16' : 'float16');
+  model.eval();
+  return {
+    name,
+    parameters: model.parameterCount,
+    step: async (b) => {
+      const hidden = await model.forward(b.inputIds);
+      loadNative().synchronize(options.device);
+      hidden.dispose();
+    },
+  };
+}
+
+/** Runs every sequence length; `onProgress` reports each finished configuration. */
+export async function runBenchmark(options: BenchOptions, onProgress?: (result: ConfigResult) => void): Promise<{ results: ConfigResult[]; matmulPeakFlops: number }> {
+  const native = loadNative();
+  const config = resolveConfig({ size: options.size, ...options.config });
+  const matmulPeakFlops = measureMatmulPeak(options.dtype, options.device);
+  const results: ConfigResult[] = [];
+  for (const seq of options.seqs) {
+    if (seq > config.max_position_embeddings) {
+      throw new RangeError(`--seq ${seq} exceeds max_position_embeddings ${config.max_position_embeddings} (the baseline's position table)`);
+    }
+    const runners = [makeRunner('roformer-v2', options, config), makeRunner('roberta-baseline', options, config)];
+    const samples = new Map<ModelName, number[]>(runners.map((r) => [r.name, []]));
+    const peaks = new Map<ModelName, number>(runners.map((r) => [r.name, 0]));
+    let peakHost = 0;
+    for (let step = 0; step < options.warmup + options.steps; step++) {
+      // Alternate the order every step so neither model always runs second.
+      const order = step % 2 === 0 ? runners : [...runners].reverse();
+      for (const runner of order) {
+        const batch = randomBatch(options.batch, seq, config.vocab_size, options.targetFraction, step * 2 + (runner.name === 'roformer-v2' ? 0 : 1));
+        native.peakMemory(options.device, true);
+        native.synchronize(options.device);
+        const start = performance.now();
+        await runner.step(batch);
+        const ms = performance.now() - start;
+        peaks.set(runner.name, Math.max(peaks.get(runner.name)!, native.peakMemory(options.device)));
+        peakHost = Math.max(peakHost, process.memoryUsage().rss);
+        if (step >= options.warmup) samples.get(runner.name)!.push(ms);
+        batch.inputIds.dispose();
+        batch.targetPositions.dispose();
+        batch.targetIds.dispose();
+      }
+    }
+    const tokens = options.batch * seq;
+    const headFraction = options.mode === 'train' ? options.targetFraction : 0;
+    const result = (runner: Runner): ModelResult => {
+      const ms = summarise(samples.get(runner.name)!);
+      const perToken = flopsPerToken(config, seq, options.mode, headFraction);
+      const tokensPerSecond = (tokens / ms.median) * 1000;
+      return {
+        model: runner.name,
+        parameters: runner.parameters,
+        msPerStep: ms,
+        tokensPerSecond,
+        samplesPerSecond: (options.batch / ms.median) * 1000,
+        peakDeviceBytes: peaks.get(runner.name)!,
+        flopsPerToken: perToken,
+        mfu: (perToken * tokensPerSecond) / matmulPeakFlops,
+        msSamples: samples.get(runner.name)!,
+      };
+    };
+    const [roformer, baseline] = [result(runners[0]!), result(runners[1]!)];
+    const configResult = { seq, batch: options.batch, roformer, baseline, speedRatio: baseline.msPerStep.median / roformer.msPerStep.median, peakHostBytes: peakHost };
+    results.push(configResult);
+    onProgress?.(configResult);
+  }
+  return { results, matmulPeakFlops };
+}

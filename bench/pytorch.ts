@@ -1,0 +1,62 @@
+// --vs-pytorch: runs bench/pytorch_bench.py (the same models and training step in
+// PyTorch eager) with the same configurations, when a python3 with torch exists.
+
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+
+import { packageRoot } from '../bindings/load.js';
+import type { RoFormerV2Config } from '../lib/config.js';
+import { summarise, type ModelName, type Precision } from './harness.js';
+
+export interface PytorchResult {
+  model: ModelName;
+  seq: number;
+  /** "targets": the MLM head at the target positions, as ours; "full": at every position. */
+  head: 'targets' | 'full';
+  msPerStep: ReturnType<typeof summarise>;
+  torchVersion: string;
+  threads: number;
+}
+
+/** The first python3 that imports torch (Debian's python3-torch lives under /usr/bin/python3). */
+export function findPythonWithTorch(): { python: string; version: string } | null {
+  for (const python of ['python3', '/usr/bin/python3']) {
+    try {
+      const version = execFileSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+      return { python, version };
+    } catch {
+      // not this one
+    }
+  }
+  return null;
+}
+
+export function runPytorch(
+  python: string,
+  options: { config: RoFormerV2Config; seqs: number[]; batch: number; dtype: Precision; device: string; steps: number; warmup: number; threads: number },
+): PytorchResult[] {
+  const configs = options.seqs.flatMap((seq) =>
+    (
+      [
+        ['roformer-v2', 'targets'],
+        ['roberta-baseline', 'targets'],
+        ['roformer-v2', 'full'],
+      ] as const
+    ).map(([model, head]) => ({
+      model,
+      head,
+      seq,
+      config: options.config,
+      batch: options.batch,
+      dtype: options.dtype,
+      device: options.device === 'cuda' ? 'cuda:0' : options.device,
+      steps: options.steps,
+      warmup: options.warmup,
+      threads: options.threads,
+    })),
+  );
+  const script = join(packageRoot(), 'bench', 'pytorch_bench.py');
+  const output = execFileSync(python, [script, JSON.stringify(configs)], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const raw = JSON.parse(output) as Array<{ model: ModelName; seq: number; head: 'targets' | 'full'; msSamples: number[]; torchVersion: string; threads: number }>;
+  return raw.map((r) => ({ model: r.model, seq: r.seq, head: r.head, msPerStep: summarise(r.msSamples), torchVersion: r.torchVersion, threads: r.threads }));
+}
