@@ -159,21 +159,71 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbeddingImpl::forward(int64_t seq
   return {angles.cos(), angles.sin()};
 }
 
+namespace {
+
+// (a, b) → (b, a) for every adjacent pair of the last dimension.
+torch::Tensor swap_pairs(const torch::Tensor& x) { return x.unflatten(-1, {-1, 2}).flip(-1).flatten(-2); }
+
+// RoPE with a hand-written backward. Autograd through the plain expression keeps
+// every intermediate and runs ~6 elementwise passes each way; here each direction
+// is three: y = x·cos + swap(x)·sin±, and dx = dy·cos − swap(dy)·sin±, where sin±
+// carries the sign of the rotation (−sin on even, +sin on odd elements).
+class RotaryFunction : public torch::autograd::Function<RotaryFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& signed_sin) {
+    ctx->save_for_backward({cos, signed_sin});
+    return torch::addcmul(x * cos, swap_pairs(x), signed_sin);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    const auto& dy = grad_outputs[0];
+    return {torch::addcmul(dy * saved[0], swap_pairs(dy), saved[1], -1), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// y = x · r, r = 1/sqrt(mean(x²) + eps), with a hand-written backward:
+// dx = r · (dy − y · mean(dy · y)). Two passes over x forward and four backward,
+// where autograd through pow/mean/rsqrt/mul needs more and keeps more.
+class RMSNormFunction : public torch::autograd::Function<RMSNormFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, double eps) {
+    // Reduced-precision inputs are normalised in float32: mean(x²) loses too much in fp16/bf16.
+    const bool low_precision = x.scalar_type() == torch::kHalf || x.scalar_type() == torch::kBFloat16;
+    auto xf = low_precision ? x.to(torch::kFloat) : x;
+    const double d = static_cast<double>(x.size(-1));
+    auto norm = at::linalg_vector_norm(xf, 2, {-1}, /*keepdim=*/true);  // one fused pass
+    auto r = torch::rsqrt(norm.square().div_(d).add_(eps));
+    auto y = xf * r;
+    ctx->save_for_backward({y, r});
+    ctx->saved_data["dtype"] = static_cast<int64_t>(x.scalar_type());
+    return low_precision ? y.to(x.scalar_type()) : y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    const auto& y = saved[0];
+    const auto& r = saved[1];
+    auto dy = grad_outputs[0].to(y.scalar_type());
+    auto mean_dy_y = (dy * y).mean(-1, /*keepdim=*/true);
+    auto dx = torch::addcmul(dy, y, mean_dy_y, -1).mul_(r);
+    const auto dtype = static_cast<torch::ScalarType>(ctx->saved_data["dtype"].toInt());
+    return {dx.to(dtype), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  // rotate_pairs(x) maps each pair (a, b) to (−b, a), so x·cos + rotate_pairs(x)·sin
-  // = (a cos − b sin, a sin + b cos): the rotation of every pair at once.
-  auto pairs = x.unflatten(-1, {-1, 2});
-  auto rotated = torch::stack({-pairs.select(-1, 1), pairs.select(-1, 0)}, -1).flatten(-2);
-  return x * cos.to(x.scalar_type()) + rotated * sin.to(x.scalar_type());
+  // sin± = (−sin, +sin, −sin, +sin, ...): the sign of each element's partner in the rotation
+  auto sign = torch::ones({2}, sin.options());
+  sign[0] = -1;
+  auto signed_sin = (sin.unflatten(-1, {-1, 2}) * sign).flatten(-2);
+  return RotaryFunction::apply(x, cos.to(x.scalar_type()), signed_sin.to(x.scalar_type()));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) const {
-  // Reduced-precision inputs are normalised in float32: mean(x²) loses too much in fp16/bf16.
-  const bool low_precision = x.scalar_type() == torch::kHalf || x.scalar_type() == torch::kBFloat16;
-  auto xf = low_precision ? x.to(torch::kFloat) : x;
-  auto y = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
-  return low_precision ? y.to(x.scalar_type()) : y;
-}
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) const { return RMSNormFunction::apply(x, eps); }
 
 SelfAttentionImpl::SelfAttentionImpl(int64_t hidden_size, int64_t num_heads, double dropout, bool bias)
     : num_heads(num_heads), dropout(dropout) {
