@@ -239,14 +239,19 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t hidden_size, int64_t num_heads, dou
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& cos,
                                          const torch::Tensor& sin) {
   const int64_t batch = x.size(0), seq = x.size(1), hidden = x.size(2);
-  // (batch, seq, hidden) → (batch, heads, seq, head_dim)
-  auto split_heads = [&](const torch::Tensor& t) { return t.view({batch, seq, num_heads, -1}).transpose(1, 2); };
+  // (batch, seq, hidden) → (batch, seq, heads, head_dim), still contiguous
+  auto split_heads = [&](const torch::Tensor& t) { return t.view({batch, seq, num_heads, -1}); };
   auto q = split_heads(query(x)), k = split_heads(key(x)), v = split_heads(value(x));
   if (cos.defined()) {
-    q = apply_rotary(q, cos, sin);
-    k = apply_rotary(k, cos, sin);
+    // Rotate in this contiguous layout (tables broadcast over heads): elementwise work
+    // on the transposed view below would be strided and slower.
+    auto c = cos.unsqueeze(-2), s = sin.unsqueeze(-2);
+    q = apply_rotary(q, c, s);
+    k = apply_rotary(k, c, s);
   }
-  auto attended = compat::scaled_dot_product_attention(q, k, v, keep, is_training() ? dropout : 0.0);
+  // → (batch, heads, seq, head_dim) views for attention
+  auto attended = compat::scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), keep,
+                                                       is_training() ? dropout : 0.0);
   return output(attended.transpose(1, 2).reshape({batch, seq, hidden}));
 }
 

@@ -83,7 +83,13 @@ class AdamW : public Optimizer {
     // p ← p − lr/(1−β1ᵗ) · m / (sqrt(v/(1−β2ᵗ)) + ε)
     const double bias1 = 1.0 - std::pow(o.beta1, static_cast<double>(t));
     const double bias2 = 1.0 - std::pow(o.beta2, static_cast<double>(t));
-    auto denom = at::_foreach_sqrt(exp_avg_sq);
+    // The denominator goes into buffers kept across steps (no model-sized allocation per step).
+    if (denominators_.size() != exp_avg_sq.size()) {
+      denominators_.clear();
+      for (const auto& v : exp_avg_sq) denominators_.push_back(torch::empty_like(v));
+    }
+    auto& denom = denominators_;
+    for (size_t i = 0; i < denom.size(); ++i) torch::sqrt_out(denom[i], exp_avg_sq[i]);
     at::_foreach_div_(denom, std::sqrt(bias2));
     at::_foreach_add_(denom, o.eps);
     at::_foreach_addcdiv_(params, exp_avg, denom, -lr / bias1);
@@ -93,6 +99,9 @@ class AdamW : public Optimizer {
   void update(const std::string&, torch::Tensor&, const torch::Tensor&, double, int64_t) override {
     // unused: step() above updates all parameters together
   }
+
+ private:
+  std::vector<torch::Tensor> denominators_;
 };
 
 // LAMB (You et al. 2019): the Adam direction plus weight decay, rescaled per

@@ -1,0 +1,104 @@
+// roformer-bench: argument validation and the JSON it writes (not speed: speed is
+// measured by the benchmark itself, never asserted in tests).
+
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { describe, expect, it } from 'vitest';
+
+import { flopsPerToken, summarise } from '../bench/harness.js';
+import { resolveConfig } from '../lib/config.js';
+
+const run = promisify(execFile);
+const BENCH = 'dist/bench/cli.js';
+
+async function fails(args: string[]): Promise<string> {
+  try {
+    await run(process.execPath, [BENCH, ...args]);
+  } catch (error) {
+    const e = error as { code: number; stderr: string };
+    expect(e.code).toBe(1);
+    return e.stderr;
+  }
+  throw new Error(`roformer-bench ${args.join(' ')} should have failed`);
+}
+
+describe('roformer-bench arguments', () => {
+  it('--help works and lists the options', async () => {
+    const { stdout } = await run(process.execPath, [BENCH, '--help']);
+    for (const option of ['--size', '--seq', '--batch', '--dtype', '--device', '--steps', '--warmup', '--threads', '--json', '--svg', '--mode', '--vs-pytorch']) {
+      expect(stdout).toContain(option);
+    }
+  });
+
+  it('refuses bad values with a message naming the option', async () => {
+    expect(await fails(['--seq', '128,abc'])).toMatch(/--seq takes comma-separated lengths ≥ 2, got 'abc'/);
+    expect(await fails(['--batch', '0'])).toMatch(/--batch must be a positive integer, got '0'/);
+    expect(await fails(['--dtype', 'fp8'])).toMatch(/--dtype must be one of fp32, bf16, fp16, got 'fp8'/);
+    expect(await fails(['--size', 'huge'])).toMatch(/--size must be one of small, base, large/);
+    expect(await fails(['--device', 'tpu'])).toMatch(/--device must be one of cpu, cuda/);
+    expect(await fails(['--mode', 'infer'])).toMatch(/--mode must be one of train, encode/);
+    expect(await fails(['--dtype', 'fp16'])).toMatch(/fp16 trains on CUDA only/);
+    expect(await fails(['--device', 'cuda'])).toMatch(/CUDA is not available/);
+    expect(await fails(['--mode', 'encode', '--vs-pytorch', '--seq', '8', '--steps', '1', '--warmup', '0', '--size', 'small', '--batch', '1'])).toMatch(/--vs-pytorch compares training steps/);
+    const dir = mkdtempSync(join(tmpdir(), 'bench-args-'));
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify({ hidden_size: 100, num_attention_heads: 3 }));
+    expect(await fails(['--config', join(dir, 'bad.json')])).toMatch(/bad\.json: hidden_size \(100\) must be divisible by num_attention_heads \(3\)/);
+    expect(await fails(['--seq', '600'])).toMatch(/--seq 600 exceeds max_position_embeddings 512/);
+  });
+});
+
+describe('roformer-bench output', () => {
+  it('prints the table and writes JSON and SVG of the documented shape', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-out-'));
+    const config = join(dir, 'tiny.json');
+    writeFileSync(config, JSON.stringify({ num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, vocab_size: 500 }));
+    const json = join(dir, 'out.json');
+    const svg = join(dir, 'chart.svg');
+    const { stdout } = await run(process.execPath, [BENCH, '--config', config, '--seq', '16,32', '--batch', '2', '--steps', '3', '--warmup', '1', '--json', json, '--svg', svg]);
+    expect(stdout).toMatch(/roformer-bench — libtorch \d+\.\d+/);
+    expect(stdout).toMatch(/BLAS/);
+    expect(stdout).toMatch(/seq 16: RoFormerV2 is \d+\.\d+× the baseline's train speed/);
+
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    expect(report.machine).toMatchObject({ device: 'cpu', threads: expect.any(Number), libtorch: expect.any(String) });
+    expect(report.options).toMatchObject({ seq: [16, 32], batch: 2, steps: 3, warmup: 1, dtype: 'fp32', mode: 'train' });
+    expect(report.matmulPeakFlops).toBeGreaterThan(0);
+    expect(report.results).toHaveLength(2);
+    for (const r of report.results) {
+      expect(r.speedRatio).toBeCloseTo(r.baseline.msPerStep.median / r.roformer.msPerStep.median, 10);
+      for (const m of [r.roformer, r.baseline]) {
+        expect(m.msSamples).toHaveLength(3); // warm-up excluded
+        expect(m.msPerStep.p10).toBeLessThanOrEqual(m.msPerStep.median);
+        expect(m.msPerStep.median).toBeLessThanOrEqual(m.msPerStep.p90);
+        expect(m.tokensPerSecond).toBeCloseTo((2 * r.seq * 1000) / m.msPerStep.median, 6);
+        expect(m.samplesPerSecond).toBeCloseTo((2 * 1000) / m.msPerStep.median, 6);
+        expect(m.mfu).toBeGreaterThan(0);
+      }
+      expect(r.roformer.model).toBe('roformer-v2');
+      expect(r.baseline.model).toBe('roberta-baseline');
+      expect(r.baseline.parameters).toBeGreaterThan(r.roformer.parameters);
+    }
+    expect(report.pytorch).toEqual([]);
+    const chart = readFileSync(svg, 'utf8');
+    expect(chart).toMatch(/^<svg/);
+    expect(chart.match(/<rect x="[\d.]+" y="[\d.]+" width="[\d.]+" height="[\d.]+" fill="#1f77b4"\/>/g)?.length).toBe(3); // two bars + the legend swatch
+  });
+});
+
+describe('benchmark arithmetic', () => {
+  it('FLOPs per token follow 6·N + 12·L·s·d', () => {
+    const c = resolveConfig('base');
+    const n = 12 * (4 * 768 * 768 + 2 * 768 * 3072);
+    expect(flopsPerToken(c, 128, 'train', 0)).toBe(6 * n + 12 * 12 * 128 * 768);
+    expect(flopsPerToken(c, 512, 'encode', 0)).toBeCloseTo((6 * n + 12 * 12 * 512 * 768) / 3, 6);
+    expect(flopsPerToken(c, 128, 'train', 0.15)).toBeCloseTo(6 * (n + 0.15 * 12000 * 768) + 12 * 12 * 128 * 768, 6);
+  });
+
+  it('summarise gives median and spread', () => {
+    expect(summarise([5, 1, 4, 2, 3])).toEqual({ median: 3, p10: 1, p90: 5, min: 1, max: 5 });
+  });
+});
