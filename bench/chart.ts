@@ -28,7 +28,7 @@ export function table(results: ConfigResult[], pytorch: PytorchResult[], mode: s
   const lines = rows.map((row) => row.map((cell, c) => (c < 2 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '));
   lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   const ratios = results.map((r) => {
-    const parts = [`seq ${r.seq}: RoFormerV2 is ${fmt(r.speedRatio, 2)}× the baseline's ${mode} speed`];
+    const parts = [`seq ${r.seq}: RoFormerV2 is ${fmt(r.speedRatio, 2)}× the baseline's ${mode} speed (median of paired steps; ratio of medians ${fmt(r.medianRatio, 2)})`];
     const ptV2 = pytorch.find((p) => p.seq === r.seq && p.model === 'roformer-v2' && p.head === 'targets');
     const ptBase = pytorch.find((p) => p.seq === r.seq && p.model === 'roberta-baseline' && p.head === 'targets');
     const ptFull = pytorch.find((p) => p.seq === r.seq && p.model === 'roformer-v2' && p.head === 'full');

@@ -52,8 +52,14 @@ export interface ConfigResult {
   batch: number;
   roformer: ModelResult;
   baseline: ModelResult;
-  /** RoFormerV2 speed over the baseline's (baseline ms / RoFormerV2 ms). */
+  /**
+   * RoFormerV2 speed over the baseline's: the median over step pairs of baseline ms /
+   * RoFormerV2 ms. The two steps of a pair ran back to back, so machine drift cancels
+   * in each ratio; the ratio of the two medians is noisier on a shared machine.
+   */
   speedRatio: number;
+  /** baseline median ms / RoFormerV2 median ms, for reference. */
+  medianRatio: number;
   peakHostBytes: number;
 }
 
@@ -182,7 +188,16 @@ export async function runBenchmark(options: BenchOptions, onProgress?: (result: 
       };
     };
     const [roformer, baseline] = [result(runners[0]!), result(runners[1]!)];
-    const configResult = { seq, batch: options.batch, roformer, baseline, speedRatio: baseline.msPerStep.median / roformer.msPerStep.median, peakHostBytes: peakHost };
+    const pairRatios = roformer.msSamples.map((ms, i) => baseline.msSamples[i]! / ms);
+    const configResult = {
+      seq,
+      batch: options.batch,
+      roformer,
+      baseline,
+      speedRatio: summarise(pairRatios).median,
+      medianRatio: baseline.msPerStep.median / roformer.msPerStep.median,
+      peakHostBytes: peakHost,
+    };
     results.push(configResult);
     onProgress?.(configResult);
   }
