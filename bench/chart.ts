@@ -72,7 +72,7 @@ export function barChartSvg(results: ConfigResult[], pytorch: PytorchResult[], t
     const v = (max * i) / 4;
     const y = pad.top + plotH - (v / max) * plotH;
     parts.push(`<line x1="${pad.left}" x2="${pad.left + plotW}" y1="${y}" y2="${y}" stroke="#eee"/>`);
-    parts.push(`<text x="${pad.left - 6}" y="${y + 4}" font-size="11" text-anchor="end">${v.toPrecision(3)}</text>`);
+    parts.push(`<text x="${pad.left - 6}" y="${y + 4}" font-size="11" text-anchor="end">${v >= 100 ? v.toFixed(0) : v.toPrecision(3)}</text>`);
   }
   results.forEach((r, g) => {
     const x0 = pad.left + g * groupW + groupW * 0.1;
