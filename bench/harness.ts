@@ -10,6 +10,7 @@ import { loadNative } from '../bindings/load.js';
 import type { Device, DType } from '../bindings/native.js';
 import { resolveConfig, type ModelSize, type RoFormerV2Config } from '../lib/config.js';
 import { RobertaBaseline, RoFormerV2 } from '../lib/model.js';
+import { Random } from '../lib/masking.js';
 import { tensor } from '../lib/tensor.js';
 import { Trainer, type MicroBatch } from '../lib/trainer.js';
 
@@ -89,14 +90,8 @@ export function measureMatmulPeak(dtype: Precision, device: Device): number {
 }
 
 function randomBatch(batch: number, seq: number, vocab: number, targetFraction: number, seed: number): MicroBatch {
-  let state = seed >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = new Random(seed);
+  const next = () => random.next();
   const ids = new Int32Array(batch * seq);
   for (let i = 0; i < ids.length; i++) ids[i] = 5 + Math.floor(next() * (vocab - 5)); // never [PAD] = 0
   const positions: number[] = [];
