@@ -8,6 +8,14 @@ namespace {
 torch::nn::LayerNorm layer_norm(const ModelConfig& config) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.hidden_size}).eps(config.layer_norm_eps));
 }
+
+// LayerNorm in float32 for reduced-precision inputs (as autocast does on CUDA): on the
+// CPU, libtorch 1.13's autocast passes bf16 activations straight to a kernel that
+// rejects bf16 input with fp32 gain and bias.
+torch::Tensor normalize(torch::nn::LayerNorm& norm, const torch::Tensor& x) {
+  const bool low_precision = x.scalar_type() == torch::kHalf || x.scalar_type() == torch::kBFloat16;
+  return norm(low_precision ? x.to(torch::kFloat) : x);
+}
 }  // namespace
 
 BaselineBlockImpl::BaselineBlockImpl(const ModelConfig& config) {
@@ -23,8 +31,8 @@ BaselineBlockImpl::BaselineBlockImpl(const ModelConfig& config) {
 }
 
 torch::Tensor BaselineBlockImpl::forward(torch::Tensor x, const torch::Tensor& keep) {
-  x = attention_norm(x + dropout(attention->forward(x, keep, torch::Tensor(), torch::Tensor())));
-  x = output_norm(x + dropout(output(torch::gelu(intermediate(x)))));
+  x = normalize(attention_norm, x + dropout(attention->forward(x, keep, torch::Tensor(), torch::Tensor())));
+  x = normalize(output_norm, x + dropout(output(torch::gelu(intermediate(x)))));
   return x;
 }
 
@@ -70,7 +78,7 @@ torch::Tensor RobertaBaseline::forward(torch::Tensor input_ids, torch::Tensor to
   }
   auto positions = torch::arange(seq, input_ids.options());
   auto x = word_embeddings(input_ids) + position_embeddings(positions) + token_type_embeddings(token_type_ids);
-  x = dropout(embeddings_norm(x));
+  x = dropout(normalize(embeddings_norm, x));
   auto keep = attention_mask.view({batch, 1, 1, seq});
   for (auto& block : *layer) x = block->as<BaselineBlockImpl>()->forward(x, keep);
   return x;
@@ -80,7 +88,7 @@ torch::Tensor RobertaBaseline::mlm_logits(const torch::Tensor& hidden, torch::Te
   auto rows = hidden.reshape({-1, config_.hidden_size});
   positions = prepare_positions(positions, rows.size(0));
   if (positions.defined()) rows = rows.index_select(0, positions.to(rows.device()));
-  auto h = lm_norm(torch::gelu(lm_dense(rows)));
+  auto h = normalize(lm_norm, torch::gelu(lm_dense(rows)));
   return torch::nn::functional::linear(h, word_embeddings->weight, lm_bias);
 }
 

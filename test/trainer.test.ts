@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { RoFormerV2, Trainer, linearWarmupDecay, piecewiseLinear, residualWarmup, tensor, type MicroBatch, type Tensor } from '../lib/index.js';
+import { RobertaBaseline, RoFormerV2, Trainer, linearWarmupDecay, piecewiseLinear, residualWarmup, tensor, type MicroBatch, type Tensor } from '../lib/index.js';
 import { seededRandom } from './reference.js';
 import { values } from './native-helpers.js';
 
@@ -130,6 +130,15 @@ describe('Trainer.step', () => {
     for (let i = 0; i < 20; i++) last = await trainer.step(batch);
     expect(last.loss).toBeLessThan(first.loss * 0.8);
     expect(Object.values(model.namedParameters()).every((t) => t.dtype === 'float32')).toBe(true);
+  });
+
+  it('trains the RoBERTa baseline in bf16 autocast on the CPU too (the benchmark compares both)', async () => {
+    const trainer = new Trainer(RobertaBaseline.create({ config: noDropout, seed: 5 }), { lr: 3e-3, precision: 'bf16' });
+    const batch = makeBatch(5);
+    const first = await trainer.step(batch);
+    let last = first;
+    for (let i = 0; i < 20; i++) last = await trainer.step(batch);
+    expect(last.loss).toBeLessThan(first.loss * 0.8);
   });
 
   it('fp16 asks for CUDA on a CPU model, with a clear error', () => {
