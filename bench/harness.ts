@@ -155,6 +155,7 @@ export async function runBenchmark(options: BenchOptions, onProgress?: (result: 
         native.synchronize(options.device);
         const start = performance.now();
         await runner.step(batch);
+        native.synchronize(options.device); // the optimiser's kernels may still be queued on a GPU
         const ms = performance.now() - start;
         peaks.set(runner.name, Math.max(peaks.get(runner.name)!, native.peakMemory(options.device)));
         peakHost = Math.max(peakHost, process.memoryUsage().rss);

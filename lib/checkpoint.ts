@@ -15,7 +15,7 @@
 // only when complete; `latest` is then replaced atomically.
 
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -84,9 +84,10 @@ export async function writeCheckpoint(
         return { name: key, dtype, shape: t.shape, data: t.toBuffer() };
       }),
     );
-    for (const [file, data] of Object.entries(contents.files ?? {})) await writeFile(join(tmpDir, file), data);
+    // Every file is fsynced (writeFileAtomic) before the directory is renamed into place.
+    for (const [file, data] of Object.entries(contents.files ?? {})) await writeFileAtomic(join(tmpDir, file), [data]);
     const state: TrainerState = { format: FORMAT, ...contents.state, savedAt: new Date().toISOString() };
-    await writeFile(join(tmpDir, TRAINER_STATE_FILE), JSON.stringify(state, null, 2) + '\n');
+    await writeFileAtomic(join(tmpDir, TRAINER_STATE_FILE), [JSON.stringify(state, null, 2) + '\n']);
 
     // Swap into place. Re-saving the same step replaces the old copy only once the new one is complete.
     if (existsSync(finalDir)) {
@@ -106,10 +107,14 @@ export async function writeCheckpoint(
   return finalDir;
 }
 
-/** Removes all but the newest `keep` checkpoints (never `current`). */
+/** Removes all but the newest `keep` checkpoints (never `current`), and leftovers of interrupted saves. */
 async function pruneCheckpoints(runDir: string, keep: number, current: string): Promise<void> {
+  const entries = await readdir(runDir);
+  for (const entry of entries) {
+    if (/^\.checkpoint-\d+\.(tmp|old)-/.test(entry)) await rm(join(runDir, entry), { recursive: true, force: true });
+  }
   if (keep <= 0) return;
-  const steps = (await readdir(runDir))
+  const steps = entries
     .map((entry) => /^checkpoint-(\d+)$/.exec(entry))
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => ({ name: m[0], step: Number(m[1]) }))
@@ -125,6 +130,11 @@ export async function resolveCheckpointDir(path: string): Promise<string> {
   if (existsSync(join(path, LATEST_FILE))) {
     const name = (await readFile(join(path, LATEST_FILE), 'utf8')).trim();
     const dir = join(path, name);
+    if (!existsSync(dir)) {
+      // Killed while re-saving the same step: the complete previous copy is still there under .old-*.
+      const old = (await readdir(path)).find((entry) => entry.startsWith(`.${name}.old-`));
+      if (old && existsSync(join(path, old, TRAINER_STATE_FILE))) return join(path, old);
+    }
     if (!existsSync(join(dir, TRAINER_STATE_FILE))) {
       throw new CheckpointError(`${join(path, LATEST_FILE)} points at ${name}, which is not a complete checkpoint`);
     }

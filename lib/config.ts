@@ -8,6 +8,11 @@ export type ModelSize = 'small' | 'base' | 'large';
 /** A RoFormerV2 config.json, as the released Hugging Face model dirs write it. */
 export interface RoFormerV2Config extends NativeModelConfig {
   model_type: 'roformer';
+  /**
+   * The residual scale α the weights were trained with (RoFormerV2's warm-up from 0
+   * to 1). Saved so a checkpoint taken mid-warm-up loads as the same function.
+   */
+  residual_scale: number;
   hidden_act: 'relu';
   norm_type: 'rms_norm';
   use_bias: false;
@@ -32,6 +37,7 @@ const DEFAULTS: RoFormerV2Config = {
   layer_norm_eps: 1e-12,
   rope_theta: 10000,
   rope_interpolation_factor: 1,
+  residual_scale: 1,
   hidden_act: 'relu',
   norm_type: 'rms_norm',
   use_bias: false,
@@ -55,6 +61,7 @@ const INTEGER_KEYS = [
   'pad_token_id',
 ] as const;
 const NUMBER_KEYS = [
+  'residual_scale',
   'hidden_dropout_prob',
   'attention_probs_dropout_prob',
   'layer_norm_eps',
@@ -133,6 +140,7 @@ export function validateConfig(raw: unknown, source = 'config'): RoFormerV2Confi
   }
   if (c.layer_norm_eps <= 0) fail(`layer_norm_eps must be positive, got ${c.layer_norm_eps}`);
   if (c.rope_interpolation_factor <= 0) fail(`rope_interpolation_factor must be positive`);
+  if (c.residual_scale < 0 || c.residual_scale > 1) fail(`residual_scale must be in [0, 1], got ${c.residual_scale}`);
   return c;
 }
 

@@ -33,9 +33,10 @@ export async function fillMask(model: RoFormerV2, tokenizer: Tokenizer, text: st
   if (positions.length === 0) throw new Error(`the text has no [MASK] token to fill: "${text}"`);
   const inputIds = tensor(Int32Array.from(ids), [1, ids.length], 'int64');
   const hidden = await model.forward(inputIds);
-  const logits = await model.mlmLogits(hidden, tensor(Int32Array.from(positions), [positions.length], 'int64'));
+  const maskPositions = tensor(Int32Array.from(positions), [positions.length], 'int64');
+  const logits = await model.mlmLogits(hidden, maskPositions);
   const scores = logits.toArray() as Float32Array;
-  [inputIds, hidden, logits].forEach((t) => t.dispose());
+  [inputIds, hidden, maskPositions, logits].forEach((t) => t.dispose());
 
   const vocab = tokenizer.size;
   return positions.map((_, m) => {

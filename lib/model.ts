@@ -106,6 +106,11 @@ abstract class Encoder {
     this.native.loadStateDict(state);
   }
 
+  /** The config as it should be saved: with the current residual scale α. */
+  savedConfig(): RoFormerV2Config {
+    return { ...this.config, residual_scale: this.native.residualScale };
+  }
+
   /** α, the residual scale of RoFormerV2's post-norm blocks (0 → 1 during warm-up). */
   get residualScale(): number {
     return this.native.residualScale;
@@ -146,13 +151,19 @@ export class RoFormerV2 extends Encoder {
     } finally {
       for (const t of Object.values(state)) t.dispose();
     }
+    model.setResidualScale(config.residual_scale);
     if (options.device || options.dtype) model.to(options.device ?? 'cpu', options.dtype);
     return model.eval();
   }
 
   /** Writes config.json and model.safetensors in the Hugging Face layout (atomically per file). */
   async save(dir: string): Promise<void> {
-    await writeModelDir(dir, this.config, this.namedParameters());
+    const parameters = this.namedParameters();
+    try {
+      await writeModelDir(dir, this.savedConfig(), parameters);
+    } finally {
+      for (const t of Object.values(parameters)) t.dispose();
+    }
   }
 }
 

@@ -133,6 +133,8 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
   });
   let position: PipelinePosition | undefined;
   if (resumeFrom) {
+    // The settings this attempt runs with (e.g. a longer --steps) are the run's settings from now on.
+    await writeFile(join(config.out, RUN_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
     const restored = await trainer.load(resumeFrom);
     position = restored.dataPosition as PipelinePosition;
     // metrics of steps after the checkpoint belong to the interrupted attempt: drop them
@@ -192,7 +194,8 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
     excludedMs = 0;
     const stepPromise = trainer.step(microBatches.map((b) => b.microBatch));
     // Prepare the next batch while the native step runs on its worker thread.
-    pending = trainer.globalStep + 1 < config.steps ? nextMicroBatches() : null;
+    // Always prefetch: whether another step is needed is known only after this one (a skipped step doesn't count).
+    pending = nextMicroBatches();
     pending?.catch(() => undefined); // surfaced when awaited
     const result = await stepPromise;
     lastStepEnd = performance.now();

@@ -77,20 +77,25 @@ export class Trainer {
    */
   save(runDir: string, extra: { dataPosition?: unknown; files?: Record<string, string | Buffer>; keepLast?: number } = {}): Promise<string> {
     return this.enqueue(async () => {
-      const trainerState = this.native.stateTensors();
+      const trainerState = this.native.stateTensors(); // copies: disposed below, not left to the GC
+      const parameters = this.model.namedParameters();
       const { lr, ...serialisable } = this.options;
-      return writeCheckpoint(runDir, {
-        config: this.model.config,
-        parameters: this.model.namedParameters(),
-        trainerState,
-        state: {
-          ...this.native.counters(),
-          options: { ...serialisable, lr: typeof lr === 'number' ? lr : 'schedule' },
-          dataPosition: extra.dataPosition ?? null,
-        },
-        files: extra.files,
-        keepLast: extra.keepLast,
-      });
+      try {
+        return await writeCheckpoint(runDir, {
+          config: this.model.savedConfig(),
+          parameters,
+          trainerState,
+          state: {
+            ...this.native.counters(),
+            options: { ...serialisable, lr: typeof lr === 'number' ? lr : 'schedule' },
+            dataPosition: extra.dataPosition ?? null,
+          },
+          files: extra.files,
+          keepLast: extra.keepLast,
+        });
+      } finally {
+        for (const t of [...Object.values(trainerState), ...Object.values(parameters)]) t.dispose();
+      }
     });
   }
 
@@ -115,6 +120,7 @@ export class Trainer {
         this.model.loadStateDict(checkpoint.modelState);
         const { step, skippedSteps, lossScale, growthTracker } = checkpoint.state;
         this.native.setCounters({ step, skippedSteps, lossScale, growthTracker });
+        this.model.setResidualScale(checkpoint.config.residual_scale);
         return { dir: checkpoint.dir, step, dataPosition: checkpoint.state.dataPosition };
       } finally {
         for (const t of [...Object.values(checkpoint.modelState), ...Object.values(checkpoint.trainerState)]) t.dispose();

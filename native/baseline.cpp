@@ -9,12 +9,17 @@ torch::nn::LayerNorm layer_norm(const ModelConfig& config) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.hidden_size}).eps(config.layer_norm_eps));
 }
 
-// LayerNorm in float32 for reduced-precision inputs (as autocast does on CUDA): on the
-// CPU, libtorch 1.13's autocast passes bf16 activations straight to a kernel that
-// rejects bf16 input with fp32 gain and bias.
+// LayerNorm computed in float32 for reduced-precision inputs (as autocast does on
+// CUDA): on the CPU, libtorch 1.13's autocast passes bf16 activations straight to a
+// kernel that rejects bf16 input with fp32 gain and bias, and weights cast to bf16
+// meet fp32 activations the other way round. The result keeps the input's dtype
+// unless the weights are fp32 (mixed precision keeps the residual stream in fp32).
 torch::Tensor normalize(torch::nn::LayerNorm& norm, const torch::Tensor& x) {
-  const bool low_precision = x.scalar_type() == torch::kHalf || x.scalar_type() == torch::kBFloat16;
-  return norm(low_precision ? x.to(torch::kFloat) : x);
+  const auto weight_dtype = norm->weight.scalar_type();
+  if (x.scalar_type() == weight_dtype && weight_dtype != torch::kHalf && weight_dtype != torch::kBFloat16) return norm(x);
+  auto y = torch::layer_norm(x.to(torch::kFloat), norm->options.normalized_shape(), norm->weight.to(torch::kFloat),
+                             norm->bias.to(torch::kFloat), norm->options.eps());
+  return weight_dtype == torch::kFloat ? y : y.to(x.scalar_type());
 }
 }  // namespace
 

@@ -46,6 +46,7 @@ std::vector<std::pair<std::string, at::Generator>> generators() {
 Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex> model_mutex, TrainerOptions options)
     : model_(std::move(model)), model_mutex_(std::move(model_mutex)), options_(std::move(options)) {
   const auto device = device_of(*model_);
+  device_ = device;
   if (options_.precision == "bf16") {
     autocast_dtype_ = torch::kBFloat16;
   } else if (options_.precision == "fp16") {
@@ -112,6 +113,14 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
   for (const auto& b : batches) check_batch(b);
 
   std::lock_guard<std::mutex> lock(*model_mutex_);
+  for (const auto& p : model_->parameters()) {
+    if (p.device() != device_ || p.scalar_type() != torch::kFloat) {
+      throw std::invalid_argument("the model was moved to " + p.device().str() + " / " + dtype_name(p.scalar_type()) +
+                                  " after this Trainer was created for " + device_.str() +
+                                  " / float32: create the Trainer after model.to()");
+    }
+    break;  // one parameter tells: Module::to moves them all
+  }
   model_->train(true);
   model_->set_residual_scale(alpha);
   zero_grads(*model_);
@@ -202,10 +211,20 @@ void Trainer::load_state_tensors(const std::map<std::string, torch::Tensor>& sav
     if (key.rfind("rng.", 0) != 0) optimizer_state[key] = tensor;
   }
   std::lock_guard<std::mutex> lock(*model_mutex_);
-  optimizer_->load_state(optimizer_state);
-  for (auto& [key, generator] : generators()) {
+  // Check the generator states first: nothing changes unless everything can.
+  auto gens = generators();
+  for (auto& [key, generator] : gens) {
     auto it = saved.find(key);
     if (it == saved.end()) continue;  // e.g. a CPU checkpoint resumed on a GPU machine
+    std::lock_guard<std::mutex> generator_lock(generator.mutex());
+    const auto current = generator.get_state();
+    require(it->second.scalar_type() == torch::kByte && it->second.sizes() == current.sizes(),
+            "random generator state " + key + " has the wrong size or dtype");
+  }
+  optimizer_->load_state(optimizer_state);
+  for (auto& [key, generator] : gens) {
+    auto it = saved.find(key);
+    if (it == saved.end()) continue;
     std::lock_guard<std::mutex> generator_lock(generator.mutex());
     generator.set_state(it->second);
   }

@@ -92,6 +92,9 @@ class Trainer {
   TrainerOptions options_;
   std::unique_ptr<Optimizer> optimizer_;
   std::optional<torch::ScalarType> autocast_dtype_;
+  // Where the weights were when the optimiser state was made: moving the model
+  // afterwards would leave that state behind.
+  torch::Device device_{torch::kCPU};
   TrainerCounters counters_;
 };
 

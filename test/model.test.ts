@@ -240,6 +240,16 @@ describe('RobertaBaseline', () => {
     expect(maxAbsDiff(values(await model.mlmLogits(hidden)), logits.data)).toBeLessThan(1e-12);
   });
 
+  it('runs with bf16 weights (the benchmark\'s encode mode), LayerNorm computed in float32', async () => {
+    const model = RobertaBaseline.create({ config: tiny, seed: 13 }).eval();
+    const input = tensor(ids, undefined, 'int64');
+    const reference = values(await model.forward(input));
+    model.to('cpu', 'bfloat16');
+    const hidden = await model.forward(input);
+    expect(hidden.dtype).toBe('bfloat16');
+    expect(maxAbsDiff(values(hidden), reference)).toBeLessThan(0.1);
+  });
+
   it('has the parameters RoFormerV2 removes, at the same sizes', () => {
     const v2 = RoFormerV2.create({ size: 'small' }).parameterCount;
     const baseline = RobertaBaseline.create({ size: 'small' }).parameterCount;

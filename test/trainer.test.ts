@@ -2,7 +2,7 @@
 // scaling, inf/NaN skips, async behaviour, queueing, bad batches, checkpoints and
 // exact resume.
 
-import { mkdtempSync, readdirSync, readFileSync, truncateSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, truncateSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -333,12 +333,53 @@ describe('checkpoints', () => {
     await trainer.step(makeBatch(1));
     await trainer.save(runDir);
     await trainer.step(makeBatch(2));
-    // A file name the filesystem refuses makes the save fail half-way.
-    await expect(trainer.save(runDir, { files: { 'sub/dir/vocab.txt': 'x' } })).rejects.toThrow();
+    // A file that cannot be written makes the save fail half-way.
+    await expect(trainer.save(runDir, { files: { 'vocab.txt': 42 as unknown as string } })).rejects.toThrow();
     expect(readFileSync(join(runDir, 'latest'), 'utf8').trim()).toBe('checkpoint-1');
     expect(readdirSync(runDir).filter((d) => d.startsWith('.'))).toEqual([]);
     const restored = new Trainer(RoFormerV2.create({ config: noDropout, seed: 17 }), { lr: 1e-3 });
     expect((await restored.load(runDir)).step).toBe(1);
+  });
+});
+
+describe('checkpoint edge cases', () => {
+  it('saves the residual scale α with the model, so a mid-warm-up checkpoint loads as the same function', async () => {
+    const runDir = tmp('alpha');
+    const model = RoFormerV2.create({ config: noDropout, seed: 18 });
+    const trainer = new Trainer(model, { lr: 1e-3, alphaWarmupSteps: 10 });
+    for (let i = 0; i < 3; i++) await trainer.step(makeBatch(i));
+    const dir = await trainer.save(runDir);
+    expect(model.residualScale).toBeCloseTo(0.2, 10); // α of the last step (step 2 of 10)
+    const loaded = await RoFormerV2.fromPretrained(dir);
+    expect(loaded.residualScale).toBeCloseTo(0.2, 10);
+    const ids = tensor([[2, 9, 4, 11, 3]], undefined, 'int64');
+    expect(values(await loaded.forward(ids))).toEqual(values(await model.eval().forward(ids)));
+  });
+
+  it('falls back to the complete copy when a re-save of the same step was killed mid-swap', async () => {
+    const runDir = tmp('swap');
+    const trainer = new Trainer(RoFormerV2.create({ config: noDropout, seed: 19 }), { lr: 1e-3 });
+    await trainer.step(makeBatch(1));
+    await trainer.save(runDir);
+    // what a kill between the two renames leaves: the old copy moved aside, the new one still a temp dir
+    renameSync(join(runDir, 'checkpoint-1'), join(runDir, '.checkpoint-1.old-123-abcd'));
+    const other = new Trainer(RoFormerV2.create({ config: noDropout, seed: 20 }), { lr: 1e-3 });
+    expect((await other.load(runDir)).step).toBe(1);
+    // the next successful save cleans the leftovers up
+    await other.step(makeBatch(2));
+    await other.save(runDir);
+    expect(readdirSync(runDir).filter((d) => d.startsWith('.'))).toEqual([]);
+  });
+
+  it('refuses float64 weights, and a model moved or cast after its Trainer was made, before touching anything', async () => {
+    const cast = RoFormerV2.create({ config: noDropout, seed: 21 }).to('cpu', 'float64');
+    expect(() => new Trainer(cast, { lr: 1e-3 })).toThrow(/is float64: train with float32 weights/);
+    const model = RoFormerV2.create({ config: noDropout, seed: 22 });
+    const trainer = new Trainer(model, { lr: 1e-3 });
+    model.to('cpu', 'float64');
+    const before = snapshot(model);
+    await expect(trainer.step(makeBatch(1))).rejects.toThrow(/moved to cpu \/ float64 after this Trainer was created for cpu \/ float32: create the Trainer after model\.to\(\)/);
+    expect(snapshot(model)).toEqual(before);
   });
 });
 
