@@ -19,6 +19,12 @@ const NAME_TABLE: ReadonlyArray<readonly [native: string, huggingFace: string]> 
 /** The MLM decoder, tied to the word embeddings: written for compatibility, never a separate weight. */
 export const TIED_DECODER_NAME = 'cls.predictions.decoder.weight';
 export const WORD_EMBEDDINGS_NAME = 'roformer.embeddings.word_embeddings.weight';
+/**
+ * Hugging Face's RoFormer port stores its fixed sinusoidal table (max_position × head
+ * size) as a weight; RoFormerV2 computes rotations on the fly, so the table is accepted
+ * on load and ignored.
+ */
+export const SINUSOIDAL_TABLE_NAME = 'roformer.encoder.embed_positions.weight';
 
 function pattern(template: string): RegExp {
   const escaped = template.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace('\\{i\\}', '(\\d+)');

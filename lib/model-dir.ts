@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import type { DType, Tensor } from '../bindings/native.js';
-import { fromHuggingFaceName, TIED_DECODER_NAME, toHuggingFaceName, WORD_EMBEDDINGS_NAME } from './checkpoint-names.js';
+import { fromHuggingFaceName, SINUSOIDAL_TABLE_NAME, TIED_DECODER_NAME, toHuggingFaceName, WORD_EMBEDDINGS_NAME } from './checkpoint-names.js';
 import { configToJson, validateConfig, type RoFormerV2Config } from './config.js';
 import {
   readSafetensors,
@@ -95,6 +95,9 @@ export async function readModelDir(dir: string): Promise<{ config: RoFormerV2Con
   const found = new Map<string, { shape: number[]; dtype: DType; data: Buffer }>();
   for (const [name, entry] of file.tensors) {
     if (name === TIED_DECODER_NAME) continue; // checked against the embeddings below
+    if (name === SINUSOIDAL_TABLE_NAME && entry.shape.length === 2 && entry.shape[1] === config.hidden_size / config.num_attention_heads) {
+      continue; // the HF port's fixed RoPE table: recomputed here for any length
+    }
     const nativeName = fromHuggingFaceName(name);
     const shape = nativeName === undefined ? undefined : expected.get(nativeName);
     if (nativeName === undefined || shape === undefined) {

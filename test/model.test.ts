@@ -189,6 +189,25 @@ describe('model dirs (Hugging Face layout)', () => {
   });
 });
 
+describe('Hugging Face port compatibility', () => {
+  it("accepts (and ignores) the port's stored sinusoidal table roformer.encoder.embed_positions.weight", async () => {
+    const { readSafetensors: read, writeSafetensorsAtomic } = await import('../lib/safetensors.js');
+    const dir = join(mkdtempSync(join(tmpdir(), 'roformer-hf-')), 'model');
+    const model = RoFormerV2.create({ config: tiny, seed: 14 }).eval();
+    await model.save(dir);
+    const file = await read(join(dir, 'model.safetensors'));
+    const entries = [...file.tensors.values()].map((e) => ({ name: e.name, dtype: e.dtype, shape: e.shape, data: e.data }));
+    const table = Buffer.alloc(512 * 8 * 4); // (max_position, head size 8) float32
+    await writeSafetensorsAtomic(join(dir, 'model.safetensors'), [...entries, { name: 'roformer.encoder.embed_positions.weight', dtype: 'F32', shape: [512, 8], data: table }]);
+    const loaded = await RoFormerV2.fromPretrained(dir);
+    const input = tensor(ids, undefined, 'int64');
+    expect(values(await loaded.forward(input))).toEqual(values(await model.forward(input)));
+    // a table of the wrong width is still an unexpected tensor
+    await writeSafetensorsAtomic(join(dir, 'model.safetensors'), [...entries, { name: 'roformer.encoder.embed_positions.weight', dtype: 'F32', shape: [512, 4], data: Buffer.alloc(512 * 4 * 4) }]);
+    await expect(RoFormerV2.fromPretrained(dir)).rejects.toThrow(/unexpected tensor roformer\.encoder\.embed_positions\.weight/);
+  });
+});
+
 describe('RobertaBaseline', () => {
   it('one layer matches a float64 RoBERTa reference (learned positions, LayerNorm, GELU, biases)', async () => {
     const config = { ...tiny, num_hidden_layers: 1, max_position_embeddings: 16 };
