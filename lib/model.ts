@@ -50,6 +50,11 @@ abstract class Encoder {
     return this.native.training;
   }
 
+  /** Applies the device/dtype options of create() and fromPretrained(), if any. */
+  protected place(options: { device?: Device; dtype?: DType }): this {
+    return options.device || options.dtype ? this.to(options.device ?? 'cpu', options.dtype) : this;
+  }
+
   /** Dropout on (training) or off (evaluation), as in PyTorch. */
   train(on = true): this {
     this.native.train(on);
@@ -134,9 +139,7 @@ export class RoFormerV2 extends Encoder {
   /** A new model with the authors' initialisation, in training mode (as PyTorch modules start). */
   static create(options: CreateOptions = {}): RoFormerV2 {
     const { native, config } = createNative('roformer-v2', options);
-    const model = new RoFormerV2(native, config);
-    if (options.device || options.dtype) model.to(options.device ?? 'cpu', options.dtype);
-    return model;
+    return new RoFormerV2(native, config).place(options);
   }
 
   /**
@@ -152,8 +155,7 @@ export class RoFormerV2 extends Encoder {
       for (const t of Object.values(state)) t.dispose();
     }
     model.setResidualScale(config.residual_scale);
-    if (options.device || options.dtype) model.to(options.device ?? 'cpu', options.dtype);
-    return model.eval();
+    return model.place(options).eval();
   }
 
   /** Writes config.json and model.safetensors in the Hugging Face layout (atomically per file). */
@@ -178,8 +180,6 @@ export class RobertaBaseline extends Encoder {
 
   static create(options: CreateOptions = {}): RobertaBaseline {
     const { native, config } = createNative('roberta-baseline', options);
-    const model = new RobertaBaseline(native, config);
-    if (options.device || options.dtype) model.to(options.device ?? 'cpu', options.dtype);
-    return model;
+    return new RobertaBaseline(native, config).place(options);
   }
 }

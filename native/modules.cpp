@@ -217,8 +217,7 @@ class RMSNormFunction : public torch::autograd::Function<RMSNormFunction> {
 
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
   // sin± = (−sin, +sin, −sin, +sin, ...): the sign of each element's partner in the rotation
-  auto sign = torch::ones({2}, sin.options());
-  sign[0] = -1;
+  auto sign = torch::tensor({-1.0, 1.0}, sin.options());
   auto signed_sin = (sin.unflatten(-1, {-1, 2}) * sign).flatten(-2);
   return RotaryFunction::apply(x, cos.to(x.scalar_type()), signed_sin.to(x.scalar_type()));
 }
