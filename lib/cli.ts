@@ -145,15 +145,9 @@ program
   .option('--field <name>', 'JSONL field holding the text', 'text')
   .action(async (options: { corpus: string[]; out: string; size: number; format: 'auto' | 'text' | 'jsonl'; field: string }) => {
     const { Corpus } = await import('./corpus.js');
-    const { buildVocab, Tokenizer } = await import('./tokenizer.js');
+    const { buildCorpusVocab } = await import('./pretrain.js');
     const corpus = await Corpus.open({ paths: options.corpus, format: options.format, field: options.field, evalFraction: 0 });
-    async function* texts() {
-      for await (const doc of corpus.train()) {
-        if (doc.position.epoch > 0) return;
-        yield doc.text;
-      }
-    }
-    const tokenizer = Tokenizer.fromTokens(await buildVocab(texts(), { size: options.size }));
+    const tokenizer = await buildCorpusVocab(corpus, options.size);
     await tokenizer.save(options.out);
     console.log(`wrote ${options.out}: ${tokenizer.size} tokens`);
     if (corpus.problemCount > 0) {

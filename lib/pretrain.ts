@@ -61,18 +61,22 @@ async function openCorpus(config: PretrainConfig): Promise<Corpus> {
   });
 }
 
-/** The vocab: a given vocab.txt, or one built from (up to ~50 MB of) the corpus. */
-async function prepareTokenizer(config: PretrainConfig, corpus: Corpus): Promise<Tokenizer> {
-  if (config.vocab) return Tokenizer.fromFile(config.vocab);
-  const texts = async function* () {
+/** A vocab of `size` tokens built from one pass over the corpus (up to `maxBytes` of text). */
+export async function buildCorpusVocab(corpus: Corpus, size: number, maxBytes = Infinity): Promise<Tokenizer> {
+  async function* onePass() {
     let bytes = 0;
     for await (const doc of corpus.train()) {
+      if (doc.position.epoch > 0 || bytes > maxBytes) return;
+      bytes += Buffer.byteLength(doc.text);
       yield doc.text;
-      bytes += doc.text.length * 3;
-      if (bytes > 50e6 || (doc.position.epoch > 0)) return;
     }
-  };
-  return Tokenizer.fromTokens(await buildVocab(texts(), { size: config.vocabSize }), 'built from the corpus');
+  }
+  return Tokenizer.fromTokens(await buildVocab(onePass(), { size }), 'built from the corpus');
+}
+
+/** The vocab: a given vocab.txt, or one built from (up to ~50 MB of) the corpus. */
+async function prepareTokenizer(config: PretrainConfig, corpus: Corpus): Promise<Tokenizer> {
+  return config.vocab ? Tokenizer.fromFile(config.vocab) : buildCorpusVocab(corpus, config.vocabSize, 50e6);
 }
 
 async function evaluate(trainer: Trainer, batches: MlmBatch[], step: number): Promise<EvalMetric> {
