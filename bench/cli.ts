@@ -10,7 +10,7 @@ import { hostname, cpus } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 
 import { NativeLoadError } from '../bindings/load.js';
-import { MODEL_SIZES, validateConfig, type ModelSize, type RoFormerV2Config } from '../lib/config.js';
+import { MODEL_SIZES, validateConfig, type ModelSize, type RoFormerV2Config } from '../lib/model/config.js';
 
 export interface BenchCliOptions {
   size: ModelSize;
@@ -81,11 +81,11 @@ async function main(options: BenchCliOptions): Promise<void> {
     overrides = raw as Partial<RoFormerV2Config>;
   }
 
-  const { runtimeInfo, setNumThreads, blasInUse } = await import('../lib/runtime.js');
+  const { runtimeInfo, setNumThreads, blasInUse } = await import('../lib/model/runtime.js');
   const { runBenchmark } = await import('./harness.js');
   const { table, barChartSvg } = await import('./chart.js');
   const { findPythonWithTorch, runPytorch } = await import('./pytorch.js');
-  const { resolveConfig } = await import('../lib/config.js');
+  const { resolveConfig } = await import('../lib/model/config.js');
 
   if (options.threads) setNumThreads(options.threads);
   const info = runtimeInfo();

@@ -8,11 +8,11 @@
 
 import { loadNative } from '../bindings/load.js';
 import type { Device, DType } from '../bindings/native.js';
-import { resolveConfig, type ModelSize, type RoFormerV2Config } from '../lib/config.js';
-import { RobertaBaseline, RoFormerV2 } from '../lib/model.js';
-import { Random } from '../lib/masking.js';
-import { tensor } from '../lib/tensor.js';
-import { Trainer, type MicroBatch } from '../lib/trainer.js';
+import { resolveConfig, type ModelSize, type RoFormerV2Config } from '../lib/model/config.js';
+import { RobertaBaseline, RoFormerV2 } from '../lib/model/model.js';
+import { Random } from '../lib/data/masking.js';
+import { tensor } from '../lib/model/tensor.js';
+import { Trainer, type MicroBatch } from '../lib/training/trainer.js';
 
 export type Mode = 'train' | 'encode';
 export type Precision = 'fp32' | 'bf16' | 'fp16';

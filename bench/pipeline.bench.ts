@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 
-import { Corpus } from '../lib/corpus.js';
-import { ensureDemoCorpus } from '../lib/demo-corpus.js';
-import { jiebaSegmenter, MlmPipeline } from '../lib/pipeline.js';
-import { buildVocab, Tokenizer } from '../lib/tokenizer.js';
+import { Corpus } from '../lib/data/corpus.js';
+import { ensureDemoCorpus } from '../lib/data/demo-corpus.js';
+import { jiebaSegmenter, MlmPipeline } from '../lib/data/pipeline.js';
+import { buildVocab, Tokenizer } from '../lib/data/tokenizer.js';
 
 const args = process.argv.slice(2);
 const big = args.includes('--big');

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 
 import { packageRoot } from '../bindings/load.js';
-import type { RoFormerV2Config } from '../lib/config.js';
+import type { RoFormerV2Config } from '../lib/model/config.js';
 import { summarise, type ModelName, type Precision } from './harness.js';
 
 export interface PytorchResult {

@@ -9,7 +9,7 @@
 import { promises as fs } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
-import { buildVocab, Tokenizer } from '../lib/tokenizer.js';
+import { buildVocab, Tokenizer } from '../lib/data/tokenizer.js';
 
 interface Ci {
   paragraphs: string[];

@@ -5,11 +5,11 @@
 import { Command } from 'commander';
 
 import { NativeLoadError } from '../bindings/load.js';
-import { blasInUse, runtimeInfo } from './runtime.js';
-import { MODEL_SIZES, type ModelSize } from './config.js';
-import { RoFormerV2 } from './model.js';
-import { PretrainProgress } from './progress.js';
-import type { PretrainConfig } from './pretrain-config.js';
+import { blasInUse, runtimeInfo } from './model/runtime.js';
+import { MODEL_SIZES, type ModelSize } from './model/config.js';
+import { RoFormerV2 } from './model/model.js';
+import { PretrainProgress } from './training/progress.js';
+import type { PretrainConfig } from './pretrain/config.js';
 
 const program = new Command();
 program.name('roformer').description('Train and use RoFormerV2 language models on libtorch').version('0.1.0');
@@ -77,9 +77,9 @@ program
   .option('--save-every <n>', 'checkpoint every n steps', number('save-every'))
   .option('--seed <n>', 'random seed', number('seed'))
   .action(async (options: Record<string, unknown>) => {
-    const { resolvePretrainConfig } = await import('./pretrain-config.js');
-    const { pretrain, readRunConfig } = await import('./pretrain.js');
-    const { fillMask } = await import('./fill-mask.js');
+    const { resolvePretrainConfig } = await import('./pretrain/config.js');
+    const { pretrain, readRunConfig } = await import('./pretrain/pretrain.js');
+    const { fillMask } = await import('./pretrain/fill-mask.js');
     const { config: file, resume, ...flags } = options;
     const out = (flags.out as string | undefined) ?? (flags.demo ? 'runs/demo' : undefined);
     // A resumed run keeps its own settings; only a new --steps may extend it.
@@ -121,7 +121,7 @@ program
   .option('--json', 'machine-readable output')
   .argument('<text...>', 'text with one or more [MASK]')
   .action(async (words: string[], options: { model: string; topK: number; json?: boolean }) => {
-    const { fillMask, loadForInference } = await import('./fill-mask.js');
+    const { fillMask, loadForInference } = await import('./pretrain/fill-mask.js');
     const { model, tokenizer } = await loadForInference(options.model);
     const text = words.join(' ');
     const predictions = await fillMask(model, tokenizer, text, options.topK);
@@ -144,8 +144,8 @@ program
   .option('--format <format>', 'auto, text or jsonl', 'auto')
   .option('--field <name>', 'JSONL field holding the text', 'text')
   .action(async (options: { corpus: string[]; out: string; size: number; format: 'auto' | 'text' | 'jsonl'; field: string }) => {
-    const { Corpus } = await import('./corpus.js');
-    const { buildCorpusVocab } = await import('./pretrain.js');
+    const { Corpus } = await import('./data/corpus.js');
+    const { buildCorpusVocab } = await import('./pretrain/pretrain.js');
     const corpus = await Corpus.open({ paths: options.corpus, format: options.format, field: options.field, evalFraction: 0 });
     const tokenizer = await buildCorpusVocab(corpus, options.size);
     await tokenizer.save(options.out);

@@ -16,7 +16,7 @@ import {
   type RoFormerV2Config,
   type Tensor,
 } from '../lib/index.js';
-import { readSafetensors, writeSafetensorsAtomic, SafetensorsError, type SafetensorsTensorInput } from '../lib/safetensors.js';
+import { readSafetensors, writeSafetensorsAtomic, SafetensorsError, type SafetensorsTensorInput } from '../lib/model/safetensors.js';
 
 const tiny: Partial<RoFormerV2Config> = {
   vocab_size: 60,

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 import { flopsPerToken, summarise } from '../bench/harness.js';
-import { resolveConfig } from '../lib/config.js';
+import { resolveConfig } from '../lib/model/config.js';
 
 const run = promisify(execFile);
 const BENCH = 'dist/bench/cli.js';

@@ -3,7 +3,7 @@ import { describe, it, expect, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Corpus, CorpusError, type CorpusOptions, type CorpusPosition, type Document } from '../lib/corpus.js';
+import { Corpus, CorpusError, type CorpusOptions, type CorpusPosition, type Document } from '../lib/data/corpus.js';
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'corpus-test-'));
 afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
@@ -405,7 +405,7 @@ describe('errors', () => {
     // A copy of the module inside the (made world-readable) temp dir, wherever the checkout lives.
     fs.chmodSync(dir, 0o755);
     const corpusModule = path.join(dir, 'corpus.mjs');
-    fs.copyFileSync(path.resolve('dist/lib/corpus.js'), corpusModule);
+    fs.copyFileSync(path.resolve('dist/lib/data/corpus.js'), corpusModule);
     const script = `import(${JSON.stringify(corpusModule)}).then(m => m.Corpus.open({ paths: [${JSON.stringify(file)}] })).then(() => console.log('opened'), e => console.log(e.message))`;
     const output = execFileSync('runuser', ['-u', 'nobody', '--', process.execPath, '-e', script], { encoding: 'utf8' });
     expect(output).toMatch(/EACCES.*secret\.txt/);

@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 
-import { maskSample, Random, type MaskingVocab } from '../lib/masking.js';
+import { maskSample, Random, type MaskingVocab } from '../lib/data/masking.js';
 
 const vocab: MaskingVocab = { maskId: 4, size: 1000, specialIds: new Set([0, 1, 2, 3, 4]) };
 const sample = (n: number) => [2, ...Array.from({ length: n }, (_, i) => 5 + (i % 900)), 3];

@@ -191,7 +191,7 @@ describe('model dirs (Hugging Face layout)', () => {
 
 describe('Hugging Face port compatibility', () => {
   it("accepts (and ignores) the port's stored sinusoidal table roformer.encoder.embed_positions.weight", async () => {
-    const { readSafetensors: read, writeSafetensorsAtomic } = await import('../lib/safetensors.js');
+    const { readSafetensors: read, writeSafetensorsAtomic } = await import('../lib/model/safetensors.js');
     const dir = join(mkdtempSync(join(tmpdir(), 'roformer-hf-')), 'model');
     const model = RoFormerV2.create({ config: tiny, seed: 14 }).eval();
     await model.save(dir);

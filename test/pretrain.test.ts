@@ -23,7 +23,7 @@ import {
   buildVocab,
   type PretrainConfig,
 } from '../lib/index.js';
-import { ensureDemoCorpus } from '../lib/demo-corpus.js';
+import { ensureDemoCorpus } from '../lib/data/demo-corpus.js';
 
 const run = promisify(execFile);
 const CLI = 'dist/lib/cli.js';

@@ -11,7 +11,7 @@ import {
   writeFileAtomic,
   writeSafetensorsAtomic,
   type SafetensorsDtype,
-} from '../lib/safetensors.js';
+} from '../lib/model/safetensors.js';
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'safetensors-test-'));
 afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));

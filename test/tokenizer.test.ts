@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildVocab, SPECIAL_TOKENS, Tokenizer, TokenizerError } from '../lib/tokenizer.js';
+import { buildVocab, SPECIAL_TOKENS, Tokenizer, TokenizerError } from '../lib/data/tokenizer.js';
 
 const SPECIALS = [...SPECIAL_TOKENS];
 

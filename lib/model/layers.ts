@@ -1,8 +1,8 @@
 // RoFormerV2's building blocks on their own, for users who assemble their own
 // models and for the tests that check each against reference math.
 
-import { loadNative } from '../bindings/load.js';
-import type { Device, DType, LayerKind, NativeModule, Tensor, VjpResult } from '../bindings/native.js';
+import { loadNative } from '../../bindings/load.js';
+import type { Device, DType, LayerKind, NativeModule, Tensor, VjpResult } from '../../bindings/native.js';
 import type { RoFormerV2Config } from './config.js';
 
 /** What every building block offers besides its forward pass. */

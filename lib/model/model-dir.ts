@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-import type { DType, Tensor } from '../bindings/native.js';
+import type { DType, Tensor } from '../../bindings/native.js';
 import { fromHuggingFaceName, SINUSOIDAL_TABLE_NAME, TIED_DECODER_NAME, toHuggingFaceName, WORD_EMBEDDINGS_NAME } from './checkpoint-names.js';
 import { configToJson, validateConfig, type RoFormerV2Config } from './config.js';
 import {

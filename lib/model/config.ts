@@ -1,7 +1,7 @@
 // The model configuration: Hugging Face config.json keys, the named sizes of the
 // spec's table, and validation with messages that name the file and the key.
 
-import type { NativeModelConfig } from '../bindings/native.js';
+import type { NativeModelConfig } from '../../bindings/native.js';
 
 export type ModelSize = 'small' | 'base' | 'large';
 

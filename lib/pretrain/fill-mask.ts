@@ -3,10 +3,10 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { resolveCheckpointDir } from './checkpoint.js';
-import { RoFormerV2 } from './model.js';
-import { tensor } from './tensor.js';
-import { Tokenizer } from './tokenizer.js';
+import { resolveCheckpointDir } from '../training/checkpoint.js';
+import { RoFormerV2 } from '../model/model.js';
+import { tensor } from '../model/tensor.js';
+import { Tokenizer } from '../data/tokenizer.js';
 
 export interface MaskPrediction {
   /** Index of the [MASK] among the text's masks. */

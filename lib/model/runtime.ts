@@ -2,10 +2,10 @@
 
 import { readFileSync } from 'node:fs';
 
-import { loadNative } from '../bindings/load.js';
-import type { RuntimeInfo } from '../bindings/native.js';
+import { loadNative } from '../../bindings/load.js';
+import type { RuntimeInfo } from '../../bindings/native.js';
 
-export type { RuntimeInfo } from '../bindings/native.js';
+export type { RuntimeInfo } from '../../bindings/native.js';
 
 /** libtorch version, CUDA availability, threads, BLAS and build configuration. */
 export function runtimeInfo(): RuntimeInfo {

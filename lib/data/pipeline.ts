@@ -7,10 +7,10 @@
 // buffer started (corpus position and random state) and how many of the buffer's
 // batches have been used: replaying from there reproduces the very same batches.
 
-import type { MicroBatch } from '../bindings/native.js';
+import type { MicroBatch } from '../../bindings/native.js';
 import type { Corpus, CorpusPosition } from './corpus.js';
 import { maskSample, Random, type MaskingOptions, type MaskingVocab } from './masking.js';
-import { tensor } from './tensor.js';
+import { tensor } from '../model/tensor.js';
 import type { Tokenizer } from './tokenizer.js';
 
 export interface PipelineOptions {

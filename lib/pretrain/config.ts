@@ -3,8 +3,8 @@
 
 import { readFile } from 'node:fs/promises';
 
-import type { ModelSize, RoFormerV2Config } from './config.js';
-import { MODEL_SIZES } from './config.js';
+import type { ModelSize, RoFormerV2Config } from '../model/config.js';
+import { MODEL_SIZES } from '../model/config.js';
 
 export interface PretrainConfig {
   /** Corpus files or directories (plain text or JSONL). Empty with `demo`: the built-in poetry corpus. */

@@ -8,13 +8,13 @@
 // Schedules (learning rate, residual α) live here and are passed with each step.
 // Steps are queued: calling step() again before the last one settles waits its turn.
 
-import { loadNative } from '../bindings/load.js';
-import type { MicroBatch, NativeTrainer, NativeTrainerOptions, StepResult, Tensor } from '../bindings/native.js';
+import { loadNative } from '../../bindings/load.js';
+import type { MicroBatch, NativeTrainer, NativeTrainerOptions, StepResult, Tensor } from '../../bindings/native.js';
 import { configMismatches, CheckpointError, readCheckpoint, writeCheckpoint } from './checkpoint.js';
-import type { RobertaBaseline, RoFormerV2 } from './model.js';
+import type { RobertaBaseline, RoFormerV2 } from '../model/model.js';
 import { constant, residualWarmup, type Schedule } from './schedules.js';
 
-export type { MicroBatch, StepResult } from '../bindings/native.js';
+export type { MicroBatch, StepResult } from '../../bindings/native.js';
 
 export interface TrainerOptions extends NativeTrainerOptions {
   /** Learning rate: a number or a schedule of the step number. Default 1e-4. */

@@ -5,8 +5,8 @@
 //   const hidden = await model.forward(inputIds);          // (batch, seq, hidden)
 //   const logits = await model.mlmLogits(hidden);           // (batch·seq, vocab)
 
-import { loadNative } from '../bindings/load.js';
-import type { Architecture, Device, DType, NativeModule, Tensor } from '../bindings/native.js';
+import { loadNative } from '../../bindings/load.js';
+import type { Architecture, Device, DType, NativeModule, Tensor } from '../../bindings/native.js';
 import { resolveConfig, type ModelSize, type RoFormerV2Config } from './config.js';
 import { readModelDir, writeModelDir } from './model-dir.js';
 import { isTensor } from './tensor.js';

@@ -3,7 +3,7 @@
 
 import cliProgress from 'cli-progress';
 
-import type { PretrainEvent } from './pretrain.js';
+import type { PretrainEvent } from '../pretrain/pretrain.js';
 
 const formatSeconds = (s: number) => (s >= 3600 ? `${(s / 3600).toFixed(1)}h` : s >= 60 ? `${Math.floor(s / 60)}m${Math.round(s % 60)}s` : `${Math.round(s)}s`);
 

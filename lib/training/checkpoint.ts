@@ -19,11 +19,11 @@ import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
-import type { DType, Tensor, TrainerCounters } from '../bindings/native.js';
-import { readModelDir, writeModelDir } from './model-dir.js';
-import type { RoFormerV2Config } from './config.js';
-import { readSafetensors, writeFileAtomic, writeSafetensorsAtomic, type SafetensorsDtype } from './safetensors.js';
-import { tensorFromBytes } from './tensor.js';
+import type { DType, Tensor, TrainerCounters } from '../../bindings/native.js';
+import { readModelDir, writeModelDir } from '../model/model-dir.js';
+import type { RoFormerV2Config } from '../model/config.js';
+import { readSafetensors, writeFileAtomic, writeSafetensorsAtomic, type SafetensorsDtype } from '../model/safetensors.js';
+import { tensorFromBytes } from '../model/tensor.js';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';

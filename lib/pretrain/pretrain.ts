@@ -11,16 +11,16 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { resolveCheckpointDir } from './checkpoint.js';
-import { Corpus } from './corpus.js';
-import { ensureDemoCorpus } from './demo-corpus.js';
-import { RoFormerV2 } from './model.js';
-import { jiebaSegmenter, MlmPipeline, type MlmBatch, type PipelinePosition } from './pipeline.js';
-import type { PretrainConfig } from './pretrain-config.js';
-import { appendMetric, readMetrics, writeReport, type EvalMetric, type TrainMetric } from './report.js';
-import { linearWarmupDecay } from './schedules.js';
-import { buildVocab, Tokenizer } from './tokenizer.js';
-import { Trainer } from './trainer.js';
+import { resolveCheckpointDir } from '../training/checkpoint.js';
+import { Corpus } from '../data/corpus.js';
+import { ensureDemoCorpus } from '../data/demo-corpus.js';
+import { RoFormerV2 } from '../model/model.js';
+import { jiebaSegmenter, MlmPipeline, type MlmBatch, type PipelinePosition } from '../data/pipeline.js';
+import type { PretrainConfig } from './config.js';
+import { appendMetric, readMetrics, writeReport, type EvalMetric, type TrainMetric } from '../training/report.js';
+import { linearWarmupDecay } from '../training/schedules.js';
+import { buildVocab, Tokenizer } from '../data/tokenizer.js';
+import { Trainer } from '../training/trainer.js';
 
 export const RUN_CONFIG_FILE = 'run_config.json';
 

@@ -1,10 +1,10 @@
 // Creating tensors from JS data. The Tensor itself is the addon's handle
 // (bindings/native.ts describes it); these helpers cover the common ways in.
 
-import { loadNative } from '../bindings/load.js';
-import type { DType, Tensor } from '../bindings/native.js';
+import { loadNative } from '../../bindings/load.js';
+import type { DType, Tensor } from '../../bindings/native.js';
 
-export type { Device, DType, Tensor, TensorArray } from '../bindings/native.js';
+export type { Device, DType, Tensor, TensorArray } from '../../bindings/native.js';
 
 /**
  * A tensor from JS data, like `torch.tensor`:

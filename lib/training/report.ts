@@ -3,7 +3,7 @@
 
 import { appendFile, readFile } from 'node:fs/promises';
 
-import { writeFileAtomic } from './safetensors.js';
+import { writeFileAtomic } from '../model/safetensors.js';
 
 export interface TrainMetric {
   type: 'train';
