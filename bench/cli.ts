@@ -26,6 +26,7 @@ export interface BenchCliOptions {
   json?: string;
   svg?: string;
   vsPytorch?: boolean;
+  memory?: boolean;
 }
 
 const positiveInt = (name: string) => (value: string) => {
@@ -66,7 +67,8 @@ export function buildProgram(): Command {
     .option('--mode <mode>', 'train (a full optimisation step) or encode (forward only)', oneOf('--mode', ['train', 'encode']), 'train')
     .option('--json <file>', 'write the results as JSON')
     .option('--svg <file>', 'write a bar chart')
-    .option('--vs-pytorch', 'also time the same step in PyTorch eager (needs a python3 with torch)');
+    .option('--vs-pytorch', 'also time the same step in PyTorch eager (needs a python3 with torch)')
+    .option('--memory', 'also measure peak resident memory of each model\'s training loop, each in a process of its own (and PyTorch\'s, with --vs-pytorch)');
   return program;
 }
 
@@ -147,9 +149,15 @@ async function main(options: BenchCliOptions): Promise<void> {
   }
 
   console.log('\n' + table(results, pytorch, options.mode));
+
+  let memory: MemoryReport | null = null;
+  if (options.memory) {
+    if (options.mode !== 'train') throw new Error('--memory measures training loops: use --mode train');
+    memory = await measureMemory(options, overrides, info.numThreads);
+  }
   const title = `${options.mode === 'train' ? 'Training step' : 'Encode'}: ${options.size}, ${options.dtype}, batch ${options.batch}, ${options.device}`;
   if (options.json) {
-    const report = { date: new Date().toISOString(), machine, options, matmulPeakFlops, pytorchVersion, results, pytorch };
+    const report = { date: new Date().toISOString(), machine, options, matmulPeakFlops, pytorchVersion, results, pytorch, memory };
     await writeFile(options.json, JSON.stringify(report, null, 2) + '\n');
     console.log(`\nwrote ${options.json}`);
   }
@@ -157,6 +165,33 @@ async function main(options: BenchCliOptions): Promise<void> {
     await writeFile(options.svg, barChartSvg(results, pytorch, title));
     console.log(`wrote ${options.svg}`);
   }
+}
+
+interface MemoryReport {
+  ours: import('./memory.js').MemoryResult[];
+  pytorch: import('./pytorch.js').PytorchMemoryResult[];
+}
+
+/** Peak resident memory per model and length, each training loop in its own process. */
+async function measureMemory(options: BenchCliOptions, overrides: Partial<RoFormerV2Config>, threads: number): Promise<MemoryReport> {
+  const { runMemoryBenchmark } = await import('./memory.js');
+  const { findPythonWithTorch, runPytorchMemory } = await import('./pytorch.js');
+  const { resolveConfig } = await import('../lib/model/config.js');
+  const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MB`;
+  const common = { size: options.size, config: overrides, batch: options.batch, dtype: options.dtype, device: options.device as 'cpu' | 'cuda', steps: options.steps, warmup: options.warmup };
+  console.log(`\npeak resident memory, each training loop in a process of its own (${options.warmup + options.steps} steps):`);
+  const ours = runMemoryBenchmark({ ...common, seqs: options.seq, mode: 'train', targetFraction: 0.15, threads }, (r) =>
+    console.log(`  seq ${r.seq}: ${r.model.padEnd(16)} ${mb(r.peakRssBytes)} (after the last step ${mb(r.rssAfterBytes)})`),
+  );
+  let pytorch: import('./pytorch.js').PytorchMemoryResult[] = [];
+  if (options.vsPytorch) {
+    const found = findPythonWithTorch();
+    if (found) {
+      pytorch = runPytorchMemory(found.python, { ...common, config: resolveConfig({ size: options.size, ...overrides }), seqs: options.seq, threads });
+      for (const r of pytorch) console.log(`  seq ${r.seq}: PyTorch roformer-v2, head at ${r.head === 'full' ? 'every position' : 'the targets'}: ${mb(r.peakRssBytes)}`);
+    }
+  }
+  return { ours, pytorch };
 }
 
 const program = buildProgram();

@@ -89,7 +89,7 @@ export function measureMatmulPeak(dtype: Precision, device: Device): number {
   return (2 * n ** 3) / seconds;
 }
 
-function randomBatch(batch: number, seq: number, vocab: number, targetFraction: number, seed: number): MicroBatch {
+export function randomBatch(batch: number, seq: number, vocab: number, targetFraction: number, seed: number): MicroBatch {
   const random = new Random(seed);
   const next = () => random.next();
   const ids = new Int32Array(batch * seq);
@@ -104,13 +104,13 @@ function randomBatch(batch: number, seq: number, vocab: number, targetFraction: 
   };
 }
 
-interface Runner {
+export interface Runner {
   name: ModelName;
   parameters: number;
   step(batch: MicroBatch): Promise<void>;
 }
 
-function makeRunner(name: ModelName, options: BenchOptions, config: RoFormerV2Config): Runner {
+export function makeRunner(name: ModelName, options: BenchOptions, config: RoFormerV2Config): Runner {
   const create = name === 'roformer-v2' ? RoFormerV2.create : RobertaBaseline.create;
   const model = create({ config, seed: 0 });
   if (options.device !== 'cpu') model.to(options.device);

@@ -60,3 +60,33 @@ export function runPytorch(
   const raw = JSON.parse(output) as Array<{ model: ModelName; seq: number; head: 'targets' | 'full'; msSamples: number[]; torchVersion: string; threads: number }>;
   return raw.map((r) => ({ model: r.model, seq: r.seq, head: r.head, msPerStep: summarise(r.msSamples), torchVersion: r.torchVersion, threads: r.threads }));
 }
+
+export interface PytorchMemoryResult {
+  model: ModelName;
+  seq: number;
+  head: 'targets' | 'full';
+  /** The Python process's peak resident memory (ru_maxrss), bytes. */
+  peakRssBytes: number;
+}
+
+/**
+ * Peak resident memory of the same RoFormerV2 training loop in PyTorch, one
+ * process per configuration (so each high-water mark is that configuration's own):
+ * with the MLM head at the targets (our step) and at every position (the ports).
+ */
+export function runPytorchMemory(
+  python: string,
+  options: { config: RoFormerV2Config; seqs: number[]; batch: number; dtype: Precision; device: string; steps: number; warmup: number; threads: number },
+): PytorchMemoryResult[] {
+  const script = join(packageRoot(), 'bench', 'pytorch_bench.py');
+  const results: PytorchMemoryResult[] = [];
+  for (const seq of options.seqs) {
+    for (const head of ['targets', 'full'] as const) {
+      const config = { ...options, model: 'roformer-v2', head, seq, device: options.device === 'cuda' ? 'cuda:0' : options.device };
+      const output = execFileSync(python, [script, JSON.stringify([config])], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      const [raw] = JSON.parse(output) as Array<{ peakRssBytes: number }>;
+      results.push({ model: 'roformer-v2', seq, head, peakRssBytes: raw!.peakRssBytes });
+    }
+  }
+  return results;
+}

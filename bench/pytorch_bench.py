@@ -11,6 +11,7 @@ Usage: python3 pytorch_bench.py '<json list of configurations>'   → JSON on st
 """
 import json
 import math
+import resource
 import statistics
 import sys
 import time
@@ -190,6 +191,9 @@ def run(cfg):
         "msSamples": times,
         "torchVersion": torch.__version__,
         "threads": torch.get_num_threads(),
+        # the process's peak resident memory: meaningful when this is the only
+        # configuration the process ran (roformer-bench --memory runs one per process)
+        "peakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
 

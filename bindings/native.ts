@@ -95,6 +95,11 @@ export interface NativeModule {
   call(inputs: Array<Tensor | null>): Tensor;
   /** Building blocks: forward plus vector-Jacobian product (for gradient checks). */
   vjp(inputs: Array<Tensor | null>, gradOutput: Tensor): VjpResult;
+  /** Resolves once every step or forward pass submitted before it has finished. */
+  idle(): Promise<void>;
+  /** Frees the weights now (running jobs keep theirs until they end); later use throws. */
+  dispose(): void;
+  readonly disposed: boolean;
 }
 
 /** Options of the native trainer (lib/trainer.ts documents them). */
@@ -156,6 +161,9 @@ export interface NativeTrainer {
   loadStateTensors(state: Record<string, Tensor>): void;
   counters(): TrainerCounters;
   setCounters(counters: TrainerCounters): void;
+  /** Frees the optimiser state and the trainer's hold on the model now; later use throws. */
+  dispose(): void;
+  readonly disposed: boolean;
 }
 
 export interface RuntimeInfo {

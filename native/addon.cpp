@@ -1,6 +1,7 @@
 // The addon's entry point: registers the classes and the runtime functions
 // (versions, devices, threads, seeding) that the TypeScript layer builds on.
 #include "compat.h"
+#include "executor.h"
 #include "module_handle.h"
 #include "napi_util.h"
 #include "tensor_handle.h"
@@ -48,6 +49,27 @@ int default_threads() {
 void apply_thread_settings() {
   const int n = desired_threads.load();
   if (n > 0 && at::get_num_threads() != n) at::set_num_threads(n);
+}
+
+void submit_job(Napi::Env env, Job* job) {
+  auto& data = addon_data(env);
+  // Keep the event loop alive while anything is pending, as libuv's own requests do.
+  if (data.pending_jobs++ == 0) data.completions.Ref(env);
+  auto completions = data.completions;
+  completions.Acquire();  // this job's hold: the channel outlives it even if the environment ends first
+  Executor::instance().submit([completions, job]() mutable {
+    job->run();
+    if (completions.BlockingCall(job) != napi_ok) delete job;  // the environment is gone: nobody to settle
+    completions.Release();
+  });
+}
+
+void settle_completed_job(Napi::Env env, Napi::Function, void*, Job* job) {
+  std::unique_ptr<Job> owned(job);
+  if (env == nullptr) return;  // environment shutting down
+  auto& data = addon_data(env);
+  if (--data.pending_jobs == 0) data.completions.Unref(env);
+  owned->settle(env);
 }
 
 torch::Device parse_device(const std::string& name) {
@@ -178,6 +200,9 @@ Napi::Value manual_seed(const Napi::CallbackInfo& info) {
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
+  // Unbounded queue, one "thread" (this environment's own hold); unreferenced while idle.
+  data->completions = Completions::New(env, "roformer-v2", 0, 1);
+  data->completions.Unref(env);
 
   auto tensor_class = TensorHandle::define_class(env);
   data->tensor_constructor = Napi::Persistent(tensor_class);

@@ -12,6 +12,10 @@
 #include <cmath>
 #include <string>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 // CUDA memory statistics come from the CUDA caching allocator, usable only when
 // libtorch was built with CUDA (CMakeLists.txt defines ROFORMER_WITH_CUDA then).
 #ifdef ROFORMER_WITH_CUDA
@@ -57,6 +61,18 @@ inline int64_t cuda_peak_allocated(int device) {
   return stats.allocated_bytes[0].peak;
 #else
   return 0;
+#endif
+}
+
+// Hands memory that was just freed back to the operating system: glibc keeps freed
+// heap memory in its arenas and the CUDA caching allocator keeps freed blocks
+// reserved, so without this a disposed model still looks resident.
+inline void release_freed_memory() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+#ifdef ROFORMER_HAS_CUDA_ALLOCATOR
+  c10::cuda::CUDACachingAllocator::emptyCache();
 #endif
 }
 

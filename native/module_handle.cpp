@@ -1,6 +1,8 @@
 #include "module_handle.h"
 
 #include "baseline.h"
+#include "compat.h"
+#include "executor.h"
 #include "modules.h"
 #include "tensor_handle.h"
 
@@ -145,6 +147,9 @@ Napi::Function ModuleHandle::define_class(Napi::Env env) {
                          InstanceMethod<&ModuleHandle::mlm_logits>("mlmLogits"),
                          InstanceMethod<&ModuleHandle::call>("call"),
                          InstanceMethod<&ModuleHandle::vjp>("vjp"),
+                         InstanceMethod<&ModuleHandle::idle>("idle"),
+                         InstanceMethod<&ModuleHandle::dispose>("dispose"),
+                         InstanceAccessor<&ModuleHandle::disposed>("disposed"),
                      });
 }
 
@@ -168,11 +173,28 @@ std::pair<std::shared_ptr<EncoderModel>, std::shared_ptr<std::mutex>> ModuleHand
     throw Napi::TypeError::New(env, what + " must be a native model");
   }
   auto* handle = Unwrap(value.As<Napi::Object>());
+  if (handle->disposed_) throw Napi::Error::New(env, what + " was disposed and can no longer be used");
   if (!handle->model_) throw Napi::TypeError::New(env, what + " is a " + handle->kind_ + " layer, not a whole model");
   return {handle->model_, handle->mutex_};
 }
 
+std::shared_ptr<ModelUse> ModuleHandle::use_of(const Napi::Value& value) {
+  return Unwrap(value.As<Napi::Object>())->use_;
+}
+
+void ModuleHandle::check_usable(const char* method, bool refuse_while_busy) const {
+  if (disposed_) {
+    throw std::invalid_argument(std::string(method) + ": this model was disposed and can no longer be used");
+  }
+  if (refuse_while_busy && use_->busy()) {
+    throw std::invalid_argument(std::string(method) +
+                                ": a training step or forward pass that uses this model is still running; "
+                                "await it first (or await model.idle())");
+  }
+}
+
 EncoderModel& ModuleHandle::model(const char* method) const {
+  check_usable(method);
   if (!model_) throw std::invalid_argument(std::string(method) + " is only available on whole models, not on a " + kind_);
   return *model_;
 }
@@ -280,6 +302,8 @@ Napi::Value ModuleHandle::create_layer(const Napi::CallbackInfo& info) {
 
 Napi::Value ModuleHandle::kind(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), kind_); }
 
+Napi::Value ModuleHandle::disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), disposed_); }
+
 Napi::Value ModuleHandle::config(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     return config_to_js(info.Env(), model("config").config(), kind_);
@@ -287,10 +311,15 @@ Napi::Value ModuleHandle::config(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModuleHandle::training(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), module_->is_training());
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    check_usable("training");
+    if (use_->busy() && use_->queued_training) return Napi::Boolean::New(info.Env(), *use_->queued_training);
+    return Napi::Boolean::New(info.Env(), module_->is_training());
+  });
 }
 
 Napi::Value ModuleHandle::parameter_count(const Napi::CallbackInfo& info) {
+  if (disposed_) return Napi::Number::New(info.Env(), 0);
   int64_t count = 0;
   for (const auto& p : module_->parameters()) count += p.numel();
   return Napi::Number::New(info.Env(), static_cast<double>(count));
@@ -308,6 +337,7 @@ Napi::Value ModuleHandle::set_residual_scale(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsNumber()) throw_type_error(env, "setResidualScale(alpha: number)");
     const double alpha = info[0].As<Napi::Number>().DoubleValue();
     if (!(alpha >= 0.0 && alpha <= 1.0)) throw std::invalid_argument("residual scale α must be in [0, 1]");
+    check_usable("setResidualScale", /*refuse_while_busy=*/true);
     std::lock_guard<std::mutex> lock(*mutex_);
     model("setResidualScale").set_residual_scale(alpha);
     return env.Undefined();
@@ -318,6 +348,14 @@ Napi::Value ModuleHandle::train(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     const bool on = info.Length() < 1 || info[0].ToBoolean().Value();
+    check_usable(on ? "train" : "eval");
+    if (use_->busy()) {
+      // Queued behind the running jobs (the executor keeps order): the event loop
+      // never waits, and the mode never changes in the middle of a forward pass.
+      use_->queued_training = on;
+      Executor::instance().submit([module = module_, on]() { module->train(on); });
+      return env.Undefined();
+    }
     std::lock_guard<std::mutex> lock(*mutex_);
     module_->train(on);
     return env.Undefined();
@@ -329,6 +367,7 @@ Napi::Value ModuleHandle::to(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsString()) throw_type_error(env, "to(device: string, dtype?: string)");
     const auto device = parse_device(info[0].As<Napi::String>().Utf8Value());
+    check_usable("to", /*refuse_while_busy=*/true);
     std::lock_guard<std::mutex> lock(*mutex_);
     if (info.Length() > 1 && info[1].IsString()) {
       const auto dtype = parse_dtype(info[1].As<Napi::String>().Utf8Value());
@@ -344,6 +383,7 @@ Napi::Value ModuleHandle::to(const Napi::CallbackInfo& info) {
 Napi::Value ModuleHandle::named_parameters(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
+    check_usable("namedParameters", /*refuse_while_busy=*/true);
     std::lock_guard<std::mutex> lock(*mutex_);
     auto result = Napi::Object::New(env);
     // Detached views of the live weights (no copy); Tensor.to() takes a snapshot.
@@ -356,6 +396,7 @@ Napi::Value ModuleHandle::load_state_dict(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     auto given = require_object(info.Length() > 0 ? info[0] : env.Undefined(), "loadStateDict(state)");
+    check_usable("loadStateDict", /*refuse_while_busy=*/true);
     std::lock_guard<std::mutex> lock(*mutex_);
     auto params = module_->named_parameters();
 
@@ -415,7 +456,8 @@ Napi::Value ModuleHandle::forward(const Napi::CallbackInfo& info) {
           torch::NoGradGuard no_grad;
           return model->forward(ids, token_types, mask);
         },
-        [](Napi::Env env, torch::Tensor& out) -> Napi::Value { return TensorHandle::wrap(env, out); });
+        [](Napi::Env env, torch::Tensor& out) -> Napi::Value { return TensorHandle::wrap(env, out); },
+        use_->enter(use_));
   });
 }
 
@@ -434,13 +476,15 @@ Napi::Value ModuleHandle::mlm_logits(const Napi::CallbackInfo& info) {
           torch::NoGradGuard no_grad;
           return model->mlm_logits(hidden, positions);
         },
-        [](Napi::Env env, torch::Tensor& out) -> Napi::Value { return TensorHandle::wrap(env, out); });
+        [](Napi::Env env, torch::Tensor& out) -> Napi::Value { return TensorHandle::wrap(env, out); },
+        use_->enter(use_));
   });
 }
 
 Napi::Value ModuleHandle::call(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
+    check_usable("call");
     if (!call_) throw std::invalid_argument("call() is for building blocks; use forward() on a whole model");
     auto inputs = tensor_list(info[0], "inputs");
     std::lock_guard<std::mutex> lock(*mutex_);
@@ -452,6 +496,7 @@ Napi::Value ModuleHandle::call(const Napi::CallbackInfo& info) {
 Napi::Value ModuleHandle::vjp(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
+    check_usable("vjp");
     if (!call_) throw std::invalid_argument("vjp() is for building blocks");
     auto inputs = tensor_list(info[0], "inputs");
     auto grad_output = TensorHandle::unwrap(info[1], "gradOutput");
@@ -495,6 +540,43 @@ Napi::Value ModuleHandle::vjp(const Napi::CallbackInfo& info) {
     result.Set("inputs", input_grads);
     result.Set("parameters", param_grads);
     return result;
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Lifetime
+// ---------------------------------------------------------------------------
+
+// Resolves once every job submitted before it (steps, forward passes) has finished:
+// the executor runs jobs in order, so an empty job is enough.
+Napi::Value ModuleHandle::idle(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    return PromiseJob<bool>::start(
+        env, []() { return true; }, [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+  });
+}
+
+// Frees the weights now instead of whenever the garbage collector gets to the
+// handle. Jobs still running keep their own reference and free it when they end;
+// a Trainer made for this model holds one too (dispose it as well).
+Napi::Value ModuleHandle::dispose(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (disposed_) return env.Undefined();
+    disposed_ = true;
+    {
+      std::lock_guard<std::mutex> lock(*mutex_);
+      call_ = nullptr;
+      model_.reset();
+      module_.reset();
+    }
+    if (use_->busy()) {
+      Executor::instance().submit([]() { compat::release_freed_memory(); });  // after the jobs let go
+    } else {
+      compat::release_freed_memory();
+    }
+    return env.Undefined();
   });
 }
 

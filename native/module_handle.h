@@ -8,8 +8,27 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 
 namespace roformer::js {
+
+// The executor jobs (forward passes, trainer steps) queued or running that use a
+// model's weights, counted on the JS thread. While there are any, JS-thread methods
+// that read or change the weights are refused (or, for train()/eval(), queued
+// behind them), so they never block the event loop or see weights mid-update.
+struct ModelUse {
+  int jobs = 0;
+  std::optional<bool> queued_training;  // the mode train()/eval() queued behind the jobs
+
+  bool busy() const { return jobs > 0; }
+  // For PromiseJob::start: counts the job in now, and out when it settles.
+  std::function<void()> enter(const std::shared_ptr<ModelUse>& self) {
+    ++jobs;
+    return [self]() {
+      if (--self->jobs == 0) self->queued_training.reset();
+    };
+  }
+};
 
 class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
  public:
@@ -26,12 +45,16 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   // is not a whole model).
   static std::pair<std::shared_ptr<EncoderModel>, std::shared_ptr<std::mutex>> unwrap_model(const Napi::Value& value,
                                                                                              const std::string& what);
+  // The job count of the model behind `value` (checked by unwrap_model first).
+  static std::shared_ptr<ModelUse> use_of(const Napi::Value& value);
 
  private:
   using LayerCall = std::function<torch::Tensor(const std::vector<torch::Tensor>&)>;
   static Napi::Object wrap(Napi::Env env, std::string kind, std::shared_ptr<torch::nn::Module> module,
                            std::shared_ptr<EncoderModel> model, LayerCall call);
   EncoderModel& model(const char* method) const;
+  // Throws a clear error after dispose() or, with `refuse_while_busy`, while jobs use the weights.
+  void check_usable(const char* method, bool refuse_while_busy = false) const;
 
   Napi::Value kind(const Napi::CallbackInfo& info);
   Napi::Value config(const Napi::CallbackInfo& info);
@@ -47,12 +70,17 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   Napi::Value mlm_logits(const Napi::CallbackInfo& info);
   Napi::Value call(const Napi::CallbackInfo& info);
   Napi::Value vjp(const Napi::CallbackInfo& info);
+  Napi::Value idle(const Napi::CallbackInfo& info);
+  Napi::Value dispose(const Napi::CallbackInfo& info);
+  Napi::Value disposed(const Napi::CallbackInfo& info);
 
   std::string kind_;
   std::shared_ptr<torch::nn::Module> module_;
   std::shared_ptr<EncoderModel> model_;  // set for whole models
   LayerCall call_;                       // set for building blocks
   std::shared_ptr<std::mutex> mutex_ = std::make_shared<std::mutex>();
+  std::shared_ptr<ModelUse> use_ = std::make_shared<ModelUse>();
+  bool disposed_ = false;
 };
 
 }  // namespace roformer::js

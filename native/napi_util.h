@@ -14,8 +14,23 @@
 
 namespace roformer::js {
 
-// Per-environment state: the constructors of the classes the addon hands out.
+// A unit of work whose result settles a Promise on the JS thread.
+class Job {
+ public:
+  virtual ~Job() = default;
+  virtual void run() = 0;                 // on the executor thread; must not throw
+  virtual void settle(Napi::Env env) = 0; // on the JS thread
+};
+
+// Settles a completed job on the JS thread and deletes it (napi_util.cpp: addon.cpp).
+void settle_completed_job(Napi::Env env, Napi::Function, void* context, Job* job);
+using Completions = Napi::TypedThreadSafeFunction<void, Job, settle_completed_job>;
+
+// Per-environment state: the channel completed jobs come back through, and the
+// constructors of the classes the addon hands out.
 struct AddonData {
+  Completions completions;
+  int pending_jobs = 0;  // submitted and not yet settled (JS thread only)
   Napi::FunctionReference tensor_constructor;
   Napi::FunctionReference module_constructor;
   Napi::FunctionReference trainer_constructor;
@@ -48,7 +63,7 @@ Napi::Value guarded(const Napi::Env& env, Body&& body) {
   throw Napi::TypeError::New(env, message);
 }
 
-// Intra-op threads are a per-thread setting under OpenMP, so each libuv worker
+// Intra-op threads are a per-thread setting under OpenMP, so the executor
 // thread applies the process-wide choice before it runs torch code (addon.cpp).
 void apply_thread_settings();
 
@@ -59,45 +74,57 @@ torch::Device parse_device(const std::string& name);
 torch::ScalarType parse_dtype(const std::string& name);
 using roformer::dtype_name;
 
-// Runs `work` on a libuv worker thread and settles a Promise with `done(env, result)`
-// back on the JS thread. Any exception in either rejects the Promise with a JS Error.
-// `settled`, if given, runs on the JS thread just before the Promise settles, either way.
+// Hands `job` to the executor thread; its settle() runs on the JS thread once the
+// job has run, in submission order. The environment's completion channel (one
+// thread-safe function per environment, so completions keep their order) holds the
+// event loop open only while jobs are pending, as libuv's own requests do.
+void submit_job(Napi::Env env, Job* job);
+
+// Runs `work` on the executor thread (executor.h) and settles a Promise with
+// `done(env, result)` back on the JS thread. Any exception in either rejects the
+// Promise with a JS Error. `settled`, if given, runs on the JS thread just before
+// the Promise settles, either way.
 template <typename Result>
-class PromiseJob : public Napi::AsyncWorker {
+class PromiseJob : public Job {
  public:
   using Work = std::function<Result()>;
   using Done = std::function<Napi::Value(Napi::Env, Result&)>;
 
   static Napi::Promise start(Napi::Env env, Work work, Done done, std::function<void()> settled = nullptr) {
-    auto* job = new PromiseJob(env, std::move(work), std::move(done));
-    job->settled_ = std::move(settled);
+    auto* job = new PromiseJob(env, std::move(work), std::move(done), std::move(settled));
     auto promise = job->deferred_.Promise();
-    job->Queue();  // deleted by node-addon-api once settled
+    submit_job(env, job);  // deleted after settle()
     return promise;
   }
 
  private:
-  PromiseJob(Napi::Env env, Work work, Done done)
-      : Napi::AsyncWorker(env, "roformer-v2"),
-        deferred_(Napi::Promise::Deferred::New(env)),
+  PromiseJob(Napi::Env env, Work work, Done done, std::function<void()> settled)
+      : deferred_(Napi::Promise::Deferred::New(env)),
         work_(std::move(work)),
-        done_(std::move(done)) {}
+        done_(std::move(done)),
+        settled_(std::move(settled)) {}
 
-  void Execute() override {
+  void run() override {
     try {
       apply_thread_settings();
       result_ = work_();
     } catch (const std::exception& e) {
-      SetError(describe(e));
+      error_ = describe(e);
+      failed_ = true;
     } catch (...) {
-      SetError("roformer-v2: unknown native error");
+      error_ = "roformer-v2: unknown native error";
+      failed_ = true;
     }
+    work_ = nullptr;  // release what the work captured (models, batches) on this thread, now
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
+  void settle(Napi::Env env) override {
     Napi::HandleScope scope(env);
     if (settled_) settled_();
+    if (failed_) {
+      deferred_.Reject(Napi::Error::New(env, error_).Value());
+      return;
+    }
     try {
       deferred_.Resolve(done_(env, result_));
     } catch (const Napi::Error& e) {
@@ -107,16 +134,13 @@ class PromiseJob : public Napi::AsyncWorker {
     }
   }
 
-  void OnError(const Napi::Error& error) override {
-    if (settled_) settled_();
-    deferred_.Reject(error.Value());
-  }
-
   Napi::Promise::Deferred deferred_;
   Work work_;
   Done done_;
   std::function<void()> settled_;
-  Result result_;
+  Result result_{};
+  bool failed_ = false;
+  std::string error_;
 };
 
 }  // namespace roformer::js

@@ -1,5 +1,7 @@
 #include "trainer_handle.h"
 
+#include "compat.h"
+#include "executor.h"
 #include "module_handle.h"
 #include "tensor_handle.h"
 
@@ -75,6 +77,8 @@ Napi::Function TrainerHandle::define_class(Napi::Env env) {
                              InstanceMethod<&TrainerHandle::counters>("counters"),
                              InstanceMethod<&TrainerHandle::set_counters>("setCounters"),
                              InstanceAccessor<&TrainerHandle::busy>("busy"),
+                             InstanceMethod<&TrainerHandle::dispose>("dispose"),
+                             InstanceAccessor<&TrainerHandle::disposed>("disposed"),
                          });
 }
 
@@ -88,6 +92,7 @@ Napi::Value TrainerHandle::create(const Napi::CallbackInfo& info) {
                                                                                  : Napi::Object::New(env));
     auto object = addon_data(env).trainer_constructor.New({});
     Unwrap(object)->trainer_ = std::make_shared<Trainer>(model, mutex, options);
+    Unwrap(object)->model_use_ = ModuleHandle::use_of(info[0]);
     return object;
   });
 }
@@ -133,9 +138,11 @@ Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < array.Length(); ++i) batches.push_back(parse_batch(array.Get(i), "microBatches[" + std::to_string(i) + "]"));
     const double lr = info[1].As<Napi::Number>().DoubleValue();
     const double alpha = info[2].As<Napi::Number>().DoubleValue();
-    claim(busy_, "step");
     auto trainer = trainer_;
+    this->trainer("step");
+    claim(busy_, "step");
     auto busy = busy_;
+    auto model_done = model_use_->enter(model_use_);
     return PromiseJob<StepResult>::start(
         env,
         [=]() { return trainer->step(batches, lr, alpha); },
@@ -151,7 +158,10 @@ Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
           return o;
         },
         // Busy until the Promise settles, so JS never sees a finished-but-unsettled step as free.
-        [busy]() { *busy = false; });
+        [busy, model_done]() {
+          *busy = false;
+          model_done();
+        });
   });
 }
 
@@ -159,9 +169,11 @@ Napi::Value TrainerHandle::evaluate(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     auto batch = parse_batch(info[0], "batch");
-    claim(busy_, "evaluate");
     auto trainer = trainer_;
+    this->trainer("evaluate");
+    claim(busy_, "evaluate");
     auto busy = busy_;
+    auto model_done = model_use_->enter(model_use_);
     return PromiseJob<Trainer::EvalResult>::start(
         env,
         [=]() { return trainer->evaluate(batch); },
@@ -172,16 +184,20 @@ Napi::Value TrainerHandle::evaluate(const Napi::CallbackInfo& info) {
           o.Set("targets", static_cast<double>(r.targets));
           return o;
         },
-        [busy]() { *busy = false; });
+        [busy, model_done]() {
+          *busy = false;
+          model_done();
+        });
   });
 }
 
 Napi::Value TrainerHandle::state_tensors(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
+    auto& trainer = this->trainer("stateTensors");
     if (*busy_) throw std::invalid_argument("stateTensors: a step is running; await it first");
     auto result = Napi::Object::New(env);
-    for (const auto& [key, tensor] : trainer_->state_tensors()) result.Set(key, TensorHandle::wrap(env, tensor));
+    for (const auto& [key, tensor] : trainer.state_tensors()) result.Set(key, TensorHandle::wrap(env, tensor));
     return result;
   });
 }
@@ -190,6 +206,7 @@ Napi::Value TrainerHandle::load_state_tensors(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadStateTensors(state: object)");
+    this->trainer("loadStateTensors");
     if (*busy_) throw std::invalid_argument("loadStateTensors: a step is running; await it first");
     auto given = info[0].As<Napi::Object>();
     std::map<std::string, torch::Tensor> state;
@@ -205,19 +222,22 @@ Napi::Value TrainerHandle::load_state_tensors(const Napi::CallbackInfo& info) {
 
 Napi::Value TrainerHandle::counters(const Napi::CallbackInfo& info) {
   auto env = info.Env();
-  const auto c = trainer_->counters();
+  return guarded(env, [&]() -> Napi::Value {
+  const auto c = trainer("counters").counters();
   auto o = Napi::Object::New(env);
   o.Set("step", static_cast<double>(c.step));
   o.Set("skippedSteps", static_cast<double>(c.skipped_steps));
   o.Set("lossScale", c.loss_scale);
   o.Set("growthTracker", static_cast<double>(c.growth_tracker));
   return o;
+  });
 }
 
 Napi::Value TrainerHandle::set_counters(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "setCounters(counters: object)");
+    this->trainer("setCounters");
     if (*busy_) throw std::invalid_argument("setCounters: a step is running; await it first");
     auto o = info[0].As<Napi::Object>();
     TrainerCounters c;
@@ -231,5 +251,28 @@ Napi::Value TrainerHandle::set_counters(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TrainerHandle::busy(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), *busy_); }
+
+Trainer& TrainerHandle::trainer(const char* method) const {
+  if (!trainer_) throw std::invalid_argument(std::string(method) + ": this trainer was disposed and can no longer be used");
+  return *trainer_;
+}
+
+Napi::Value TrainerHandle::disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !trainer_); }
+
+// Frees the optimiser state (and the trainer's hold on the model) now. A step still
+// running keeps its own reference and frees it when it ends.
+Napi::Value TrainerHandle::dispose(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (!trainer_) return env.Undefined();
+    trainer_.reset();
+    if (*busy_) {
+      Executor::instance().submit([]() { compat::release_freed_memory(); });  // after the step lets go
+    } else {
+      compat::release_freed_memory();
+    }
+    return env.Undefined();
+  });
+}
 
 }  // namespace roformer::js

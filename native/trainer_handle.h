@@ -2,6 +2,7 @@
 // return Promises; one step at a time.
 #pragma once
 
+#include "module_handle.h"
 #include "napi_util.h"
 #include "trainer.h"
 
@@ -29,8 +30,14 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   Napi::Value counters(const Napi::CallbackInfo& info);
   Napi::Value set_counters(const Napi::CallbackInfo& info);
   Napi::Value busy(const Napi::CallbackInfo& info);
+  Napi::Value dispose(const Napi::CallbackInfo& info);
+  Napi::Value disposed(const Napi::CallbackInfo& info);
+  // The trainer, or a clear error after dispose().
+  Trainer& trainer(const char* method) const;
 
   std::shared_ptr<Trainer> trainer_;
+  // The trained model's job count: a step counts as a job that uses its weights.
+  std::shared_ptr<ModelUse> model_use_;
   // A step or evaluation in flight: a second one is refused, never run concurrently.
   std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
 };

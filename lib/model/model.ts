@@ -158,8 +158,34 @@ export class RoFormerV2 extends Encoder {
     return model.place(options).eval();
   }
 
-  /** Writes config.json and model.safetensors in the Hugging Face layout (atomically per file). */
+  /**
+   * Resolves once every step and forward pass submitted before it has finished.
+   * All native work runs on one thread in submission order, so after this the
+   * weights are at rest until the next call.
+   */
+  idle(): Promise<void> {
+    return this.native.idle();
+  }
+
+  /**
+   * Frees the model's native memory (CPU or GPU) now instead of when the garbage
+   * collector gets to it. A Trainer made for this model holds the weights too:
+   * dispose it as well. Any later use throws a clear error.
+   */
+  dispose(): void {
+    this.native.dispose();
+  }
+  get disposed(): boolean {
+    return this.native.disposed;
+  }
+
+  /**
+   * Writes config.json and model.safetensors in the Hugging Face layout (atomically
+   * per file). Waits for steps and forward passes already submitted, then copies
+   * the weights at once, so a step can never be saved half-applied.
+   */
   async save(dir: string): Promise<void> {
+    await this.idle();
     const parameters = this.namedParameters();
     try {
       await writeModelDir(dir, this.savedConfig(), parameters);

@@ -128,6 +128,18 @@ export class Trainer {
     });
   }
 
+  /**
+   * Frees the optimiser state and the trainer's hold on the model's weights now,
+   * instead of when the garbage collector gets to them (dispose the model too to
+   * free the weights). A step in flight finishes first. Later use throws.
+   */
+  dispose(): void {
+    this.native.dispose();
+  }
+  get disposed(): boolean {
+    return this.native.disposed;
+  }
+
   private enqueue<T>(work: () => Promise<T>): Promise<T> {
     const run = this.queue.then(work);
     this.queue = run.catch(() => undefined);
