@@ -76,6 +76,7 @@ async function main(options: BenchCliOptions): Promise<void> {
   if (options.dtype === 'fp16' && options.device === 'cpu' && options.mode === 'train') {
     throw new Error('--dtype fp16 trains on CUDA only (fp16 autocast with loss scaling); use bf16 on the CPU');
   }
+  if (options.memory && options.mode !== 'train') throw new Error('--memory measures training loops: use --mode train');
   let overrides: Partial<RoFormerV2Config> = {};
   if (options.config) {
     const raw = JSON.parse(await readFile(options.config, 'utf8')) as Record<string, unknown>;
@@ -152,7 +153,6 @@ async function main(options: BenchCliOptions): Promise<void> {
 
   let memory: MemoryReport | null = null;
   if (options.memory) {
-    if (options.mode !== 'train') throw new Error('--memory measures training loops: use --mode train');
     memory = await measureMemory(options, overrides, info.numThreads);
   }
   const title = `${options.mode === 'train' ? 'Training step' : 'Encode'}: ${options.size}, ${options.dtype}, batch ${options.batch}, ${options.device}`;

@@ -7,8 +7,9 @@
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+import { packageRoot } from '../bindings/load.js';
 
 import type { BenchOptions, ModelName } from './harness.js';
 
@@ -47,7 +48,7 @@ export function residentMemory(): { peakBytes: number; currentBytes: number } {
 
 /** Runs `job` in a fresh Node process and returns what it measured. */
 export function measureInChild(job: MemoryJob): MemoryResult {
-  const child = join(dirname(fileURLToPath(import.meta.url)), 'memory-child.js');
+  const child = join(packageRoot(), 'dist', 'bench', 'memory-child.js'); // the built script, also when run from source
   const output = execFileSync(process.execPath, [child, JSON.stringify(job)], { encoding: 'utf8', maxBuffer: 1 << 20 });
   const last = output.trim().split('\n').pop() ?? '';
   return JSON.parse(last) as MemoryResult;

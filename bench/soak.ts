@@ -33,22 +33,27 @@ export interface SoakReport {
   settledMB: number;
   finalMB: number;
   maxMB: number;
-  /** Largest resident memory after settling over the settled figure, minus one (0.05 = 5%). */
+  /** Resident memory at the end over the settled figure, minus one (0.05 = 5%). */
   growthAfterSettle: number;
 }
 
-/** Growth figures of a series of samples: the target is judged on these. */
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((p, q) => p - q);
+  return sorted[Math.floor((sorted.length - 1) / 2)]!;
+};
+
+/**
+ * Growth figures of a series of samples: the target is judged on these. The settled
+ * and final figures are medians of five samples, so one sample taken during an
+ * evaluation or a checkpoint (short-lived buffers) does not decide the trend.
+ */
 export function summariseSoak(samples: SoakSample[], settleMinutes: number): Pick<SoakReport, 'settledMB' | 'finalMB' | 'maxMB' | 'growthAfterSettle'> {
   if (samples.length === 0) throw new Error('no memory samples were taken');
-  const settledSample = samples.find((s) => s.minutes >= settleMinutes) ?? samples[samples.length - 1]!;
-  const after = samples.filter((s) => s.minutes >= settledSample.minutes);
-  const maxAfter = Math.max(...after.map((s) => s.rssMB));
-  return {
-    settledMB: settledSample.rssMB,
-    finalMB: samples[samples.length - 1]!.rssMB,
-    maxMB: Math.max(...samples.map((s) => s.rssMB)),
-    growthAfterSettle: maxAfter / settledSample.rssMB - 1,
-  };
+  let first = samples.findIndex((s) => s.minutes >= settleMinutes);
+  if (first < 0) first = Math.max(0, samples.length - 5);
+  const settledMB = median(samples.slice(first, first + 5).map((s) => s.rssMB));
+  const finalMB = median(samples.slice(Math.max(first, samples.length - 5)).map((s) => s.rssMB));
+  return { settledMB, finalMB, maxMB: Math.max(...samples.map((s) => s.rssMB)), growthAfterSettle: finalMB / settledMB - 1 };
 }
 
 /** Resident memory of another process, MB (Linux). */
