@@ -38,11 +38,11 @@ const NOT_PLOTTED = new Set(['type', 'step', 'task', 'loss', 'perplexity', 'targ
 const escape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 /** One line chart: axes with ticks, the series, and a legend to the right of the plot. */
-function panel(title: string, series: Series[], legend: LegendEntry[], y0: number, height: number): string {
+function panel(title: string, series: Series[], legend: LegendEntry[], y0: number, height: number, fromZero = false): string {
   const all = series.flatMap((s) => s.points);
   if (all.length === 0) return '';
   const [minX, maxX] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
-  let [minY, maxY] = [Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
+  let [minY, maxY] = [fromZero ? 0 : Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
   if (maxY === minY) [minY, maxY] = [minY - 1, maxY + 1];
   const pad = { left: 56, right: 16 + LEGEND_WIDTH, top: 28, bottom: 36 };
   const w = WIDTH - pad.left - pad.right;
@@ -120,7 +120,7 @@ export function reportSvg(metrics: Metric[], title = 'RoFormerV2 MLM pre-trainin
   const color = (task: string) => PALETTE[tasks.indexOf(task) % PALETTE.length]!;
   const multiTask = tasks.some((t) => t !== '');
 
-  const panels: Array<{ title: string; series: Series[]; legend: LegendEntry[]; height: number }> = [];
+  const panels: Array<{ title: string; series: Series[]; legend: LegendEntry[]; height: number; fromZero?: boolean }> = [];
 
   // Loss. One task: raw grey, smoothed blue, held-out red, as before. Several: a colour per task,
   // smoothed solid and held-out dashed, the raw curves faint.
@@ -145,24 +145,25 @@ export function reportSvg(metrics: Metric[], title = 'RoFormerV2 MLM pre-trainin
   const figures = [...new Set(evals.flatMap((m) => Object.keys(m).filter((k) => !NOT_PLOTTED.has(k) && typeof m[k] === 'number')))];
   for (const name of figures) {
     const groups = byTask(evalPoints(evals, name));
+    const withFigure = tasks.filter((task) => groups.has(task)); // legends list the tasks in one order throughout
     panels.push({
       title: `held-out ${name}`,
-      series: [...groups].map(([task, points]) => ({ color: multiTask ? color(task) : PALETTE[2]!, points })),
-      legend: [...groups.keys()].map((task) => ({ label: task || name, color: multiTask ? color(task) : PALETTE[2]! })),
-      height: 300,
+      series: withFigure.map((task) => ({ color: multiTask ? color(task) : PALETTE[2]!, points: groups.get(task)! })),
+      legend: withFigure.map((task) => ({ label: task || name, color: multiTask ? color(task) : PALETTE[2]! })),
+      height: 260,
     });
   }
 
-  // Memory: flat after warm-up is healthy; a steady climb is a leak.
+  // Memory: flat after warm-up is healthy; a steady climb is a leak. Drawn from 0, so that growth is seen in proportion.
   const rss = train.filter((m) => typeof m.rssMB === 'number').map((m) => [m.step, m.rssMB] as [number, number]);
   if (rss.length > 0) {
-    panels.push({ title: 'resident memory (MB)', series: [{ color: PALETTE[4]!, points: rss }], legend: [{ label: 'RSS', color: PALETTE[4]! }], height: 200 });
+    panels.push({ title: 'resident memory (MB)', series: [{ color: '#444', points: rss }], legend: [{ label: 'RSS', color: '#444' }], height: 200, fromZero: true });
   }
 
   let y = 0;
   const body: string[] = [];
   for (const p of panels) {
-    const svg = panel(p.title, p.series, p.legend, y, p.height);
+    const svg = panel(p.title, p.series, p.legend, y, p.height, p.fromZero);
     if (svg === '') continue;
     body.push(svg);
     y += p.height;
