@@ -217,6 +217,28 @@ describe('runTraining', () => {
     await expect(openRunDir(tmp('empty'), true)).rejects.toThrow(/is not a run with a checkpoint/);
   });
 
+  it('a failing evaluation saves the steps done; one before any step leaves no checkpoint behind', async () => {
+    const out = tmp('eval-error');
+    const trainer = new FakeTrainer();
+    const stage = new FakeStage(trainer);
+    stage.evaluate = async () => {
+      throw new Error(`evaluation failed at step ${trainer.globalStep}`);
+    };
+    await expect(runTraining(trainer, stage, { out, steps: 10, evalEvery: 4, saveEvery: 0 })).rejects.toThrow(/^evaluation failed at step 0$/);
+    expect(trainer.saves).toEqual([]);
+    await expect(openRunDir(out, false)).resolves.toBeNull(); // still a new run
+
+    const later = new FakeTrainer();
+    const laterStage = new FakeStage(later);
+    const evaluate = laterStage.evaluate.bind(laterStage);
+    laterStage.evaluate = async () => {
+      if (later.globalStep === 4) throw new Error('evaluation failed at step 4');
+      return evaluate();
+    };
+    await expect(runTraining(later, laterStage, { out, steps: 10, evalEvery: 4, saveEvery: 0 })).rejects.toThrow(/evaluation failed at step 4\n\(steps up to 4 were saved/);
+    expect(later.saves.map((s) => s.step)).toEqual([4]);
+  });
+
   it('ends when the data ends: a last, shorter accumulation step, a checkpoint and a last evaluation', async () => {
     const out = tmp('data-end');
     const trainer = new FakeTrainer();

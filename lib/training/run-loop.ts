@@ -252,7 +252,7 @@ export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingSta
   } catch (error) {
     // Work since the last checkpoint survives a failing data source or evaluation. After a failed
     // native step the trainer's state is not known to be consistent, so nothing is saved then.
-    if (!stepFailed && trainer.globalStep > savedStep) {
+    if (!stepFailed && trainer.globalStep > Math.max(savedStep, startStep)) {
       await save().then(
         () => error instanceof Error && (error.message += `\n(steps up to ${savedStep} were saved in ${checkpoint}: --resume continues from there)`),
         () => undefined,
