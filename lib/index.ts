@@ -32,8 +32,12 @@ export { resolvePretrainConfig, validatePretrainConfig, PretrainConfigError, PRE
 export type { PretrainConfig } from './pretrain/config.js';
 export { fillMask, loadForInference } from './pretrain/fill-mask.js';
 export type { MaskPrediction } from './pretrain/fill-mask.js';
-export { readMetrics, reportSvg } from './training/report.js';
-export type { Metric, TrainMetric, EvalMetric } from './training/report.js';
+export { runTraining } from './training/run-loop.js';
+export type { TrainingStage, TrainingBatch, StepTrainer, EvalFigures, RunOptions, RunEvent, RunResult } from './training/run-loop.js';
+export { openRunDir, readRunConfig, writeRunConfig } from './training/run-dir.js';
+export { readMetrics, appendMetric, figure } from './training/metrics.js';
+export type { Metric, TrainMetric, EvalMetric } from './training/metrics.js';
+export { reportSvg, writeReport } from './training/report.js';
 export { runtimeInfo, setNumThreads, manualSeed, cudaAvailable } from './model/runtime.js';
 export type { RuntimeInfo } from './model/runtime.js';
 export { loadNative, NativeLoadError } from '../bindings/load.js';

@@ -1,35 +1,34 @@
-// MLM pre-training: the training loop behind `roformer pretrain`.
+// MLM pre-training: the stage behind `roformer pretrain`, plugged into the shared
+// run loop (lib/training/run-loop.ts), which does the stepping, evaluation,
+// checkpoints, resume, metrics and report.
 //
 //   corpus → tokenizer → MlmPipeline (length-grouped, dynamically masked batches)
-//        → Trainer.step (native, off the JS thread; the next batch is prepared meanwhile)
-//        → metrics.jsonl, report.svg, evaluation on held-out text, checkpoints
+//        → the MLM stage: training batches, held-out evaluation, vocab.txt in each checkpoint
+//        → runTraining(trainer, stage)
 //
 // A run lives in one directory. `resume` continues it exactly: model, optimiser,
 // random state and data position all come from the latest checkpoint.
 
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { resolveCheckpointDir } from '../training/checkpoint.js';
 import { Corpus } from '../data/corpus.js';
 import { ensureDemoCorpus } from '../data/demo-corpus.js';
-import { RoFormerV2 } from '../model/model.js';
 import { jiebaSegmenter, MlmPipeline, type MlmBatch, type PipelinePosition } from '../data/pipeline.js';
-import type { PretrainConfig } from './config.js';
-import { appendMetric, readMetrics, writeReport, type EvalMetric, type TrainMetric } from '../training/report.js';
-import { linearWarmupDecay } from '../training/schedules.js';
 import { buildVocab, Tokenizer } from '../data/tokenizer.js';
+import type { MicroBatch } from '../../bindings/native.js';
+import { RoFormerV2 } from '../model/model.js';
+import type { EvalMetric } from '../training/metrics.js';
+import { openRunDir, readRunConfig as readRunDirConfig, RUN_CONFIG_FILE, writeRunConfig } from '../training/run-dir.js';
+import { runTraining, type EvalFigures, type RunEvent, type TrainingBatch, type TrainingStage } from '../training/run-loop.js';
+import { linearWarmupDecay } from '../training/schedules.js';
 import { Trainer } from '../training/trainer.js';
+import type { PretrainConfig } from './config.js';
 
-export const RUN_CONFIG_FILE = 'run_config.json';
+export { RUN_CONFIG_FILE };
 
-export type PretrainEvent =
-  | { type: 'start'; step: number; steps: number; parameters: number; vocabSize: number; resumedFrom: string | null }
-  | ({ type: 'step'; steps: number; etaSeconds: number } & Omit<TrainMetric, 'type'>)
-  | ({ type: 'eval' } & EvalMetric)
-  | { type: 'checkpoint'; step: number; dir: string }
-  | { type: 'problems'; count: number; examples: string[] };
+/** The run loop's events; the start event also names the vocab size. */
+export type PretrainEvent = Exclude<RunEvent, { type: 'start' }> | (Extract<RunEvent, { type: 'start' }> & { vocabSize: number });
 
 export interface PretrainResult {
   step: number;
@@ -79,53 +78,81 @@ async function prepareTokenizer(config: PretrainConfig, corpus: Corpus): Promise
   return config.vocab ? Tokenizer.fromFile(config.vocab) : buildCorpusVocab(corpus, config.vocabSize, 50e6);
 }
 
-async function evaluate(trainer: Trainer, batches: MlmBatch[], step: number): Promise<EvalMetric> {
-  let lossSum = 0;
-  let correct = 0;
-  let targets = 0;
-  for (const batch of batches) {
-    const r = await trainer.evaluate(batch.microBatch);
-    lossSum += r.lossSum;
-    correct += r.correct;
-    targets += r.targets;
+/**
+ * The MLM stage: masked batches streamed from the corpus, held-out loss /
+ * perplexity / masked-token accuracy on fixed evaluation batches, and the vocab
+ * saved with every checkpoint so that each one is a usable model dir.
+ */
+class MlmStage implements TrainingStage<MicroBatch> {
+  private batches: AsyncGenerator<MlmBatch> | undefined;
+  private position: PipelinePosition | undefined;
+
+  constructor(
+    private readonly pipeline: MlmPipeline,
+    private readonly corpus: Corpus,
+    private readonly trainer: Trainer,
+    private readonly evalBatches: MlmBatch[],
+    private readonly vocabText: string,
+  ) {}
+
+  resumeAt(dataPosition: unknown): void {
+    this.position = (dataPosition ?? undefined) as PipelinePosition | undefined;
   }
-  const loss = lossSum / Math.max(1, targets);
-  return { type: 'eval', step, loss, perplexity: Math.exp(loss), accuracy: correct / Math.max(1, targets), targets };
+
+  async nextBatch(): Promise<TrainingBatch<MicroBatch>> {
+    this.batches ??= this.pipeline.batches(this.position);
+    const next = await this.batches.next();
+    // The corpus cycles through epochs: running out means it has no training documents at all.
+    if (next.done) throw new Error('the corpus ran out of training documents');
+    const batch = next.value;
+    return { microBatch: batch.microBatch, tokens: batch.tokens, dataPosition: batch.resume, dispose: () => batch.dispose() };
+  }
+
+  async evaluate(): Promise<EvalFigures[]> {
+    if (this.evalBatches.length === 0) return [];
+    let lossSum = 0;
+    let correct = 0;
+    let targets = 0;
+    for (const batch of this.evalBatches) {
+      const r = await this.trainer.evaluate(batch.microBatch);
+      lossSum += r.lossSum;
+      correct += r.correct;
+      targets += r.targets;
+    }
+    const loss = lossSum / Math.max(1, targets);
+    return [{ loss, perplexity: Math.exp(loss), accuracy: correct / Math.max(1, targets), targets }];
+  }
+
+  checkpointFiles(): Record<string, string> {
+    return { 'vocab.txt': this.vocabText };
+  }
+
+  problems() {
+    const examples = this.corpus.problems.slice(0, 5).map((p) => `${p.file}:${p.line}: ${p.reason}`);
+    return { count: this.corpus.problemCount, examples };
+  }
+
+  dispose(): void {
+    this.evalBatches.forEach((b) => b.dispose());
+  }
 }
 
 export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainResult> {
-  const emit = hooks.onEvent ?? (() => {});
   await mkdir(config.out, { recursive: true });
-  const metricsPath = join(config.out, 'metrics.jsonl');
-  const reportPath = join(config.out, 'report.svg');
   const corpus = await openCorpus(config);
+  const resumeFrom = await openRunDir(config.out, Boolean(hooks.resume));
 
-  // A new run, or the continuation of the one in `out`.
-  let resumeFrom: string | null = null;
-  if (hooks.resume) {
-    if (!existsSync(join(config.out, 'latest'))) {
-      throw new Error(`--resume: ${config.out} is not a run with a checkpoint (no ${join(config.out, 'latest')})`);
-    }
-    resumeFrom = await resolveCheckpointDir(config.out);
-  } else if (existsSync(join(config.out, 'latest'))) {
-    throw new Error(`${config.out} already holds a run: pass --resume to continue it, or choose another --out`);
-  }
-  let tokenizer: Tokenizer;
-  let model: RoFormerV2;
-  if (resumeFrom) {
-    tokenizer = await Tokenizer.fromFile(join(resumeFrom, 'vocab.txt'));
-    model = (await RoFormerV2.fromPretrained(resumeFrom)).train();
-  } else {
-    tokenizer = await prepareTokenizer(config, corpus);
-    model = RoFormerV2.create({ size: config.size, config: { ...config.model, vocab_size: tokenizer.size }, seed: config.seed });
-    await writeFile(join(config.out, RUN_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
-    await writeFile(metricsPath, '');
-  }
+  // The model and its vocab: the checkpoint's when resuming, new ones otherwise.
+  const tokenizer = resumeFrom ? await Tokenizer.fromFile(join(resumeFrom, 'vocab.txt')) : await prepareTokenizer(config, corpus);
+  const model = resumeFrom
+    ? (await RoFormerV2.fromPretrained(resumeFrom)).train()
+    : RoFormerV2.create({ size: config.size, config: { ...config.model, vocab_size: tokenizer.size }, seed: config.seed });
   if (model.config.vocab_size !== tokenizer.size) {
     throw new Error(`the model's vocab_size (${model.config.vocab_size}) differs from the vocab's ${tokenizer.size} tokens`);
   }
   if (config.device !== 'cpu') model.to(config.device);
-  const vocabText = tokenizer.tokens.join('\n') + '\n';
+  // The settings this attempt runs with (e.g. a longer --steps) are the run's settings from now on.
+  await writeRunConfig(config.out, config);
 
   const trainer = new Trainer(model, {
     optimizer: config.optimizer,
@@ -135,17 +162,6 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
     alphaWarmupSteps: config.alphaWarmupSteps,
     precision: config.precision,
   });
-  let position: PipelinePosition | undefined;
-  if (resumeFrom) {
-    // The settings this attempt runs with (e.g. a longer --steps) are the run's settings from now on.
-    await writeFile(join(config.out, RUN_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
-    const restored = await trainer.load(resumeFrom);
-    position = restored.dataPosition as PipelinePosition;
-    // metrics of steps after the checkpoint belong to the interrupted attempt: drop them
-    const kept = (await readMetrics(metricsPath)).filter((m) => m.step <= restored.step);
-    await writeFile(metricsPath, kept.map((m) => JSON.stringify(m) + '\n').join(''));
-  }
-
   const segmenter = config.masking === 'whole-word' ? await jiebaSegmenter() : undefined;
   const pipeline = new MlmPipeline(
     corpus,
@@ -154,120 +170,36 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
     segmenter,
   );
   const evalBatches = config.evalEvery > 0 ? await pipeline.evalBatches(config.evalBatches) : [];
-  const batches = pipeline.batches(position);
-  emit({ type: 'start', step: trainer.globalStep, steps: config.steps, parameters: model.parameterCount, vocabSize: tokenizer.size, resumedFrom: resumeFrom });
+  const stage = new MlmStage(pipeline, corpus, trainer, evalBatches, tokenizer.tokens.join('\n') + '\n');
 
-  const nextMicroBatches = async (): Promise<MlmBatch[]> => {
-    const list: MlmBatch[] = [];
-    for (let i = 0; i < config.accumulate; i++) {
-      const next = await batches.next();
-      if (next.done) throw new Error('the corpus ran out of training documents');
-      list.push(next.value);
-    }
-    return list;
-  };
-  const save = async (resume: PipelinePosition | undefined) => {
-    const dir = await trainer.save(config.out, { dataPosition: resume ?? position ?? null, files: { 'vocab.txt': vocabText }, keepLast: config.keepLast });
-    emit({ type: 'checkpoint', step: trainer.globalStep, dir });
-    return dir;
-  };
-  const writeMetricsReport = async () => writeReport(reportPath, await readMetrics(metricsPath));
-
-  let lastEval: EvalMetric | null = null;
-  let lastResume: PipelinePosition | undefined = position;
-  let lastCheckpoint = resumeFrom ?? '';
-  let interrupted = false;
-  // For the loop-overhead figure: JS time between steps, with evaluation and saving left out.
-  let nativeSeconds = 0;
-  let betweenSeconds = 0;
-  let lastStepEnd: number | null = null;
-  let excludedMs = 0;
-  const runStart = performance.now();
-  const startStep = trainer.globalStep;
-  if (startStep === 0 && evalBatches.length > 0) {
-    lastEval = await evaluate(trainer, evalBatches, 0);
-    await appendMetric(metricsPath, lastEval);
-    emit(lastEval);
-  }
-
-  let pending = trainer.globalStep < config.steps ? nextMicroBatches() : null;
-  while (pending && trainer.globalStep < config.steps) {
-    const microBatches = await pending;
-    const stepStart = performance.now();
-    if (lastStepEnd !== null) betweenSeconds += (stepStart - lastStepEnd - excludedMs) / 1000;
-    excludedMs = 0;
-    const stepPromise = trainer.step(microBatches.map((b) => b.microBatch));
-    // Prepare the next batch while the native step runs on its worker thread.
-    // Always prefetch: whether another step is needed is known only after this one (a skipped step doesn't count).
-    pending = nextMicroBatches();
-    pending?.catch(() => undefined); // surfaced when awaited
-    const result = await stepPromise;
-    lastStepEnd = performance.now();
-    const stepSeconds = (lastStepEnd - stepStart) / 1000;
-    nativeSeconds += stepSeconds;
-    microBatches.forEach((b) => b.dispose());
-    lastResume = microBatches[microBatches.length - 1]!.resume;
-
-    const step = result.step;
-    const tokens = microBatches.reduce((n, b) => n + b.tokens, 0);
-    const elapsed = (performance.now() - runStart) / 1000;
-    const metric: TrainMetric = {
-      type: 'train',
-      step,
-      loss: result.loss,
-      lr: result.lr,
-      alpha: result.alpha,
-      gradNorm: result.gradNorm,
-      tokensPerSecond: tokens / stepSeconds,
-      skipped: result.skipped,
-      elapsedSeconds: elapsed,
+  try {
+    const result = await runTraining(trainer, stage, {
+      out: config.out,
+      steps: config.steps,
+      accumulate: config.accumulate,
+      evalEvery: config.evalEvery,
+      saveEvery: config.saveEvery,
+      keepLast: config.keepLast,
+      resumeFrom,
+      signal: hooks.signal,
+      onEvent: hooks.onEvent && ((e) => hooks.onEvent!(e.type === 'start' ? { ...e, vocabSize: tokenizer.size } : e)),
+      reportTitle: 'RoFormerV2 MLM pre-training',
+    });
+    return {
+      step: result.step,
+      interrupted: result.interrupted,
+      checkpoint: result.checkpoint,
+      lastEval: result.lastEval[0] ?? null,
+      loopOverhead: result.loopOverhead,
+      model,
+      tokenizer,
     };
-    await appendMetric(metricsPath, metric);
-    const done = step - startStep;
-    emit({ ...metric, type: 'step', steps: config.steps, etaSeconds: done > 0 ? (elapsed / done) * (config.steps - step) : 0 });
-
-    const extraStart = performance.now();
-    if (!result.skipped && config.evalEvery > 0 && step % config.evalEvery === 0 && evalBatches.length > 0) {
-      lastEval = await evaluate(trainer, evalBatches, step);
-      await appendMetric(metricsPath, lastEval);
-      emit(lastEval);
-      await writeMetricsReport();
-    }
-    if (!result.skipped && config.saveEvery > 0 && step % config.saveEvery === 0) lastCheckpoint = await save(lastResume);
-    excludedMs += performance.now() - extraStart;
-    if (hooks.signal?.aborted) {
-      interrupted = true;
-      break;
-    }
+  } finally {
+    stage.dispose();
   }
-  // The prefetched batch (if any) is not needed any more.
-  if (pending) (await pending.catch(() => [])).forEach((b) => b.dispose());
-
-  if (!lastCheckpoint.endsWith(`checkpoint-${trainer.globalStep}`)) lastCheckpoint = await save(lastResume);
-  if (!interrupted && evalBatches.length > 0 && lastEval?.step !== trainer.globalStep) {
-    lastEval = await evaluate(trainer, evalBatches, trainer.globalStep);
-    await appendMetric(metricsPath, lastEval);
-    emit(lastEval);
-  }
-  await writeMetricsReport();
-  evalBatches.forEach((b) => b.dispose());
-  if (corpus.problemCount > 0) {
-    emit({ type: 'problems', count: corpus.problemCount, examples: corpus.problems.slice(0, 5).map((p) => `${p.file}:${p.line}: ${p.reason}`) });
-  }
-  return {
-    step: trainer.globalStep,
-    interrupted,
-    checkpoint: lastCheckpoint,
-    lastEval,
-    loopOverhead: nativeSeconds > 0 ? Math.max(0, betweenSeconds) / nativeSeconds : 0,
-    model,
-    tokenizer,
-  };
 }
 
 /** The settings a run was started with (for --resume). */
 export async function readRunConfig(out: string): Promise<PretrainConfig | null> {
-  const path = join(out, RUN_CONFIG_FILE);
-  if (!existsSync(path)) return null;
-  return JSON.parse(await readFile(path, 'utf8')) as PretrainConfig;
+  return readRunDirConfig<PretrainConfig>(out);
 }
