@@ -471,6 +471,8 @@ function scanDirtyWordWithOffsets(text: string, from: number, to: number, lowerc
         origin.from.push(i);
         origin.to.push(i + w);
       }
+      // A character normalised away (a combining accent) belongs to the one before it: "Cafe\u0301" is all "cafe".
+      if (norm.length === 0 && origin.to.length > 0) origin.to[origin.to.length - 1] = i + w;
     }
     i += w;
   }
