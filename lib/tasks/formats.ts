@@ -125,7 +125,13 @@ const jsonl: Format = {
     const raw = obj[field];
     if (ctx.task.head === 'multilabel') {
       let labels: string[] | null = null;
-      if (Array.isArray(raw)) labels = raw.map((l) => labelOf(l, field) ?? '');
+      if (Array.isArray(raw)) {
+        labels = raw.map((l) => {
+          const label = labelOf(l, field);
+          if (label === null) throw new RecordError(`field "${field}" holds a null label`);
+          return label;
+        });
+      }
       else if (raw !== undefined && raw !== null) labels = [labelOf(raw, field)!];
       return [{ id: idOf(obj, ctx), record: { kind: 'multilabel', text: a, ...(b !== undefined ? { textB: b } : {}), labels } }];
     }
