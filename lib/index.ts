@@ -20,6 +20,7 @@ export { linearWarmupDecay, piecewiseLinear, constant, residualWarmup } from './
 export type { Schedule } from './training/schedules.js';
 export { readCheckpoint, resolveCheckpointDir, CheckpointError } from './training/checkpoint.js';
 export { Tokenizer, TokenizerError, buildVocab, SPECIAL_TOKENS } from './data/tokenizer.js';
+export type { TokensWithOffsets } from './data/tokenizer.js';
 export { Corpus, CorpusError } from './data/corpus.js';
 export type { CorpusOptions, CorpusPosition, CorpusProblem, Document } from './data/corpus.js';
 export { maskSample, Random } from './data/masking.js';
@@ -40,4 +41,28 @@ export type { Metric, TrainMetric, EvalMetric } from './training/metrics.js';
 export { reportSvg, writeReport } from './training/report.js';
 export { runtimeInfo, setNumThreads, manualSeed, cudaAvailable } from './model/runtime.js';
 export type { RuntimeInfo } from './model/runtime.js';
+export type { HeadKind, EncodedText, TokenSpan, Example, LoadedExample, RecordProblem, Prediction } from './tasks/types.js';
+export { TASKS, TASK_NAMES, CLUENER_LABELS, getTask, jsonlTask, toTaskSpec, taskFromJSON, sortLabels, TaskError } from './tasks/registry.js';
+export type { TaskSpec, Task, JsonlTaskSpec, FormatName, MetricName } from './tasks/registry.js';
+export { readTaskFile, loadTaskFile, resolveTask, formatProblems, TaskFormatError } from './tasks/load.js';
+export type { ReadOptions, LoadOptions, ReadRecord, ReadTaskFile, LoadedTaskFile } from './tasks/load.js';
+export type { TaskRecord, CharSpan, Choice } from './tasks/formats.js';
+export { Encoder, encodeTexts, longestFirst, charSpanToTokens } from './tasks/encode.js';
+export {
+  accuracy,
+  majorityClass,
+  majorityAccuracy,
+  spanF1,
+  multilabelF1,
+  cmrcSegments,
+  cmrcExactMatch,
+  cmrcF1,
+  cmrcScores,
+  taskMetrics,
+} from './tasks/metrics.js';
+export type { PrecisionRecallF1, LabelledSpan } from './tasks/metrics.js';
+export { predictionFromClassScores, predictionFromMultilabelScores, predictionFromOptionScores, predictionFromSpanScores } from './tasks/predictions.js';
+export type { SpanScores, SpanDecodeOptions, SpanSource } from './tasks/predictions.js';
+export { writeDemoTasks, ensureDemoTasks, demoTaskSpecs, DEMO_TASK_NAMES } from './tasks/demo-tasks.js';
+export type { DemoTask, DemoTaskOptions } from './tasks/demo-tasks.js';
 export { loadNative, NativeLoadError } from '../bindings/load.js';

@@ -413,6 +413,201 @@ class PieceTrie {
 }
 
 // ---------------------------------------------------------------------------
+// Character offsets: a second scan that mirrors scan() but knows where each
+// piece came from. Kept apart so the hot encode() path carries no bookkeeping.
+
+/** Token ids and, for each, its [start, end) UTF-16 offsets in the original text. */
+export interface TokensWithOffsets {
+  ids: number[];
+  offsets: Array<[number, number]>;
+}
+
+/** Like ScanSink, with origins: `from`/`to` index arrays give each unit of a word's string its original range. */
+interface OffsetScanSink {
+  atom(cp: number, start: number, end: number): void;
+  /**
+   * A word s[start, end) of `cps` code points. `origin` is null when s is the
+   * original text (unit k came from [k, k + 1)); otherwise unit k of s came
+   * from the original range [origin.from[k], origin.to[k]).
+   */
+  word(s: string, start: number, end: number, cps: number, origin: Origin | null): void;
+  special(index: number, start: number, end: number): void;
+}
+
+interface Origin {
+  from: number[];
+  to: number[];
+}
+
+function classOf(cp: number, mode: number): number {
+  if (cp > 0xffff) return astralClass(cp, mode);
+  let cls = BMP_CLASS[mode][cp];
+  if (cls === UNKNOWN) cls = BMP_CLASS[mode][cp] = classify(cp, mode === 1);
+  return cls;
+}
+
+/**
+ * scanDirtyWord with origins. The word is normalised one original code point
+ * at a time so each normalised unit knows its source character. If that ever
+ * differs from normalising the whole word at once (canonical reordering of
+ * non-spacing marks across characters, which are then dropped anyway), the
+ * ids still come from the whole-word form and every piece gets the whole
+ * word's range: ids stay exact, offsets become coarse rather than wrong.
+ */
+function scanDirtyWordWithOffsets(text: string, from: number, to: number, lowercase: boolean, sink: OffsetScanSink): void {
+  let cleaned = '';
+  let perChar = '';
+  const origin: Origin = { from: [], to: [] };
+  for (let i = from; i < to; ) {
+    const cp = text.codePointAt(i)!;
+    const w = cp > 0xffff ? 2 : 1;
+    if (classOf(cp, 0) !== DROP) {
+      let ch = text.slice(i, i + w);
+      if (cp === 0x3a3 && lowercase) ch = isFinalSigma(text, i) ? '\u03c2' : '\u03c3';
+      cleaned += ch;
+      const norm = lowercase ? normalizeLower(ch) : ch;
+      perChar += norm;
+      for (let k = 0; k < norm.length; k++) {
+        origin.from.push(i);
+        origin.to.push(i + w);
+      }
+      // A character normalised away (a combining accent) belongs to the one before it: "Cafe\u0301" is all "cafe".
+      if (norm.length === 0 && origin.to.length > 0) origin.to[origin.to.length - 1] = i + w;
+    }
+    i += w;
+  }
+  const s = lowercase ? normalizeLower(cleaned) : cleaned;
+  if (s !== perChar) {
+    origin.from = new Array<number>(s.length).fill(from);
+    origin.to = new Array<number>(s.length).fill(to);
+  }
+  let start = -1;
+  let cps = 0;
+  for (let i = 0; i < s.length; ) {
+    const cp = s.codePointAt(i)!;
+    const w = cp > 0xffff ? 2 : 1;
+    const cls = classOf(cp, 0);
+    if (cls === PUNCT || cls === BRACKET || cls === SPACE || cls === CJK) {
+      if (start >= 0) {
+        sink.word(s, start, i, cps, origin);
+        start = -1;
+      }
+      if (cls !== SPACE) sink.atom(cp, origin.from[i], origin.to[i + w - 1]);
+    } else if (cls !== DROP) {
+      if (start < 0) {
+        start = i;
+        cps = 0;
+      }
+      cps++;
+    }
+    i += w;
+  }
+  if (start >= 0) sink.word(s, start, s.length, cps, origin);
+}
+
+/** scan() with the original position of every piece (same decisions, same order). */
+function scanWithOffsets(text: string, lowercase: boolean, sink: OffsetScanSink): void {
+  const mode = lowercase ? 1 : 0;
+  const n = text.length;
+  let wordStart = -1;
+  let wordCps = 0;
+  let dirty = false;
+  const endWord = (at: number) => {
+    if (wordStart < 0) return;
+    if (dirty) scanDirtyWordWithOffsets(text, wordStart, at, lowercase, sink);
+    else sink.word(text, wordStart, at, wordCps, null);
+    wordStart = -1;
+  };
+  let i = 0;
+  while (i < n) {
+    let cp = text.charCodeAt(i);
+    let next = i + 1;
+    let cls: number;
+    if (cp < 0xd800 || cp > 0xdbff) {
+      cls = classOf(cp, mode);
+    } else {
+      const lo = next < n ? text.charCodeAt(next) : 0;
+      if (lo >= 0xdc00 && lo <= 0xdfff) {
+        cp = ((cp - 0xd800) << 10) + (lo - 0xdc00) + 0x10000;
+        next++;
+        cls = astralClass(cp, mode);
+      } else {
+        cls = DROP;
+      }
+    }
+    if (cls === CJK || cls === PUNCT) {
+      endWord(i);
+      sink.atom(cp, i, next);
+    } else if (cls === WORD || cls === DIRTY) {
+      if (wordStart < 0) {
+        wordStart = i;
+        wordCps = 0;
+        dirty = false;
+      }
+      wordCps++;
+      if (cls === DIRTY) dirty = true;
+    } else if (cls === SPACE) {
+      endWord(i);
+    } else if (cls === DROP) {
+      if (wordStart >= 0) dirty = true;
+    } else {
+      endWord(i);
+      const sp = matchSpecial(text, i);
+      if (sp >= 0) {
+        next = i + SPECIAL_TOKENS[sp].length;
+        sink.special(sp, i, next);
+      } else {
+        sink.atom(cp, i, next);
+      }
+    }
+    i = next;
+  }
+  endWord(n);
+}
+
+class OffsetSink implements OffsetScanSink {
+  constructor(
+    private readonly tok: Tokenizer,
+    private readonly charIds: Int32Array,
+    private readonly trie: PieceTrie,
+    private readonly out: TokensWithOffsets,
+  ) {}
+
+  atom(cp: number, start: number, end: number): void {
+    this.out.ids.push(cp < 0x10000 ? this.charIds[cp] : this.tok.astralAtomId(cp));
+    this.out.offsets.push([start, end]);
+  }
+
+  special(index: number, start: number, end: number): void {
+    this.out.ids.push(this.tok.specialIds[index]);
+    this.out.offsets.push([start, end]);
+  }
+
+  word(s: string, start: number, end: number, cps: number, origin: Origin | null): void {
+    const { ids, offsets } = this.out;
+    const unk = this.tok.unkId;
+    const from = (k: number) => (origin ? origin.from[k] : k);
+    const to = (k: number) => (origin ? origin.to[k] : k + 1);
+    const mark = ids.length;
+    if (cps > MAX_CHARS_PER_WORD) ids.push(unk);
+    else this.trie.encodeWord(s, start, end, ids, unk);
+    // A whole-word [UNK] covers the word; otherwise each piece covers its own
+    // characters: a piece's token string, less '##', is exactly what it matched
+    // ('[' is punctuation, so no word piece can be the token [UNK] itself).
+    if (ids.length === mark + 1 && ids[mark] === unk) {
+      offsets.push([from(start), to(end - 1)]);
+      return;
+    }
+    let pos = start;
+    for (let k = mark; k < ids.length; k++) {
+      const len = this.tok.tokens[ids[k]].length - (k === mark ? 0 : 2);
+      offsets.push([from(pos), to(pos + len - 1)]);
+      pos += len;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Tokenizer
 
 const NO_OUTPUT: number[] = [];
@@ -459,6 +654,7 @@ export class Tokenizer {
   private readonly charIds: Int32Array; // BMP code point → id of it as a standalone token (CJK / punctuation)
   private readonly astralIds = new Map<number, number>();
   private readonly sink: EncodeSink;
+  private readonly trie: PieceTrie;
   private readonly attached: Uint8Array; // id → 1 for single CJK / punctuation tokens (decode spacing)
 
   private constructor(tokens: string[], ids: Map<string, number>, lowercase: boolean) {
@@ -490,7 +686,8 @@ export class Tokenizer {
       // CJK compatibility ideographs decompose under NFD (U+F900 → U+8C48), as in BERT.
       for (let cp = 0xf900; cp <= 0xfaff; cp++) this.charIds[cp] = this.atomIdSlow(cp);
     }
-    this.sink = new EncodeSink(this, this.charIds, new PieceTrie(tokens));
+    this.trie = new PieceTrie(tokens);
+    this.sink = new EncodeSink(this, this.charIds, this.trie);
   }
 
   /**
@@ -582,6 +779,39 @@ export class Tokenizer {
     if (out.length > maxLength - 1) out.length = maxLength - 1;
     out.push(this.sepId);
     return out;
+  }
+
+  /**
+   * Token ids without [CLS]/[SEP], each with its [start, end) offsets into
+   * `text` in UTF-16 code units (JS string indices), so that `text.slice(start,
+   * end)` is what the token was made from: the original characters before
+   * lower-casing and accent stripping, a WordPiece's own characters (without
+   * '##'), a whole word for [UNK], both halves of an astral character. The ids
+   * are exactly those of encodeText(). A separate, slower path (about a
+   * quarter of encodeText's speed): use it where offsets are needed (spans,
+   * predictions), not for bulk pre-training text.
+   */
+  encodeTextWithOffsets(text: string): TokensWithOffsets {
+    if (typeof text !== 'string') throw new TypeError(`text must be a string, got ${typeof text}`);
+    const result: TokensWithOffsets = { ids: [], offsets: [] };
+    scanWithOffsets(text, this.lowercase, new OffsetSink(this, this.charIds, this.trie, result));
+    return result;
+  }
+
+  /**
+   * [CLS] ids [SEP] truncated to maxLength (as encode()), with each token's
+   * [start, end) offsets into `text`; [CLS] and [SEP] get [0, 0].
+   */
+  encodeWithOffsets(text: string, maxLength = 512): TokensWithOffsets {
+    if (!Number.isInteger(maxLength) || maxLength < 2) {
+      throw new RangeError(`maxLength must be an integer ≥ 2, got ${maxLength}`);
+    }
+    const { ids, offsets } = this.encodeTextWithOffsets(text);
+    const keep = Math.min(ids.length, maxLength - 2);
+    return {
+      ids: [this.clsId, ...ids.slice(0, keep), this.sepId],
+      offsets: [[0, 0], ...offsets.slice(0, keep), [0, 0]],
+    };
   }
 
   /**

@@ -45,6 +45,11 @@ export interface LoadedExample {
   line: number;
   /** The record's id when the format has one, else its index in the file. */
   id: string | number;
+  /**
+   * Reference answer texts (cmrc2018), so EM/F1 compare against the official
+   * answers even when truncation dropped a gold span. Optional extension.
+   */
+  answers?: string[];
 }
 
 /** A record that could not be used: skipped, counted, reported with file:line. */
