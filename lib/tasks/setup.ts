@@ -1,0 +1,79 @@
+// What fine-tuning and multi-task training both need before the first step: the
+// encoder and its vocab (a given model dir, or a fresh model with a vocab built
+// from the training files), the tasks' examples, and the heads they train.
+
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { buildVocab, Tokenizer } from '../data/tokenizer.js';
+import type { ModelSize } from '../model/config.js';
+import { RoFormerV2 } from '../model/model.js';
+import { resolveCheckpointDir } from '../training/checkpoint.js';
+import type { HeadSpec, HeadSpecs } from './heads.js';
+import { formatProblems, loadTaskFile, type LoadedTaskFile } from './load.js';
+import type { Task } from './registry.js';
+import type { RecordProblem } from './types.js';
+
+/** The file every fine-tuned model dir and checkpoint carries: its tasks, labels in head order. */
+export const TASKS_FILE = 'tasks.json';
+
+export interface EncoderChoice {
+  /** A model dir, a checkpoint or a run dir (its latest checkpoint); absent: a fresh model. */
+  model?: string;
+  /** Size of a fresh model. */
+  size: ModelSize;
+  /** Vocab size of a fresh model's vocab, built from `vocabTexts`. */
+  vocabSize: number;
+  seed: number;
+}
+
+/**
+ * The encoder and tokenizer to train: loaded from a model dir (its vocab.txt
+ * beside it), or a fresh model whose vocab is built from the training files.
+ */
+export async function prepareEncoder(choice: EncoderChoice, vocabFiles: readonly string[]): Promise<{ model: RoFormerV2; tokenizer: Tokenizer; dir: string | null }> {
+  if (choice.model) {
+    const dir = existsSync(join(choice.model, 'config.json')) ? choice.model : await resolveCheckpointDir(choice.model);
+    const vocab = join(dir, 'vocab.txt');
+    if (!existsSync(vocab)) throw new Error(`${dir} has no vocab.txt: a model dir to fine-tune needs the vocab it was trained with`);
+    const tokenizer = await Tokenizer.fromFile(vocab);
+    const model = await RoFormerV2.fromPretrained(dir);
+    if (model.config.vocab_size !== tokenizer.size) {
+      throw new Error(`${dir}: config.json says vocab_size ${model.config.vocab_size} but vocab.txt has ${tokenizer.size} tokens`);
+    }
+    return { model: model.train(), tokenizer, dir };
+  }
+  async function* texts() {
+    for (const file of vocabFiles) yield await readFile(file, 'utf8');
+  }
+  const tokenizer = Tokenizer.fromTokens(await buildVocab(texts(), { size: choice.vocabSize }), 'built from the training files');
+  const model = RoFormerV2.create({ size: choice.size, config: { vocab_size: tokenizer.size }, seed: choice.seed });
+  return { model, tokenizer, dir: null };
+}
+
+/** The head a task trains. */
+export function headFor(task: Task): HeadSpec {
+  return { kind: task.head, numLabels: task.head === 'multiple-choice' ? 1 : task.labels.length, labels: task.labels };
+}
+
+export function headsFor(tasks: readonly Task[]): HeadSpecs {
+  return Object.fromEntries(tasks.map((t) => [t.name, headFor(t)]));
+}
+
+/** Loads one file of a task, reporting bad records (file:line) through `report`. */
+export async function loadExamples(
+  task: Task,
+  file: string,
+  tokenizer: Tokenizer,
+  maxLength: number | undefined,
+  report: (message: string) => void,
+): Promise<LoadedTaskFile> {
+  const loaded = await loadTaskFile(task, file, tokenizer, { maxLength });
+  if (loaded.problems.length > 0) {
+    report(`${file}: ${loaded.problems.length} bad record(s) skipped:\n${formatProblems(loaded.problems as RecordProblem[])}`);
+  }
+  for (const warning of loaded.warnings) report(`${file}: ${warning}`);
+  if (loaded.droppedSpans > 0) report(`${file}: ${loaded.droppedSpans} gold span(s) cut by truncation to ${maxLength ?? task.maxLength} tokens were dropped`);
+  return loaded;
+}
