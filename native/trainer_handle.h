@@ -24,6 +24,11 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
  private:
   Napi::Value step(const Napi::CallbackInfo& info);
   Napi::Value evaluate(const Napi::CallbackInfo& info);
+  Napi::Value predict(const Napi::CallbackInfo& info);
+  Napi::Value gradients(const Napi::CallbackInfo& info);
+  Napi::Value heads(const Napi::CallbackInfo& info);
+  Napi::Value head_parameters(const Napi::CallbackInfo& info);
+  Napi::Value load_head_parameters(const Napi::CallbackInfo& info);
   Napi::Value state_tensors(const Napi::CallbackInfo& info);
   Napi::Value load_state_tensors(const Napi::CallbackInfo& info);
   Napi::Value counters(const Napi::CallbackInfo& info);
