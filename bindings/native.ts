@@ -277,6 +277,11 @@ export interface NativeAddon {
     gradsPerStep: Array<Record<string, Tensor>>,
     lrs: number[],
   ): void;
+  /** The ZLPR loss per row of `scores` (dense `targets` in [0, 1] or sparse `positives` indices padded with −1) and d(Σ loss)/d(scores). */
+  zlprLoss(
+    scores: Tensor,
+    labels: { targets?: Tensor; positives?: Tensor; valid?: Tensor },
+  ): { loss: Tensor; grad: Tensor };
   runtimeInfo(): RuntimeInfo;
   setNumThreads(n: number): void;
   manualSeed(seed: number): void;

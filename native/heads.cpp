@@ -79,9 +79,14 @@ void check_class_labels(const torch::Tensor& labels, int64_t rows, int64_t class
 // ZLPR
 // ---------------------------------------------------------------------------
 
+// Losses are computed in float32 (float64 stays float64, for the reference tests).
+static torch::Tensor loss_precision(const torch::Tensor& scores) {
+  return scores.scalar_type() == torch::kDouble ? scores : scores.to(torch::kFloat);
+}
+
 torch::Tensor zlpr_loss(const torch::Tensor& scores, const torch::Tensor& targets, const torch::Tensor& valid) {
-  auto s = scores.to(torch::kFloat);
-  auto t = targets.to(s.device(), torch::kFloat);
+  auto s = loss_precision(scores);
+  auto t = targets.to(s.device(), s.scalar_type());
   // An entry takes part when it is valid and its score is not the −inf of a mask.
   auto keep = s.ne(-kInf);
   if (valid.defined()) keep = keep.logical_and(valid.to(s.device()));
@@ -94,7 +99,7 @@ torch::Tensor zlpr_loss(const torch::Tensor& scores, const torch::Tensor& target
 }
 
 torch::Tensor sparse_zlpr_loss(const torch::Tensor& scores, const torch::Tensor& positives) {
-  auto s = scores.to(torch::kFloat);
+  auto s = loss_precision(scores);
   auto index = positives.to(s.device(), torch::kLong);
   auto padding = index.lt(0);
   auto positive_scores = s.gather(-1, index.clamp_min(0)).masked_fill(padding, -kInf);
@@ -103,8 +108,9 @@ torch::Tensor sparse_zlpr_loss(const torch::Tensor& scores, const torch::Tensor&
   // log(1 + Σ_neg e^{s}) = all + log(1 − e^{x}), x = lse(pos) − all ≤ 0
   auto all = log1p_sum_exp(s);
   auto x = logsumexp_or_neg_inf(positive_scores) - all;
-  // x → 0 when the positives carry all the mass: clamp 1 − e^x away from 0 (log 0 = −inf).
-  auto negative_loss = all + (1 - x.exp()).clamp(1e-7, 1).log();
+  // x → 0 when the positives carry all the mass: clamp 1 − e^x away from 0 (log 0 = −inf,
+  // and a NaN gradient). −expm1(x) keeps the digits 1 − exp(x) would lose near 0.
+  auto negative_loss = all + (-torch::expm1(x)).clamp(1e-7, 1).log();
   return positive_loss + negative_loss;
 }
 

@@ -182,6 +182,25 @@ Napi::Value TrainerHandle::optimizer_steps(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value TrainerHandle::zlpr_loss(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 2 || !info[1].IsObject()) throw_type_error(env, "zlprLoss(scores, { targets?, positives?, valid? })");
+    auto options = info[1].As<Napi::Object>();
+    auto scores = TensorHandle::unwrap(info[0], "scores").detach().clone().set_requires_grad(true);
+    auto targets = TensorHandle::unwrap(options.Get("targets"), "targets", /*optional=*/true);
+    auto positives = TensorHandle::unwrap(options.Get("positives"), "positives", /*optional=*/true);
+    auto valid = TensorHandle::unwrap(options.Get("valid"), "valid", /*optional=*/true);
+    if (targets.defined() == positives.defined()) throw std::invalid_argument("zlprLoss: give targets or positives");
+    auto loss = positives.defined() ? sparse_zlpr_loss(scores, positives) : roformer::zlpr_loss(scores, targets, valid);
+    loss.sum().backward();
+    auto o = Napi::Object::New(env);
+    o.Set("loss", TensorHandle::wrap(env, loss.detach()));
+    o.Set("grad", TensorHandle::wrap(env, scores.grad()));
+    return o;
+  });
+}
+
 Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {

@@ -19,6 +19,10 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   // updating `params` in place — lets tests check each update rule against reference math.
   static Napi::Value optimizer_steps(const Napi::CallbackInfo& info);
 
+  // zlprLoss(scores, { targets?, positives?, valid? }): the ZLPR loss per row and its
+  // gradient with respect to the scores — lets tests check the loss and its edge cases.
+  static Napi::Value zlpr_loss(const Napi::CallbackInfo& info);
+
   explicit TrainerHandle(const Napi::CallbackInfo& info);
 
  private:
