@@ -1,6 +1,8 @@
 // The typed surface of the native addon (native/addon.cpp registers these names).
 // Nothing here loads the addon: see ./load.ts.
 
+import type { HeadKind } from '../lib/tasks/types.js';
+
 /** Element types a Tensor can hold. */
 export type DType =
   | 'float32'
@@ -117,10 +119,30 @@ export interface NativeTrainerOptions {
   growthFactor?: number;
   backoffFactor?: number;
   growthInterval?: number;
+  /** Task heads trained with the encoder, by task name (lib/tasks/heads.ts). */
+  heads?: Record<string, NativeHeadConfig>;
+  /**
+   * How the tasks of one step combine: 'none' (sum of the task losses), 'unit' (each
+   * task's gradient scaled to unit global norm), 'pareto' (min-norm weights on the simplex).
+   */
+  gradientNormalization?: GradientNormalization;
+}
+
+export type GradientNormalization = 'none' | 'unit' | 'pareto';
+
+/** What the native side needs to build a head. */
+export interface NativeHeadConfig {
+  kind: HeadKind;
+  /** Classes (classification), labels (multilabel), span types (span); 1 for multiple-choice. */
+  numLabels: number;
+  /** span: q/k size per label (default 64, even). */
+  headSize?: number;
 }
 
 /** One micro-batch of masked-language-model training. */
 export interface MicroBatch {
+  /** Absent or 'mlm'. */
+  task?: 'mlm';
   /** (batch, seq) token ids. */
   inputIds: Tensor;
   tokenTypeIds?: Tensor | null;
@@ -129,6 +151,63 @@ export interface MicroBatch {
   targetPositions: Tensor;
   /** The original token id at each target position. */
   targetIds: Tensor;
+}
+
+/**
+ * One micro-batch of a task head. Fields per kind:
+ * - classification: `labels` (batch,) int class indices;
+ * - multilabel: `labels` (batch, numLabels) float targets in [0, 1] (hard 0/1 or soft);
+ * - multiple-choice: `inputIds` (examples·options, seq) with each example's options in
+ *   consecutive rows, `choiceMask` (examples, options) 1 at real options, `labels` (examples,);
+ * - span: `spanLabels` (n, 4) int rows (example, label, start, end), end inclusive, or
+ *   `spanTargets` (batch, numLabels, seq, seq) float targets in [0, 1].
+ * Labels may be left out for predict().
+ */
+export interface TaskMicroBatch {
+  /** The head's task name. */
+  task: string;
+  inputIds: Tensor;
+  tokenTypeIds?: Tensor | null;
+  /** (rows, seq), non-zero at real tokens (default: inputIds != pad). */
+  attentionMask?: Tensor | null;
+  labels?: Tensor | null;
+  choiceMask?: Tensor | null;
+  spanLabels?: Tensor | null;
+  spanTargets?: Tensor | null;
+}
+
+/** A micro-batch of any task: MLM or a head's. */
+export type AnyMicroBatch = MicroBatch | TaskMicroBatch;
+
+/** One task's part of a step. */
+export interface TaskStepResult {
+  /** The task name ('mlm' for masked-language modelling). */
+  task: string;
+  /** MLM: mean cross-entropy over its targets; heads: mean loss over its examples. */
+  loss: number;
+  /** The task's own gradient norm (unscaled) when gradients are normalised, else NaN. */
+  gradNorm: number;
+  /** The factor its gradient entered the sum with: 1 ('none'), 1/gradNorm ('unit'), α ('pareto'). */
+  weight: number;
+  /** MLM targets, or examples. */
+  examples: number;
+}
+
+/** A head's outputs for one micro-batch (float32, on the CPU; the caller disposes the tensors). */
+export interface HeadPrediction {
+  task: string;
+  kind: HeadKind;
+  /**
+   * classification/multilabel: (batch, numLabels) logits; multiple-choice: (examples, options)
+   * scores, −inf at padded options; span: (batch, numLabels, seq, seq), −inf where masked.
+   */
+  scores: Tensor;
+  /** The loss when the batch had labels, else null. */
+  loss: number | null;
+  /** span: (n, 4) int64 rows (example, label, start, end) of the entries scoring > 0. */
+  spans?: Tensor;
+  /** span: (n,) their scores. */
+  spanScores?: Tensor;
 }
 
 export interface StepResult {
@@ -144,6 +223,8 @@ export interface StepResult {
   /** Optimiser updates so far. */
   step: number;
   skippedSteps: number;
+  /** Per task, in order of first appearance among the micro-batches. */
+  tasks: TaskStepResult[];
 }
 
 export interface TrainerCounters {
@@ -155,8 +236,20 @@ export interface TrainerCounters {
 
 export interface NativeTrainer {
   readonly busy: boolean;
-  step(microBatches: MicroBatch[], lr: number, alpha: number): Promise<StepResult>;
+  step(microBatches: AnyMicroBatch[], lr: number, alpha: number): Promise<StepResult>;
   evaluate(batch: MicroBatch): Promise<{ lossSum: number; correct: number; targets: number }>;
+  predict(batch: TaskMicroBatch): Promise<HeadPrediction>;
+  /** The step's combined gradient without an update, by optimiser name ('heads.<task>.…'). */
+  gradients(
+    microBatches: AnyMicroBatch[],
+    alpha: number,
+    normalization?: GradientNormalization,
+  ): Promise<{ gradients: Record<string, Tensor>; tasks: TaskStepResult[] }>;
+  heads(): Record<string, NativeHeadConfig>;
+  /** Detached views of the heads' weights, 'heads.<task>.…'. */
+  headParameters(): Record<string, Tensor>;
+  /** Strict: every missing, unexpected or mis-shaped tensor is named in one Error. */
+  loadHeadParameters(state: Record<string, Tensor>): void;
   stateTensors(): Record<string, Tensor>;
   loadStateTensors(state: Record<string, Tensor>): void;
   counters(): TrainerCounters;
@@ -192,6 +285,11 @@ export interface NativeAddon {
     gradsPerStep: Array<Record<string, Tensor>>,
     lrs: number[],
   ): void;
+  /** The ZLPR loss per row of `scores` (dense `targets` in [0, 1] or sparse `positives` indices padded with −1) and d(Σ loss)/d(scores). */
+  zlprLoss(
+    scores: Tensor,
+    labels: { targets?: Tensor; positives?: Tensor; valid?: Tensor },
+  ): { loss: Tensor; grad: Tensor };
   runtimeInfo(): RuntimeInfo;
   setNumThreads(n: number): void;
   manualSeed(seed: number): void;

@@ -15,7 +15,31 @@ export { readModelDir, writeModelDir, readModelConfig, ModelDirError, CONFIG_FIL
 export { toHuggingFaceName, fromHuggingFaceName } from './model/checkpoint-names.js';
 export { readSafetensors, writeSafetensorsAtomic, writeFileAtomic, SafetensorsError } from './model/safetensors.js';
 export { Trainer, optimizerSteps } from './training/trainer.js';
-export type { TrainerOptions, TrainStepResult, MicroBatch, StepResult } from './training/trainer.js';
+export type {
+  TrainerOptions,
+  TrainStepResult,
+  MicroBatch,
+  StepResult,
+  AnyMicroBatch,
+  TaskMicroBatch,
+  TaskStepResult,
+  HeadPrediction,
+  GradientNormalization,
+} from './training/trainer.js';
+export type { HeadKind, EncodedText, TokenSpan, Example, LoadedExample, RecordProblem, Prediction } from './tasks/types.js';
+export {
+  validateHeadSpecs,
+  readHeads,
+  writeHeads,
+  headMismatches,
+  decodePredictions,
+  HeadsError,
+  HEADS_CONFIG_FILE,
+  HEADS_WEIGHTS_FILE,
+} from './tasks/heads.js';
+export type { HeadSpec, HeadSpecs } from './tasks/heads.js';
+export { collate, addInputNoise, noisyExample, disposeBatch, BatchError } from './tasks/batch.js';
+export type { CollateOptions, InputNoiseOptions } from './tasks/batch.js';
 export { linearWarmupDecay, piecewiseLinear, constant, residualWarmup } from './training/schedules.js';
 export type { Schedule } from './training/schedules.js';
 export { readCheckpoint, resolveCheckpointDir, CheckpointError } from './training/checkpoint.js';

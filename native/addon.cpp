@@ -219,6 +219,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTrainer", trainer_class);
   exports.Set("createTrainer", Napi::Function::New<TrainerHandle::create>(env, "createTrainer"));
   exports.Set("optimizerSteps", Napi::Function::New<TrainerHandle::optimizer_steps>(env, "optimizerSteps"));
+  exports.Set("zlprLoss", Napi::Function::New<TrainerHandle::zlpr_loss>(env, "zlprLoss"));
   exports.Set("tensorFromArray", Napi::Function::New<TensorHandle::from_array>(env, "tensorFromArray"));
   exports.Set("tensorFromBytes", Napi::Function::New<TensorHandle::from_bytes>(env, "tensorFromBytes"));
   exports.Set("createModel", Napi::Function::New<ModuleHandle::create_model>(env, "createModel"));

@@ -4,7 +4,9 @@
 
 #include <ATen/Context.h>
 
+#include <algorithm>
 #include <cmath>
+#include <sstream>
 #include <stdexcept>
 
 namespace roformer {
@@ -20,15 +22,6 @@ void require(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument(message);
 }
 
-// Gradients are zeroed in place rather than freed: backward then accumulates into
-// the same buffers every step, instead of allocating (and page-faulting in) a
-// model-sized set of fresh ones, which costs more than the memset on the CPU.
-void zero_grads(torch::nn::Module& module) {
-  for (auto& p : module.parameters()) {
-    if (p.grad().defined()) p.mutable_grad().zero_();
-  }
-}
-
 // Random generators whose state a checkpoint keeps: CPU, and every CUDA device.
 std::vector<std::pair<std::string, at::Generator>> generators() {
   std::vector<std::pair<std::string, at::Generator>> result{{"rng.cpu", at::detail::getDefaultCPUGenerator()}};
@@ -40,6 +33,15 @@ std::vector<std::pair<std::string, at::Generator>> generators() {
   }
   return result;
 }
+
+// ‖(g_1, …, g_n)‖₂ over all tensors, on their device, in float32.
+torch::Tensor global_norm(const std::vector<torch::Tensor>& grads) {
+  std::vector<torch::Tensor> norms;
+  for (const auto& g : grads) norms.push_back(g.norm(2).to(torch::kFloat));
+  return torch::stack(norms).norm(2);
+}
+
+bool has_labels(const HeadTargets& t) { return t.labels.defined() || t.span_labels.defined() || t.span_targets.defined(); }
 
 }  // namespace
 
@@ -61,6 +63,10 @@ Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex
               options_.backoff_factor < 1 && options_.growth_interval > 0,
           "loss scaling needs init_scale > 0, growth_factor > 1, 0 < backoff_factor < 1, growth_interval > 0");
 
+  require(options_.gradient_normalization == "none" || options_.gradient_normalization == "unit" ||
+              options_.gradient_normalization == "pareto",
+          "unknown gradientNormalization '" + options_.gradient_normalization + "': use none, unit or pareto");
+
   NamedTensors parameters;
   for (const auto& item : model_->named_parameters()) {
     // Mixed precision keeps fp32 master weights: autocast casts copies for the matmuls.
@@ -69,13 +75,55 @@ Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex
                 ": train with float32 weights and choose precision bf16/fp16 for mixed precision");
     parameters.emplace_back(item.key(), item.value());
   }
+  // The heads, on the encoder's device; every parameter of theirs is in the optimiser too.
+  for (const auto& [task, config] : options_.heads) {
+    require(!task.empty() && task != "mlm" && task.find('.') == std::string::npos,
+            "head name '" + task + "' is not usable: a task name is non-empty, has no '.', and is not 'mlm'");
+    require(!head_by_task_.count(task), "two heads are named '" + task + "'");
+    auto head = make_head(config, model_->config());
+    heads_->register_module(task, head);
+    head->to(device);
+    head_by_task_[task] = head;
+  }
+  for (const auto& item : heads_->named_parameters()) parameters.emplace_back("heads." + item.key(), item.value());
   optimizer_ = make_optimizer(std::move(parameters), options_.optimizer);
   counters_.loss_scale = uses_loss_scaling() ? options_.init_scale : 1.0;
 }
 
 bool Trainer::uses_loss_scaling() const { return options_.loss_scaling.value_or(options_.precision == "fp16"); }
 
-void Trainer::check_batch(const MicroBatch& b) const {
+void Trainer::check_batch_in(const MicroBatch& b, size_t index) const {
+  try {
+    check_batch(b);
+  } catch (const std::invalid_argument& e) {
+    const std::string task = b.task.empty() ? "" : " (task '" + b.task + "')";
+    throw std::invalid_argument("microBatches[" + std::to_string(index) + "]" + task + ": " + e.what());
+  }
+}
+
+TaskHead* Trainer::head_for(const MicroBatch& b) const {
+  if (b.task.empty() || b.task == "mlm") return nullptr;
+  auto it = head_by_task_.find(b.task);
+  if (it == head_by_task_.end()) {
+    std::string known = "mlm";
+    for (const auto& [task, config] : options_.heads) known += ", " + task;
+    throw std::invalid_argument("task: unknown task '" + b.task + "'; this trainer has " + known);
+  }
+  return it->second.get();
+}
+
+void Trainer::check_batch(const MicroBatch& b, bool training) const {
+  if (auto* head = head_for(b)) {
+    const auto& ids = b.input_ids;
+    require(ids.defined() && ids.dim() == 2 && ids.size(0) > 0 && ids.size(1) > 0,
+            "inputIds must be a non-empty (batch, seq) tensor");
+    require(!b.attention_mask.defined() || b.attention_mask.sizes() == ids.sizes(),
+            "attentionMask must have the shape of inputIds");
+    auto real = b.attention_mask.defined() ? b.attention_mask.to(torch::kCPU).ne(0)
+                                           : ids.to(torch::kCPU).ne(model_->config().pad_token_id);
+    head->check(b.targets, real, training);
+    return;
+  }
   require(b.target_positions.defined() && b.target_ids.defined(), "a micro-batch needs targetPositions and targetIds");
   for (const auto* t : {&b.target_positions, &b.target_ids}) {
     require(t->scalar_type() == torch::kLong || t->scalar_type() == torch::kInt,
@@ -106,13 +154,16 @@ torch::Tensor Trainer::mlm_loss_sum(const MicroBatch& b, torch::Tensor* logits_o
       torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
 }
 
-StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, double alpha) {
-  require(!batches.empty(), "step() needs at least one micro-batch");
-  require(std::isfinite(lr) && lr >= 0, "the learning rate must be a finite number >= 0");
-  require(alpha >= 0 && alpha <= 1, "the residual scale alpha must be in [0, 1]");
-  for (const auto& b : batches) check_batch(b);
+torch::Tensor Trainer::head_scores(TaskHead& head, const MicroBatch& b) {
+  const auto device = device_of(*model_);
+  std::optional<compat::AutocastGuard> autocast;
+  if (autocast_dtype_) autocast.emplace(device, *autocast_dtype_);
+  auto hidden = model_->forward(b.input_ids, b.token_type_ids, b.attention_mask);
+  auto mask = b.attention_mask.defined() ? b.attention_mask : b.input_ids.ne(model_->config().pad_token_id);
+  return head.scores(hidden, mask, b.targets);
+}
 
-  std::lock_guard<std::mutex> lock(*model_mutex_);
+void Trainer::check_device() const {
   for (const auto& p : model_->parameters()) {
     if (p.device() != device_ || p.scalar_type() != torch::kFloat) {
       throw std::invalid_argument("the model was moved to " + p.device().str() + " / " + dtype_name(p.scalar_type()) +
@@ -121,40 +172,201 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
     }
     break;  // one parameter tells: Module::to moves them all
   }
-  model_->train(true);
-  model_->set_residual_scale(alpha);
-  zero_grads(*model_);
+}
 
-  int64_t total_targets = 0;
-  for (const auto& b : batches) total_targets += b.target_ids.numel();
-  const double scale = counters_.loss_scale;
+std::vector<double> min_norm_weights(const std::vector<std::vector<double>>& gram) {
+  const size_t n = gram.size();
+  std::vector<double> alpha(n, 1.0 / static_cast<double>(n));
+  for (int iteration = 0; iteration < 10000; ++iteration) {
+    // G α, and the vertex e_t along which ‖Σ α g‖² falls fastest
+    std::vector<double> g_alpha(n, 0.0);
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < n; ++j) g_alpha[i] += gram[i][j] * alpha[j];
+    }
+    size_t t = 0;
+    for (size_t i = 1; i < n; ++i) {
+      if (g_alpha[i] < g_alpha[t]) t = i;
+    }
+    double aga = 0;
+    for (size_t i = 0; i < n; ++i) aga += alpha[i] * g_alpha[i];
+    const double age = g_alpha[t], ege = gram[t][t];
+    // Frank–Wolfe gap αᵀGα − (Gα)_t: zero at the optimum.
+    if (aga - age <= 1e-12 * std::max(aga, 1e-30)) break;
+    // Exact line search on (1−γ)²·aga + 2γ(1−γ)·age + γ²·ege over γ ∈ [0, 1].
+    const double curvature = aga - 2 * age + ege;
+    const double gamma = curvature > 0 ? std::clamp((aga - age) / curvature, 0.0, 1.0) : 1.0;
+    for (size_t i = 0; i < n; ++i) alpha[i] *= 1 - gamma;
+    alpha[t] += gamma;
+  }
+  return alpha;
+}
 
-  // Forward and backward per micro-batch; the gradients accumulate in .grad().
-  torch::Tensor loss_total = torch::zeros({}, torch::TensorOptions().device(device_of(*model_)));
+Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches, const std::string& normalization,
+                                          double scale) {
+  // The step's tasks, in order of first appearance; one task's micro-batches go together.
+  struct Group {
+    std::string task;
+    TaskHead* head;
+    std::vector<const MicroBatch*> batches;
+    int64_t count = 0;  // MLM targets or examples, over the group
+  };
+  std::vector<Group> groups;
   for (const auto& b : batches) {
-    auto loss = mlm_loss_sum(b) / static_cast<double>(total_targets);
-    (scale == 1.0 ? loss : loss * scale).backward();
-    loss_total += loss.detach();
+    auto* head = head_for(b);
+    const std::string task = head ? b.task : "mlm";
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.task == task; });
+    if (it == groups.end()) it = groups.insert(groups.end(), Group{task, head, {}, 0});
+    it->batches.push_back(&b);
+    it->count += head ? head->examples(b.targets, b.input_ids.size(0)) : b.target_ids.numel();
   }
 
-  // Unscale, then the global norm (inf/NaN in any gradient makes it inf/NaN).
+  // This step's parameters: the encoder and its tasks' heads. The other heads keep an
+  // undefined gradient, so the optimiser leaves them (and their moments) untouched.
+  Accumulated out;
+  for (const auto& item : model_->named_parameters()) out.parameters.emplace_back(item.key(), item.value());
+  for (const auto& [task, head] : head_by_task_) {
+    const bool in_step = std::any_of(groups.begin(), groups.end(), [&](const Group& g) { return g.task == task; });
+    for (const auto& item : head->named_parameters()) {
+      if (in_step) {
+        out.parameters.emplace_back("heads." + task + "." + item.key(), item.value());
+      } else {
+        item.value().mutable_grad().reset();
+      }
+    }
+  }
+  // Gradients are zeroed in place rather than freed: backward then accumulates into
+  // the same buffers every step instead of allocating (and page-faulting in) a
+  // model-sized set of fresh ones, which costs more than the memset on the CPU.
   std::vector<torch::Tensor> grads;
-  for (auto& p : model_->parameters()) {
-    if (p.grad().defined()) grads.push_back(p.grad());
+  for (auto& [name, p] : out.parameters) {
+    if (p.grad().defined()) {
+      p.mutable_grad().zero_();
+    } else {
+      p.mutable_grad() = torch::zeros_like(p);
+    }
+    grads.push_back(p.grad());
   }
-  torch::NoGradGuard no_grad;
-  if (scale != 1.0 && !grads.empty()) at::_foreach_mul_(grads, 1.0 / scale);
-  std::vector<torch::Tensor> norms;
-  for (const auto& g : grads) norms.push_back(g.norm(2).to(torch::kFloat));
-  auto total_norm = norms.empty() ? torch::zeros_like(loss_total) : torch::stack(norms).norm(2);
 
-  // The step's one host synchronisation: loss and norm decide whether to update.
-  auto summary = torch::stack({loss_total.to(torch::kFloat), total_norm}).to(torch::kCPU);
+  const bool separate = normalization != "none";
+  std::vector<torch::Tensor> weighted_sum;                // "unit": Σ g / ‖g‖ so far
+  std::vector<std::vector<torch::Tensor>> task_gradients;  // "pareto": each task's g
+  for (size_t i = 0; i < groups.size(); ++i) {
+    const auto& group = groups[i];
+    if (separate && i > 0) {
+      torch::NoGradGuard no_grad;
+      at::_foreach_zero_(grads);
+    }
+    // Forward and backward per micro-batch; the gradients accumulate in .grad().
+    torch::Tensor task_loss = torch::zeros({}, torch::TensorOptions().device(device_));
+    for (const auto* b : group.batches) {
+      torch::Tensor loss;
+      if (group.head) {
+        // The batch mean, weighted by its share of the task's examples in this step.
+        const double share = static_cast<double>(group.head->examples(b->targets, b->input_ids.size(0))) /
+                             static_cast<double>(group.count);
+        loss = group.head->loss(head_scores(*group.head, *b), b->targets) * share;
+      } else {
+        loss = mlm_loss_sum(*b) / static_cast<double>(group.count);
+      }
+      (scale == 1.0 ? loss : loss * scale).backward();
+      task_loss += loss.detach();
+    }
+    out.losses.push_back(task_loss);
+    TaskStepResult task{group.task};
+    task.examples = group.count;
+    if (separate) {
+      torch::NoGradGuard no_grad;
+      if (scale != 1.0) at::_foreach_mul_(grads, 1.0 / scale);
+      task.grad_norm = global_norm(grads).item<double>();
+      if (normalization == "unit") {
+        // Non-finite norms keep weight 1, so inf/NaN reach the step's check and skip it.
+        task.weight = !std::isfinite(task.grad_norm) ? 1.0 : task.grad_norm > 0 ? 1.0 / task.grad_norm : 0.0;
+        if (weighted_sum.empty()) {
+          for (const auto& g : grads) weighted_sum.push_back(g * task.weight);
+        } else {
+          at::_foreach_add_(weighted_sum, grads, task.weight);
+        }
+      } else {
+        std::vector<torch::Tensor> copy;
+        for (const auto& g : grads) copy.push_back(g.clone());
+        task_gradients.push_back(std::move(copy));
+      }
+    }
+    out.tasks.push_back(task);
+  }
+
+  torch::NoGradGuard no_grad;
+  if (!separate) {
+    if (scale != 1.0) at::_foreach_mul_(grads, 1.0 / scale);
+  } else if (normalization == "unit") {
+    for (size_t k = 0; k < grads.size(); ++k) grads[k].copy_(weighted_sum[k]);
+  } else {
+    // Pareto: α on the simplex minimising ‖Σ α_i g_i‖², from the Gram matrix of the task gradients.
+    const size_t n = task_gradients.size();
+    std::vector<torch::Tensor> dots;
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = i; j < n; ++j) {
+        std::vector<torch::Tensor> parts;
+        for (size_t k = 0; k < grads.size(); ++k) {
+          parts.push_back(torch::dot(task_gradients[i][k].flatten(), task_gradients[j][k].flatten()).to(torch::kDouble));
+        }
+        dots.push_back(torch::stack(parts).sum());
+      }
+    }
+    auto host = torch::stack(dots).to(torch::kCPU);
+    std::vector<std::vector<double>> gram(n, std::vector<double>(n));
+    bool finite = true;
+    for (size_t i = 0, d = 0; i < n; ++i) {
+      for (size_t j = i; j < n; ++j, ++d) {
+        gram[i][j] = gram[j][i] = host[static_cast<int64_t>(d)].item<double>();
+        finite = finite && std::isfinite(gram[i][j]);
+      }
+    }
+    // Non-finite gradients: equal weights, so the inf/NaN reach the step's check.
+    const auto weights = finite ? min_norm_weights(gram) : std::vector<double>(n, 1.0 / static_cast<double>(n));
+    for (size_t k = 0; k < grads.size(); ++k) grads[k].zero_();
+    for (size_t i = 0; i < n; ++i) {
+      out.tasks[i].weight = weights[i];
+      at::_foreach_add_(grads, task_gradients[i], weights[i]);
+    }
+  }
+  out.gradients = grads;
+  return out;
+}
+
+StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, double alpha) {
+  require(!batches.empty(), "step() needs at least one micro-batch");
+  require(std::isfinite(lr) && lr >= 0, "the learning rate must be a finite number >= 0");
+  require(alpha >= 0 && alpha <= 1, "the residual scale alpha must be in [0, 1]");
+  for (size_t i = 0; i < batches.size(); ++i) check_batch_in(batches[i], i);
+
+  std::lock_guard<std::mutex> lock(*model_mutex_);
+  check_device();
+  model_->train(true);
+  heads_->train(true);
+  model_->set_residual_scale(alpha);
+
+  const double scale = counters_.loss_scale;
+  auto acc = accumulate(batches, options_.gradient_normalization, scale);
+  auto& grads = acc.gradients;
+
+  // The global norm of the combined gradient (inf/NaN in any gradient makes it inf/NaN).
+  torch::NoGradGuard no_grad;
+  auto total_norm = global_norm(grads);
+
+  // The step's one host synchronisation (with normalisation, each task's norm was one
+  // more): losses and norm decide whether to update.
+  auto losses = torch::stack(acc.losses).to(torch::kFloat);
+  auto summary = torch::cat({losses.sum().unsqueeze(0), total_norm.to(torch::kFloat).unsqueeze(0), losses}).to(torch::kCPU);
   StepResult result;
   result.loss = summary[0].item<double>();
   result.grad_norm = summary[1].item<double>();
   result.loss_scale = scale;
-  result.targets = total_targets;
+  result.tasks = std::move(acc.tasks);
+  for (size_t i = 0; i < result.tasks.size(); ++i) {
+    result.tasks[i].loss = summary[static_cast<int64_t>(i) + 2].item<double>();
+    if (result.tasks[i].task == "mlm") result.targets += result.tasks[i].examples;
+  }
 
   if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm)) {
     // Skip: weights and optimiser state stay as they were.
@@ -175,13 +387,39 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
       counters_.growth_tracker = 0;
     }
   }
-  zero_grads(*model_);
+  at::_foreach_zero_(grads);
   result.step = counters_.step;
   result.skipped_steps = counters_.skipped_steps;
   return result;
 }
 
+GradientResult Trainer::gradients(const std::vector<MicroBatch>& batches, double alpha, const std::string& normalization) {
+  require(!batches.empty(), "gradients() needs at least one micro-batch");
+  require(alpha >= 0 && alpha <= 1, "the residual scale alpha must be in [0, 1]");
+  require(normalization == "none" || normalization == "unit" || normalization == "pareto",
+          "unknown gradientNormalization '" + normalization + "': use none, unit or pareto");
+  for (size_t i = 0; i < batches.size(); ++i) check_batch_in(batches[i], i);
+  std::lock_guard<std::mutex> lock(*model_mutex_);
+  check_device();
+  model_->train(true);
+  heads_->train(true);
+  model_->set_residual_scale(alpha);
+  auto acc = accumulate(batches, normalization, 1.0);
+  torch::NoGradGuard no_grad;
+  GradientResult result;
+  for (size_t k = 0; k < acc.parameters.size(); ++k) {
+    result.gradients.emplace_back(acc.parameters[k].first, acc.gradients[k].clone());
+  }
+  auto losses = torch::stack(acc.losses).to(torch::kCPU, torch::kDouble);
+  result.tasks = std::move(acc.tasks);
+  for (size_t i = 0; i < result.tasks.size(); ++i) result.tasks[i].loss = losses[static_cast<int64_t>(i)].item<double>();
+  at::_foreach_zero_(acc.gradients);
+  return result;
+}
+
 Trainer::EvalResult Trainer::evaluate(const MicroBatch& batch) {
+  require(head_for(batch) == nullptr, "evaluate() scores masked-language modelling; use predict() for task '" +
+                                          batch.task + "'");
   check_batch(batch);
   std::lock_guard<std::mutex> lock(*model_mutex_);
   const bool was_training = model_->is_training();
@@ -193,6 +431,76 @@ Trainer::EvalResult Trainer::evaluate(const MicroBatch& batch) {
   auto summary = torch::stack({loss_sum.to(torch::kDouble), correct.to(torch::kDouble)}).to(torch::kCPU);
   model_->train(was_training);
   return {summary[0].item<double>(), static_cast<int64_t>(summary[1].item<double>()), batch.target_ids.numel()};
+}
+
+HeadPrediction Trainer::predict(const MicroBatch& batch) {
+  auto* head = head_for(batch);
+  require(head != nullptr, "predict() is for task heads; evaluate() gives the MLM loss and accuracy");
+  check_batch(batch, /*training=*/false);
+  std::lock_guard<std::mutex> lock(*model_mutex_);
+  check_device();
+  const bool was_training = model_->is_training();
+  model_->train(false);
+  heads_->train(false);
+  torch::NoGradGuard no_grad;
+  HeadPrediction result;
+  try {
+    auto scores = head_scores(*head, batch).to(torch::kFloat);
+    result.task = batch.task;
+    result.kind = head->config().kind;
+    torch::Tensor loss;
+    if (has_labels(batch.targets)) loss = head->loss(scores, batch.targets).to(torch::kDouble).reshape({1});
+    if (result.kind == "span") {
+      // The entries above the ZLPR threshold 0: the predicted spans (masked entries are −inf).
+      auto positive = scores.gt(0);
+      result.span_entries = positive.nonzero().to(torch::kCPU);
+      result.span_scores = scores.masked_select(positive).to(torch::kCPU);
+    }
+    result.scores = scores.to(torch::kCPU);
+    if (loss.defined()) result.loss = loss.to(torch::kCPU).item<double>();
+  } catch (...) {
+    model_->train(was_training);
+    heads_->train(was_training);
+    throw;
+  }
+  model_->train(was_training);
+  heads_->train(was_training);
+  return result;
+}
+
+NamedTensors Trainer::head_parameters() const {
+  NamedTensors result;
+  for (const auto& item : heads_->named_parameters()) result.emplace_back("heads." + item.key(), item.value().detach());
+  return result;
+}
+
+void Trainer::load_head_parameters(const std::map<std::string, torch::Tensor>& saved) {
+  std::map<std::string, torch::Tensor> ours;
+  for (const auto& [name, tensor] : head_parameters()) ours[name] = tensor;
+  std::vector<std::string> problems;
+  for (const auto& [name, tensor] : saved) {
+    auto it = ours.find(name);
+    if (it == ours.end()) {
+      problems.push_back("unexpected head tensor " + name);
+    } else if (it->second.sizes() != tensor.sizes()) {
+      std::ostringstream out;
+      out << "head tensor " << name << " has shape " << tensor.sizes() << " but the head expects " << it->second.sizes();
+      problems.push_back(out.str());
+    } else if (!tensor.is_floating_point()) {
+      problems.push_back("head tensor " + name + " is " + dtype_name(tensor.scalar_type()) + ", not floating point");
+    }
+  }
+  for (const auto& [name, tensor] : ours) {
+    if (!saved.count(name)) problems.push_back("missing head tensor " + name);
+  }
+  if (!problems.empty()) {
+    std::string message = "head weights do not match this trainer's heads: ";
+    for (size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];
+    throw std::invalid_argument(message);
+  }
+  std::lock_guard<std::mutex> lock(*model_mutex_);
+  torch::NoGradGuard no_grad;
+  for (auto& [name, tensor] : ours) tensor.copy_(saved.at(name));
 }
 
 std::map<std::string, torch::Tensor> Trainer::state_tensors() const {

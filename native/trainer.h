@@ -1,8 +1,12 @@
-// One optimisation step of masked-language-model training, as PyTorch users
-// write it by hand, in one place:
+// One optimisation step of masked-language-model and multi-task training, as
+// PyTorch users write it by hand, in one place:
 //
-//   for each micro-batch:  loss_i = CE(mlm_logits(model(x_i))[targets], labels) / total targets
-//                          (loss_i · scale).backward()           under autocast
+//   for each task in the step (its micro-batches together):
+//     for each micro-batch:  loss = task loss (MLM: CE at the targets / the task's targets;
+//                                   heads: batch mean · examples / the task's examples)
+//                            (loss · scale).backward()           under autocast
+//     gradient normalisation: g = Σ g_task ("none"), Σ g_task / ‖g_task‖ ("unit"),
+//                             or Σ α_task g_task with α minimising ‖Σ α g‖ on the simplex ("pareto")
 //   unscale the gradients; if any is inf/NaN: skip, back off the loss scale
 //   clip to the global norm; optimiser.step(lr); grow the loss scale when due
 //
@@ -10,10 +14,12 @@
 #pragma once
 
 #include "encoder_model.h"
+#include "heads.h"
 #include "optimizers.h"
 
 #include <memory>
 #include <mutex>
+#include <limits>
 #include <optional>
 
 namespace roformer {
@@ -30,12 +36,30 @@ struct TrainerOptions {
   double growth_factor = 2.0;
   double backoff_factor = 0.5;
   int64_t growth_interval = 2000;
+  // Task heads by task name, trained with the encoder (empty: MLM only).
+  std::vector<std::pair<std::string, HeadConfig>> heads;
+  // How the tasks of one step combine their gradients: "none" (the plain sum of the
+  // task losses), "unit" (each task's gradient scaled to unit global norm: minimise
+  // Σ L_i / ‖∇L_i‖ with the norms held constant) or "pareto" (weights α on the simplex
+  // minimising ‖Σ α_i ∇L_i‖², the min-norm / Frank–Wolfe solution).
+  std::string gradient_normalization = "none";
 };
 
-// One micro-batch: token ids and the MLM targets at flat positions into batch·seq.
+// One micro-batch of one task: token ids plus that task's labels.
 struct MicroBatch {
+  std::string task;  // empty or "mlm": masked-language modelling; else a head's task name
   torch::Tensor input_ids, token_type_ids, attention_mask;
-  torch::Tensor target_positions, target_ids;
+  torch::Tensor target_positions, target_ids;  // MLM targets at flat positions into batch·seq
+  HeadTargets targets;                          // a head's labels
+};
+
+// One task's part of a step.
+struct TaskStepResult {
+  std::string task;
+  double loss = 0;        // the task's loss (MLM: mean CE over its targets; heads: mean over examples)
+  double grad_norm = std::numeric_limits<double>::quiet_NaN();  // ‖∇loss‖ (unscaled) when normalising
+  double weight = 1;      // the factor its gradient entered the sum with
+  int64_t examples = 0;   // MLM targets, or examples of a head
 };
 
 struct StepResult {
@@ -46,7 +70,26 @@ struct StepResult {
   int64_t targets = 0;       // MLM targets in the step
   int64_t step = 0;          // optimiser updates so far
   int64_t skipped_steps = 0; // steps skipped so far
+  std::vector<TaskStepResult> tasks;  // in order of first appearance in the step
 };
+
+// What a head predicts for one micro-batch (scores float32 on the host).
+struct HeadPrediction {
+  std::string task, kind;
+  torch::Tensor scores;        // (batch, labels) | (examples, options) | (batch, labels, seq, seq), −inf where masked
+  double loss = std::numeric_limits<double>::quiet_NaN();  // when the batch has labels
+  torch::Tensor span_entries;  // span: (n, 4) int64 (example, label, start, end) where s > 0
+  torch::Tensor span_scores;   // span: (n,) their scores
+};
+
+// The combined gradient of some micro-batches, without an update (tests, diagnostics).
+struct GradientResult {
+  NamedTensors gradients;  // by optimiser name ("heads.<task>.…" for heads), unscaled, before clipping
+  std::vector<TaskStepResult> tasks;
+};
+
+// argmin over the simplex of αᵀ G α for a Gram matrix G (Frank–Wolfe with exact line search).
+std::vector<double> min_norm_weights(const std::vector<std::vector<double>>& gram);
 
 // The trainer's scalar state, for checkpoints (tensors go through state_tensors()).
 struct TrainerCounters {
@@ -72,6 +115,18 @@ class Trainer {
   };
   EvalResult evaluate(const MicroBatch& batch);
 
+  // A head's outputs for one micro-batch (eval mode, no gradients, no update).
+  HeadPrediction predict(const MicroBatch& batch);
+
+  // The step's combined gradient without updating; `normalization` overrides the option.
+  GradientResult gradients(const std::vector<MicroBatch>& batches, double alpha, const std::string& normalization);
+
+  // The heads: their configurations, and their weights by optimiser name.
+  const std::vector<std::pair<std::string, HeadConfig>>& head_configs() const { return options_.heads; }
+  NamedTensors head_parameters() const;
+  // Strict: every missing, unexpected or mis-shaped tensor named in one error.
+  void load_head_parameters(const std::map<std::string, torch::Tensor>& saved);
+
   // Optimiser moments plus the random generators' states ("rng.cpu", "rng.cuda:N").
   std::map<std::string, torch::Tensor> state_tensors() const;
   void load_state_tensors(const std::map<std::string, torch::Tensor>& saved);
@@ -84,10 +139,28 @@ class Trainer {
  private:
   // Sum of the cross-entropy at the targets (float32, whatever the autocast dtype).
   torch::Tensor mlm_loss_sum(const MicroBatch& batch, torch::Tensor* logits_out = nullptr);
-  void check_batch(const MicroBatch& batch) const;
+  // A head's scores from the encoder's forward, under autocast as configured.
+  torch::Tensor head_scores(TaskHead& head, const MicroBatch& batch);
+  void check_batch(const MicroBatch& batch, bool training = true) const;
+  // check_batch with the error prefixed by "microBatches[index] (task '…'): ".
+  void check_batch_in(const MicroBatch& batch, size_t index) const;
+  TaskHead* head_for(const MicroBatch& batch) const;  // nullptr for MLM
+  // Forward/backward of every task in `batches` (loss scale `scale`), leaving the
+  // combined, unscaled gradient in .grad() of the step's parameters.
+  struct Accumulated {
+    NamedTensors parameters;               // the encoder's and the step's heads'
+    std::vector<torch::Tensor> gradients;  // their .grad(), combined
+    std::vector<torch::Tensor> losses;     // per task, on the device
+    std::vector<TaskStepResult> tasks;     // loss not yet filled in
+  };
+  Accumulated accumulate(const std::vector<MicroBatch>& batches, const std::string& normalization, double scale);
+  void check_device() const;
   bool uses_loss_scaling() const;
 
   std::shared_ptr<EncoderModel> model_;
+  // The heads, registered as "<task>" in one container: parameters "heads.<task>.…".
+  std::shared_ptr<torch::nn::Module> heads_ = std::make_shared<torch::nn::Module>("TaskHeads");
+  std::map<std::string, std::shared_ptr<TaskHead>> head_by_task_;
   std::shared_ptr<std::mutex> model_mutex_;
   TrainerOptions options_;
   std::unique_ptr<Optimizer> optimizer_;

@@ -5,6 +5,8 @@
 #include "module_handle.h"
 #include "tensor_handle.h"
 
+#include <cmath>
+
 namespace roformer::js {
 
 namespace {
@@ -42,6 +44,28 @@ TrainerOptions parse_options(const Napi::Object& o) {
   t.growth_factor = number_option(o, "growthFactor", t.growth_factor);
   t.backoff_factor = number_option(o, "backoffFactor", t.backoff_factor);
   t.growth_interval = static_cast<int64_t>(number_option(o, "growthInterval", static_cast<double>(t.growth_interval)));
+  t.gradient_normalization = string_option(o, "gradientNormalization", t.gradient_normalization);
+  // heads: { <task>: { kind, numLabels, headSize? } }
+  if (o.Has("heads") && !o.Get("heads").IsUndefined() && !o.Get("heads").IsNull()) {
+    if (!o.Get("heads").IsObject()) throw Napi::TypeError::New(o.Env(), "trainer option heads must be an object");
+    auto heads = o.Get("heads").As<Napi::Object>();
+    auto names = heads.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); ++i) {
+      const auto task = names.Get(i).ToString().Utf8Value();
+      if (!heads.Get(task).IsObject()) throw Napi::TypeError::New(o.Env(), "heads." + task + " must be an object");
+      auto spec = heads.Get(task).As<Napi::Object>();
+      HeadConfig config;
+      config.kind = string_option(spec, "kind", "");
+      const double labels = number_option(spec, "numLabels", config.kind == "multiple-choice" ? 1 : 0);
+      const double size = number_option(spec, "headSize", static_cast<double>(config.head_size));
+      if (labels != static_cast<double>(static_cast<int64_t>(labels)) || size != static_cast<double>(static_cast<int64_t>(size))) {
+        throw Napi::TypeError::New(o.Env(), "heads." + task + ": numLabels and headSize must be integers");
+      }
+      config.num_labels = static_cast<int64_t>(labels);
+      config.head_size = static_cast<int64_t>(size);
+      t.heads.emplace_back(task, config);
+    }
+  }
   return t;
 }
 
@@ -49,11 +73,21 @@ MicroBatch parse_batch(const Napi::Value& value, const std::string& what) {
   if (!value.IsObject()) throw Napi::TypeError::New(value.Env(), what + " must be an object");
   auto o = value.As<Napi::Object>();
   MicroBatch b;
+  if (o.Has("task") && !o.Get("task").IsUndefined() && !o.Get("task").IsNull()) {
+    if (!o.Get("task").IsString()) throw Napi::TypeError::New(value.Env(), what + ".task must be a string");
+    b.task = o.Get("task").As<Napi::String>().Utf8Value();
+  }
+  const bool mlm = b.task.empty() || b.task == "mlm";
   b.input_ids = TensorHandle::unwrap(o.Get("inputIds"), what + ".inputIds");
   b.token_type_ids = TensorHandle::unwrap(o.Get("tokenTypeIds"), what + ".tokenTypeIds", /*optional=*/true);
   b.attention_mask = TensorHandle::unwrap(o.Get("attentionMask"), what + ".attentionMask", /*optional=*/true);
-  b.target_positions = TensorHandle::unwrap(o.Get("targetPositions"), what + ".targetPositions");
-  b.target_ids = TensorHandle::unwrap(o.Get("targetIds"), what + ".targetIds");
+  // MLM batches need their targets; a head's labels are checked by the head, per kind.
+  b.target_positions = TensorHandle::unwrap(o.Get("targetPositions"), what + ".targetPositions", /*optional=*/!mlm);
+  b.target_ids = TensorHandle::unwrap(o.Get("targetIds"), what + ".targetIds", /*optional=*/!mlm);
+  b.targets.labels = TensorHandle::unwrap(o.Get("labels"), what + ".labels", /*optional=*/true);
+  b.targets.choice_mask = TensorHandle::unwrap(o.Get("choiceMask"), what + ".choiceMask", /*optional=*/true);
+  b.targets.span_labels = TensorHandle::unwrap(o.Get("spanLabels"), what + ".spanLabels", /*optional=*/true);
+  b.targets.span_targets = TensorHandle::unwrap(o.Get("spanTargets"), what + ".spanTargets", /*optional=*/true);
   return b;
 }
 
@@ -65,6 +99,27 @@ void claim(const std::shared_ptr<std::atomic<bool>>& busy, const char* what) {
   }
 }
 
+Napi::Array task_results(Napi::Env env, const std::vector<TaskStepResult>& tasks) {
+  auto array = Napi::Array::New(env, tasks.size());
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    auto o = Napi::Object::New(env);
+    o.Set("task", tasks[i].task);
+    o.Set("loss", tasks[i].loss);
+    o.Set("gradNorm", tasks[i].grad_norm);
+    o.Set("weight", tasks[i].weight);
+    o.Set("examples", static_cast<double>(tasks[i].examples));
+    array.Set(static_cast<uint32_t>(i), o);
+  }
+  return array;
+}
+
+std::vector<MicroBatch> parse_batches(const Napi::Value& value) {
+  auto array = value.As<Napi::Array>();
+  std::vector<MicroBatch> batches;
+  for (uint32_t i = 0; i < array.Length(); ++i) batches.push_back(parse_batch(array.Get(i), "microBatches[" + std::to_string(i) + "]"));
+  return batches;
+}
+
 }  // namespace
 
 Napi::Function TrainerHandle::define_class(Napi::Env env) {
@@ -72,6 +127,11 @@ Napi::Function TrainerHandle::define_class(Napi::Env env) {
                          {
                              InstanceMethod<&TrainerHandle::step>("step"),
                              InstanceMethod<&TrainerHandle::evaluate>("evaluate"),
+                             InstanceMethod<&TrainerHandle::predict>("predict"),
+                             InstanceMethod<&TrainerHandle::gradients>("gradients"),
+                             InstanceMethod<&TrainerHandle::heads>("heads"),
+                             InstanceMethod<&TrainerHandle::head_parameters>("headParameters"),
+                             InstanceMethod<&TrainerHandle::load_head_parameters>("loadHeadParameters"),
                              InstanceMethod<&TrainerHandle::state_tensors>("stateTensors"),
                              InstanceMethod<&TrainerHandle::load_state_tensors>("loadStateTensors"),
                              InstanceMethod<&TrainerHandle::counters>("counters"),
@@ -127,15 +187,32 @@ Napi::Value TrainerHandle::optimizer_steps(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value TrainerHandle::zlpr_loss(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 2 || !info[1].IsObject()) throw_type_error(env, "zlprLoss(scores, { targets?, positives?, valid? })");
+    auto options = info[1].As<Napi::Object>();
+    auto scores = TensorHandle::unwrap(info[0], "scores").detach().clone().set_requires_grad(true);
+    auto targets = TensorHandle::unwrap(options.Get("targets"), "targets", /*optional=*/true);
+    auto positives = TensorHandle::unwrap(options.Get("positives"), "positives", /*optional=*/true);
+    auto valid = TensorHandle::unwrap(options.Get("valid"), "valid", /*optional=*/true);
+    if (targets.defined() == positives.defined()) throw std::invalid_argument("zlprLoss: give targets or positives");
+    auto loss = positives.defined() ? sparse_zlpr_loss(scores, positives) : roformer::zlpr_loss(scores, targets, valid);
+    loss.sum().backward();
+    auto o = Napi::Object::New(env);
+    o.Set("loss", TensorHandle::wrap(env, loss.detach()));
+    o.Set("grad", TensorHandle::wrap(env, scores.grad()));
+    return o;
+  });
+}
+
 Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsNumber() || !info[2].IsNumber()) {
       throw_type_error(env, "step(microBatches: object[], lr: number, alpha: number)");
     }
-    auto array = info[0].As<Napi::Array>();
-    std::vector<MicroBatch> batches;
-    for (uint32_t i = 0; i < array.Length(); ++i) batches.push_back(parse_batch(array.Get(i), "microBatches[" + std::to_string(i) + "]"));
+    auto batches = parse_batches(info[0]);
     const double lr = info[1].As<Napi::Number>().DoubleValue();
     const double alpha = info[2].As<Napi::Number>().DoubleValue();
     auto trainer = trainer_;
@@ -155,6 +232,7 @@ Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
           o.Set("targets", static_cast<double>(r.targets));
           o.Set("step", static_cast<double>(r.step));
           o.Set("skippedSteps", static_cast<double>(r.skipped_steps));
+          o.Set("tasks", task_results(env, r.tasks));
           return o;
         },
         // Busy until the Promise settles, so JS never sees a finished-but-unsettled step as free.
@@ -188,6 +266,99 @@ Napi::Value TrainerHandle::evaluate(const Napi::CallbackInfo& info) {
           *busy = false;
           model_done();
         });
+  });
+}
+
+Napi::Value TrainerHandle::predict(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    auto batch = parse_batch(info[0], "batch");
+    claim(busy_, "predict");
+    auto trainer = trainer_;
+    auto busy = busy_;
+    return PromiseJob<HeadPrediction>::start(
+        env,
+        [=]() { return trainer->predict(batch); },
+        [](Napi::Env env, HeadPrediction& r) -> Napi::Value {
+          auto o = Napi::Object::New(env);
+          o.Set("task", r.task);
+          o.Set("kind", r.kind);
+          o.Set("scores", TensorHandle::wrap(env, r.scores));
+          o.Set("loss", std::isnan(r.loss) ? env.Null() : Napi::Number::New(env, r.loss));
+          if (r.span_entries.defined()) {
+            o.Set("spans", TensorHandle::wrap(env, r.span_entries));
+            o.Set("spanScores", TensorHandle::wrap(env, r.span_scores));
+          }
+          return o;
+        },
+        [busy]() { *busy = false; });
+  });
+}
+
+Napi::Value TrainerHandle::gradients(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsNumber()) {
+      throw_type_error(env, "gradients(microBatches: object[], alpha: number, normalization?: string)");
+    }
+    auto batches = parse_batches(info[0]);
+    const double alpha = info[1].As<Napi::Number>().DoubleValue();
+    const std::string normalization = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value()
+                                                                              : trainer_->options().gradient_normalization;
+    claim(busy_, "gradients");
+    auto trainer = trainer_;
+    auto busy = busy_;
+    return PromiseJob<GradientResult>::start(
+        env,
+        [=]() { return trainer->gradients(batches, alpha, normalization); },
+        [](Napi::Env env, GradientResult& r) -> Napi::Value {
+          auto o = Napi::Object::New(env);
+          auto grads = Napi::Object::New(env);
+          for (const auto& [name, tensor] : r.gradients) grads.Set(name, TensorHandle::wrap(env, tensor));
+          o.Set("gradients", grads);
+          o.Set("tasks", task_results(env, r.tasks));
+          return o;
+        },
+        [busy]() { *busy = false; });
+  });
+}
+
+Napi::Value TrainerHandle::heads(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto result = Napi::Object::New(env);
+  for (const auto& [task, config] : trainer_->head_configs()) {
+    auto o = Napi::Object::New(env);
+    o.Set("kind", config.kind);
+    o.Set("numLabels", static_cast<double>(config.num_labels));
+    if (config.kind == "span") o.Set("headSize", static_cast<double>(config.head_size));
+    result.Set(task, o);
+  }
+  return result;
+}
+
+Napi::Value TrainerHandle::head_parameters(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    auto result = Napi::Object::New(env);
+    for (const auto& [name, tensor] : trainer_->head_parameters()) result.Set(name, TensorHandle::wrap(env, tensor));
+    return result;
+  });
+}
+
+Napi::Value TrainerHandle::load_head_parameters(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadHeadParameters(state: object)");
+    if (*busy_) throw std::invalid_argument("loadHeadParameters: a step is running; await it first");
+    auto given = info[0].As<Napi::Object>();
+    std::map<std::string, torch::Tensor> state;
+    auto keys = given.GetPropertyNames();
+    for (uint32_t i = 0; i < keys.Length(); ++i) {
+      const auto key = keys.Get(i).ToString().Utf8Value();
+      state[key] = TensorHandle::unwrap(given.Get(key), "state['" + key + "']");
+    }
+    trainer_->load_head_parameters(state);
+    return env.Undefined();
   });
 }
 

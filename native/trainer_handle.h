@@ -20,11 +20,20 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   // updating `params` in place — lets tests check each update rule against reference math.
   static Napi::Value optimizer_steps(const Napi::CallbackInfo& info);
 
+  // zlprLoss(scores, { targets?, positives?, valid? }): the ZLPR loss per row and its
+  // gradient with respect to the scores — lets tests check the loss and its edge cases.
+  static Napi::Value zlpr_loss(const Napi::CallbackInfo& info);
+
   explicit TrainerHandle(const Napi::CallbackInfo& info);
 
  private:
   Napi::Value step(const Napi::CallbackInfo& info);
   Napi::Value evaluate(const Napi::CallbackInfo& info);
+  Napi::Value predict(const Napi::CallbackInfo& info);
+  Napi::Value gradients(const Napi::CallbackInfo& info);
+  Napi::Value heads(const Napi::CallbackInfo& info);
+  Napi::Value head_parameters(const Napi::CallbackInfo& info);
+  Napi::Value load_head_parameters(const Napi::CallbackInfo& info);
   Napi::Value state_tensors(const Napi::CallbackInfo& info);
   Napi::Value load_state_tensors(const Napi::CallbackInfo& info);
   Napi::Value counters(const Napi::CallbackInfo& info);

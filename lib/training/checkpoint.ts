@@ -8,6 +8,8 @@
 //       config.json               \  the model, loadable by RoFormerV2.fromPretrained
 //       model.safetensors         /
 //       vocab.txt                 when a tokenizer exists
+//       heads.json                \  task heads, when the trainer has any
+//       heads.safetensors         /  (lib/tasks/heads.ts)
 //       optimizer.safetensors     optimiser moments and random generator states
 //       trainer_state.json        step, loss-scale state, options, data position
 //
@@ -24,6 +26,7 @@ import { readModelDir, writeModelDir } from '../model/model-dir.js';
 import type { RoFormerV2Config } from '../model/config.js';
 import { readSafetensors, writeFileAtomic, writeSafetensorsAtomic, type SafetensorsDtype } from '../model/safetensors.js';
 import { tensorFromBytes } from '../model/tensor.js';
+import { readHeads, writeHeads, type HeadSpecs } from '../tasks/heads.js';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
@@ -52,6 +55,8 @@ export interface Checkpoint {
   modelState: Record<string, Tensor>;
   trainerState: Record<string, Tensor>;
   state: TrainerState;
+  /** The task heads' specs and weights, when the checkpoint has heads. */
+  heads: { specs: HeadSpecs; state: Record<string, Tensor> } | null;
 }
 
 const DTYPE_TO_SAFETENSORS: Partial<Record<DType, SafetensorsDtype>> = { float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16', uint8: 'U8', int64: 'I64' };
@@ -65,6 +70,7 @@ export async function writeCheckpoint(
     parameters: Record<string, Tensor>;
     trainerState: Record<string, Tensor>;
     state: Omit<TrainerState, 'format' | 'savedAt'>;
+    heads?: { specs: HeadSpecs; parameters: Record<string, Tensor> };
     files?: Record<string, string | Buffer>;
     keepLast?: number;
   },
@@ -76,6 +82,7 @@ export async function writeCheckpoint(
   await mkdir(tmpDir, { recursive: true });
   try {
     await writeModelDir(tmpDir, contents.config, contents.parameters);
+    if (contents.heads && Object.keys(contents.heads.specs).length > 0) await writeHeads(tmpDir, contents.heads.specs, contents.heads.parameters);
     await writeSafetensorsAtomic(
       join(tmpDir, OPTIMIZER_FILE),
       Object.entries(contents.trainerState).map(([key, t]) => {
@@ -162,14 +169,20 @@ export async function readCheckpoint(path: string): Promise<Checkpoint> {
     }
   }
   const { config, state: modelState } = await readModelDir(dir);
-  const file = await readSafetensors(join(dir, OPTIMIZER_FILE));
   const trainerState: Record<string, Tensor> = {};
-  for (const [name, entry] of file.tensors) {
-    const dtype = SAFETENSORS_TO_DTYPE[entry.dtype];
-    if (!dtype) throw new CheckpointError(`${join(dir, OPTIMIZER_FILE)}: tensor ${name} has unsupported dtype ${entry.dtype}`);
-    trainerState[name] = tensorFromBytes(entry.data, entry.shape, dtype);
+  try {
+    const file = await readSafetensors(join(dir, OPTIMIZER_FILE));
+    for (const [name, entry] of file.tensors) {
+      const dtype = SAFETENSORS_TO_DTYPE[entry.dtype];
+      if (!dtype) throw new CheckpointError(`${join(dir, OPTIMIZER_FILE)}: tensor ${name} has unsupported dtype ${entry.dtype}`);
+      trainerState[name] = tensorFromBytes(entry.data, entry.shape, dtype);
+    }
+    const heads = await readHeads(dir);
+    return { dir, config, modelState, trainerState, state, heads };
+  } catch (error) {
+    for (const t of [...Object.values(modelState), ...Object.values(trainerState)]) t.dispose();
+    throw error;
   }
-  return { dir, config, modelState, trainerState, state };
 }
 
 /** Names every size key where a checkpoint's config differs from the model's. */

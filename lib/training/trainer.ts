@@ -7,16 +7,41 @@
 //
 // Schedules (learning rate, residual α) live here and are passed with each step.
 // Steps are queued: calling step() again before the last one settles waits its turn.
+//
+// Multi-task: give the trainer task heads and, optionally, a gradient normalisation;
+// each micro-batch names its task (none = MLM):
+//
+//   const trainer = new Trainer(model, { heads: { tnews: { kind: 'classification', numLabels: 15 } },
+//                                        gradientNormalization: 'unit' });
+//   const { tasks } = await trainer.step([collate(tnewsExamples, { task: 'tnews' }), mlmBatch]);
+//   const output = await trainer.predict(collate(devExamples, { task: 'tnews' }));
 
 import { loadNative } from '../../bindings/load.js';
-import type { MicroBatch, NativeTrainer, NativeTrainerOptions, StepResult, Tensor } from '../../bindings/native.js';
+import type {
+  AnyMicroBatch,
+  GradientNormalization,
+  HeadPrediction,
+  MicroBatch,
+  NativeTrainer,
+  NativeTrainerOptions,
+  StepResult,
+  TaskMicroBatch,
+  TaskStepResult,
+  Tensor,
+} from '../../bindings/native.js';
 import { configMismatches, CheckpointError, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { headMismatches, HeadsError, nativeHeads, readHeads, validateHeadSpecs, writeHeads, type HeadSpecs } from '../tasks/heads.js';
+import { writeModelDir } from '../model/model-dir.js';
+import { writeFileAtomic } from '../model/safetensors.js';
+import { join } from 'node:path';
 import type { RobertaBaseline, RoFormerV2 } from '../model/model.js';
 import { constant, residualWarmup, type Schedule } from './schedules.js';
 
-export type { MicroBatch, StepResult } from '../../bindings/native.js';
+export type { AnyMicroBatch, HeadPrediction, MicroBatch, StepResult, TaskMicroBatch, TaskStepResult, GradientNormalization } from '../../bindings/native.js';
 
-export interface TrainerOptions extends NativeTrainerOptions {
+export interface TrainerOptions extends Omit<NativeTrainerOptions, 'heads'> {
+  /** Task heads trained with the encoder, by task name. */
+  heads?: HeadSpecs;
   /** Learning rate: a number or a schedule of the step number. Default 1e-4. */
   lr?: number | Schedule;
   /** Residual scale α warmed from 0 to 1 over this many steps (0: α = 1 throughout). */
@@ -31,6 +56,8 @@ export interface TrainStepResult extends StepResult {
 
 export class Trainer {
   readonly native: NativeTrainer;
+  /** The task heads (validated), by task name. */
+  readonly heads: HeadSpecs;
   private readonly lr: Schedule;
   private readonly alpha: Schedule;
   private queue: Promise<unknown> = Promise.resolve();
@@ -39,10 +66,11 @@ export class Trainer {
     readonly model: RoFormerV2 | RobertaBaseline,
     readonly options: TrainerOptions = {},
   ) {
-    const { lr = 1e-4, alphaWarmupSteps = 0, ...nativeOptions } = options;
+    const { lr = 1e-4, alphaWarmupSteps = 0, heads = {}, ...nativeOptions } = options;
     this.lr = typeof lr === 'number' ? constant(lr) : lr;
     this.alpha = residualWarmup(alphaWarmupSteps);
-    this.native = loadNative().createTrainer(model.native, nativeOptions);
+    this.heads = validateHeadSpecs(heads);
+    this.native = loadNative().createTrainer(model.native, { ...nativeOptions, heads: nativeHeads(this.heads) });
   }
 
   /** Optimiser updates made so far (skipped steps not counted). */
@@ -55,7 +83,7 @@ export class Trainer {
    * accumulated). Resolves with the loss, gradient norm, loss scale and whether
    * the step was skipped for inf/NaN.
    */
-  step(microBatches: MicroBatch | MicroBatch[], options: { lr?: number } = {}): Promise<TrainStepResult> {
+  step(microBatches: AnyMicroBatch | AnyMicroBatch[], options: { lr?: number } = {}): Promise<TrainStepResult> {
     const batches = Array.isArray(microBatches) ? microBatches : [microBatches];
     return this.enqueue(async () => {
       const step = this.globalStep;
@@ -72,13 +100,74 @@ export class Trainer {
   }
 
   /**
-   * Writes a checkpoint (model dir + optimiser + counters + `dataPosition`) into
+   * A head's outputs on one micro-batch, in eval mode, without updating: class logits,
+   * option scores or span score matrices (plus the spans scoring > 0), and the loss when
+   * the batch has labels. decodePredictions() (lib/tasks/heads.ts) turns them into
+   * predictions. The caller disposes the returned tensors.
+   */
+  predict(batch: TaskMicroBatch): Promise<HeadPrediction> {
+    return this.enqueue(() => this.native.predict(batch));
+  }
+
+  /**
+   * The combined gradient the step would apply (before clipping), without updating,
+   * by optimiser name; `normalization` overrides the trainer's option.
+   */
+  gradients(
+    microBatches: AnyMicroBatch | AnyMicroBatch[],
+    normalization?: GradientNormalization,
+  ): Promise<{ gradients: Record<string, Tensor>; tasks: TaskStepResult[] }> {
+    const batches = Array.isArray(microBatches) ? microBatches : [microBatches];
+    return this.enqueue(() => this.native.gradients(batches, this.alpha(this.globalStep), normalization));
+  }
+
+  /** Detached views of the heads' weights ('heads.<task>.…'). */
+  headParameters(): Record<string, Tensor> {
+    return this.native.headParameters();
+  }
+
+  /**
+   * Writes a fine-tuned model dir: the Hugging Face model dir (RoFormerV2.fromPretrained
+   * loads the encoder) plus heads.json and heads.safetensors.
+   */
+  saveModel(dir: string, extra: { files?: Record<string, string | Buffer> } = {}): Promise<void> {
+    return this.enqueue(async () => {
+      const parameters = this.model.namedParameters();
+      const heads = this.native.headParameters();
+      try {
+        await writeModelDir(dir, this.model.savedConfig(), parameters);
+        if (Object.keys(this.heads).length > 0) await writeHeads(dir, this.heads, heads);
+        for (const [file, data] of Object.entries(extra.files ?? {})) await writeFileAtomic(join(dir, file), [data]);
+      } finally {
+        for (const t of [...Object.values(parameters), ...Object.values(heads)]) t.dispose();
+      }
+    });
+  }
+
+  /** Loads the head weights of a fine-tuned model dir or checkpoint (its heads.json must match this trainer's heads). */
+  loadHeads(dir: string): Promise<void> {
+    return this.enqueue(async () => {
+      const saved = await readHeads(dir);
+      if (!saved) throw new HeadsError(`${dir} has no heads.json`);
+      try {
+        const problems = headMismatches(saved.specs, this.heads);
+        if (problems.length > 0) throw new HeadsError(`${dir}: its heads do not match this trainer's (${problems.join('; ')})`);
+        this.native.loadHeadParameters(saved.state);
+      } finally {
+        for (const t of Object.values(saved.state)) t.dispose();
+      }
+    });
+  }
+
+  /**
+   * Writes a checkpoint (model dir + heads + optimiser + counters + `dataPosition`) into
    * `runDir/checkpoint-<step>` and points `runDir/latest` at it.
    */
   save(runDir: string, extra: { dataPosition?: unknown; files?: Record<string, string | Buffer>; keepLast?: number } = {}): Promise<string> {
     return this.enqueue(async () => {
       const trainerState = this.native.stateTensors(); // copies: disposed below, not left to the GC
       const parameters = this.model.namedParameters();
+      const headParameters = this.native.headParameters();
       const { lr, ...serialisable } = this.options;
       try {
         return await writeCheckpoint(runDir, {
@@ -90,11 +179,12 @@ export class Trainer {
             options: { ...serialisable, lr: typeof lr === 'number' ? lr : 'schedule' },
             dataPosition: extra.dataPosition ?? null,
           },
+          heads: { specs: this.heads, parameters: headParameters },
           files: extra.files,
           keepLast: extra.keepLast,
         });
       } finally {
-        for (const t of [...Object.values(trainerState), ...Object.values(parameters)]) t.dispose();
+        for (const t of [...Object.values(trainerState), ...Object.values(parameters), ...Object.values(headParameters)]) t.dispose();
       }
     });
   }
@@ -116,14 +206,18 @@ export class Trainer {
         if (savedOptimizer !== ourOptimizer) {
           throw new CheckpointError(`${checkpoint.dir} was saved with optimizer ${String(savedOptimizer)}, this trainer uses ${ourOptimizer}`);
         }
+        const headProblems = headMismatches(checkpoint.heads?.specs ?? {}, this.heads);
+        if (headProblems.length > 0) throw new CheckpointError(`${checkpoint.dir}: its heads do not match this trainer's (${headProblems.join('; ')})`);
         this.native.loadStateTensors(checkpoint.trainerState);
+        if (checkpoint.heads) this.native.loadHeadParameters(checkpoint.heads.state);
         this.model.loadStateDict(checkpoint.modelState);
         const { step, skippedSteps, lossScale, growthTracker } = checkpoint.state;
         this.native.setCounters({ step, skippedSteps, lossScale, growthTracker });
         this.model.setResidualScale(checkpoint.config.residual_scale);
         return { dir: checkpoint.dir, step, dataPosition: checkpoint.state.dataPosition };
       } finally {
-        for (const t of [...Object.values(checkpoint.modelState), ...Object.values(checkpoint.trainerState)]) t.dispose();
+        const heads = Object.values(checkpoint.heads?.state ?? {});
+        for (const t of [...Object.values(checkpoint.modelState), ...Object.values(checkpoint.trainerState), ...heads]) t.dispose();
       }
     });
   }

@@ -1,0 +1,194 @@
+// Task heads: what each is (a spec), how a model dir or checkpoint stores them, and
+// how their raw outputs become predictions.
+//
+//   <model dir or checkpoint>/
+//     config.json, model.safetensors   the encoder (RoFormerV2.fromPretrained loads it alone)
+//     heads.json                       {"format": "roformer-v2-heads/1", "heads": {tnews: {kind, numLabels}, ...}}
+//     heads.safetensors                "heads.<task>.<weight>" tensors
+//
+// The heads themselves are native (native/heads.h) and live in the Trainer.
+
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import type { HeadPrediction, NativeHeadConfig, Tensor } from '../../bindings/native.js';
+import { readSafetensors, writeFileAtomic, writeSafetensorsAtomic, type SafetensorsDtype } from '../model/safetensors.js';
+import { tensorFromBytes } from '../model/tensor.js';
+import type { Example, HeadKind, Prediction } from './types.js';
+
+export const HEADS_CONFIG_FILE = 'heads.json';
+export const HEADS_WEIGHTS_FILE = 'heads.safetensors';
+const FORMAT = 'roformer-v2-heads/1';
+const KINDS: readonly HeadKind[] = ['classification', 'multilabel', 'multiple-choice', 'span'];
+
+/** One head: enough to rebuild it. */
+export interface HeadSpec {
+  kind: HeadKind;
+  /** Classes (classification), labels (multilabel), span types (span); 1 for multiple-choice. */
+  numLabels: number;
+  /** span: the q/k size per label (default 64; even). */
+  headSize?: number;
+  /** Optional names of the labels, index = label id (kept for predictions). */
+  labels?: string[];
+}
+
+export type HeadSpecs = Record<string, HeadSpec>;
+
+export class HeadsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HeadsError';
+  }
+}
+
+/** Checks head specs (from an option or heads.json), naming the first bad field. */
+export function validateHeadSpecs(raw: unknown, source = 'heads'): HeadSpecs {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new HeadsError(`${source} must be an object of task name → head spec`);
+  const specs: HeadSpecs = {};
+  for (const [task, value] of Object.entries(raw as Record<string, unknown>)) {
+    const where = `${source}.${task}`;
+    if (!task || task === 'mlm' || task.includes('.')) throw new HeadsError(`${where}: a task name is non-empty, has no '.', and is not 'mlm'`);
+    const spec = value as Partial<HeadSpec> | null;
+    if (typeof spec !== 'object' || spec === null) throw new HeadsError(`${where} must be an object {kind, numLabels}`);
+    if (!KINDS.includes(spec.kind as HeadKind)) throw new HeadsError(`${where}.kind must be one of ${KINDS.join(', ')}, got ${JSON.stringify(spec.kind)}`);
+    const numLabels = spec.numLabels ?? (spec.kind === 'multiple-choice' ? 1 : undefined);
+    if (!Number.isInteger(numLabels) || numLabels! < 1) throw new HeadsError(`${where}.numLabels must be a positive integer, got ${JSON.stringify(spec.numLabels)}`);
+    if (spec.headSize !== undefined && (!Number.isInteger(spec.headSize) || spec.headSize < 2 || spec.headSize % 2 !== 0)) {
+      throw new HeadsError(`${where}.headSize must be an even integer >= 2, got ${JSON.stringify(spec.headSize)}`);
+    }
+    if (spec.labels !== undefined && (!Array.isArray(spec.labels) || spec.labels.length !== numLabels || spec.labels.some((l) => typeof l !== 'string'))) {
+      throw new HeadsError(`${where}.labels must be ${numLabels} strings (one per label)`);
+    }
+    specs[task] = {
+      kind: spec.kind as HeadKind,
+      numLabels: numLabels!,
+      ...(spec.kind === 'span' ? { headSize: spec.headSize ?? 64 } : {}),
+      ...(spec.labels ? { labels: [...spec.labels] } : {}),
+    };
+  }
+  return specs;
+}
+
+/** The native side's view of the specs (label names stay in TypeScript). */
+export function nativeHeads(specs: HeadSpecs): Record<string, NativeHeadConfig> {
+  return Object.fromEntries(
+    Object.entries(specs).map(([task, s]) => [task, { kind: s.kind, numLabels: s.numLabels, ...(s.headSize !== undefined ? { headSize: s.headSize } : {}) }]),
+  );
+}
+
+/** Differences between two sets of specs that make their weights incompatible ([] = compatible). */
+export function headMismatches(saved: HeadSpecs, ours: HeadSpecs): string[] {
+  const problems: string[] = [];
+  for (const task of new Set([...Object.keys(saved), ...Object.keys(ours)])) {
+    const a = saved[task], b = ours[task];
+    if (!a) problems.push(`head ${task} is not in the checkpoint`);
+    else if (!b) problems.push(`the checkpoint has a head ${task} this trainer lacks`);
+    else {
+      for (const key of ['kind', 'numLabels', 'headSize'] as const) {
+        if (a[key] !== b[key]) problems.push(`head ${task}: ${key} ${String(a[key])} in the checkpoint, ${String(b[key])} here`);
+      }
+    }
+  }
+  return problems;
+}
+
+const SAFETENSORS_DTYPE: Partial<Record<string, SafetensorsDtype>> = { float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16' };
+const FROM_SAFETENSORS = { F32: 'float32', F64: 'float64', F16: 'float16', BF16: 'bfloat16' } as const;
+
+/** Writes heads.json and heads.safetensors into `dir` (each atomically). */
+export async function writeHeads(dir: string, specs: HeadSpecs, parameters: Record<string, Tensor>): Promise<void> {
+  await writeSafetensorsAtomic(
+    join(dir, HEADS_WEIGHTS_FILE),
+    Object.entries(parameters).map(([name, t]) => {
+      const dtype = SAFETENSORS_DTYPE[t.dtype];
+      if (!dtype) throw new HeadsError(`cannot save head tensor ${name} of dtype ${t.dtype}`);
+      return { name, dtype, shape: t.shape, data: t.toBuffer() };
+    }),
+  );
+  await writeFileAtomic(join(dir, HEADS_CONFIG_FILE), [JSON.stringify({ format: FORMAT, heads: specs }, null, 2) + '\n']);
+}
+
+/** The heads of a model dir or checkpoint, or null when it has none. The caller disposes the tensors. */
+export async function readHeads(dir: string): Promise<{ specs: HeadSpecs; state: Record<string, Tensor> } | null> {
+  const configPath = join(dir, HEADS_CONFIG_FILE);
+  if (!existsSync(configPath)) return null;
+  let raw: { format?: unknown; heads?: unknown };
+  try {
+    raw = JSON.parse(await readFile(configPath, 'utf8'));
+  } catch (error) {
+    throw new HeadsError(`${configPath}: unreadable (${(error as Error).message})`);
+  }
+  if (raw?.format !== FORMAT) throw new HeadsError(`${configPath}: not a ${FORMAT} file`);
+  const specs = validateHeadSpecs(raw.heads, configPath);
+  const weightsPath = join(dir, HEADS_WEIGHTS_FILE);
+  if (!existsSync(weightsPath)) throw new HeadsError(`${weightsPath}: missing (${configPath} names heads)`);
+  const file = await readSafetensors(weightsPath);
+  const state: Record<string, Tensor> = {};
+  for (const [name, entry] of file.tensors) {
+    const dtype = FROM_SAFETENSORS[entry.dtype as keyof typeof FROM_SAFETENSORS];
+    if (!dtype) {
+      for (const t of Object.values(state)) t.dispose();
+      throw new HeadsError(`${weightsPath}: tensor ${name} has unsupported dtype ${entry.dtype}`);
+    }
+    state[name] = tensorFromBytes(entry.data, entry.shape, dtype);
+  }
+  return { specs, state };
+}
+
+// ---------------------------------------------------------------------------
+// Raw head outputs → predictions
+// ---------------------------------------------------------------------------
+
+function rowsOf(t: Tensor): Float32Array[] {
+  const [rows, cols] = t.shape as [number, number];
+  const data = t.toArray() as Float32Array;
+  return Array.from({ length: rows }, (_, r) => data.subarray(r * cols, (r + 1) * cols));
+}
+
+function argmax(values: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  return best;
+}
+
+/**
+ * The predictions of one predict() output, one per example in batch order (the
+ * examples it was collated from give span offsets and text). Classification: the
+ * argmax; multilabel: every label scoring > 0; multiple choice: the best real option;
+ * span: every entry scoring > 0, best first, mapped to characters of the text.
+ */
+export function decodePredictions(output: HeadPrediction, examples: readonly Example[]): Prediction[] {
+  switch (output.kind) {
+    case 'classification':
+      return rowsOf(output.scores).map((row) => ({ kind: 'classification', label: argmax(row), scores: Array.from(row) }));
+    case 'multilabel':
+      return rowsOf(output.scores).map((row) => ({
+        kind: 'multilabel',
+        labels: Array.from(row.keys()).filter((i) => row[i]! > 0),
+        scores: Array.from(row),
+      }));
+    case 'multiple-choice':
+      return rowsOf(output.scores).map((row, e) => {
+        const count = (examples[e] as Extract<Example, { kind: 'multiple-choice' }> | undefined)?.choices.length ?? row.length;
+        const scores = Array.from(row.subarray(0, count));
+        return { kind: 'multiple-choice', label: argmax(scores), scores };
+      });
+    case 'span': {
+      const result: Array<Extract<Prediction, { kind: 'span' }>> = examples.map(() => ({ kind: 'span', spans: [] }));
+      if (!output.spans || !output.spanScores) return result;
+      const rows = output.spans.toArray() as BigInt64Array;
+      const scores = output.spanScores.toArray() as Float32Array;
+      for (let n = 0; n < scores.length; n++) {
+        const [e, label, start, end] = [0, 1, 2, 3].map((c) => Number(rows[n * 4 + c]!)) as [number, number, number, number];
+        const example = examples[e];
+        if (!example || example.kind !== 'span') continue;
+        const charStart = example.offsets[start]?.[0] ?? 0;
+        const charEnd = example.offsets[end]?.[1] ?? charStart;
+        result[e]!.spans.push({ label, start, end, score: scores[n]!, charStart, charEnd, text: example.text.slice(charStart, charEnd) });
+      }
+      for (const p of result) p.spans.sort((a, b) => b.score - a.score);
+      return result;
+    }
+  }
+}
