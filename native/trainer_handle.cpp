@@ -273,9 +273,11 @@ Napi::Value TrainerHandle::predict(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     auto batch = parse_batch(info[0], "batch");
-    claim(busy_, "predict");
     auto trainer = trainer_;
+    this->trainer("predict");
+    claim(busy_, "predict");
     auto busy = busy_;
+    auto model_done = model_use_->enter(model_use_);
     return PromiseJob<HeadPrediction>::start(
         env,
         [=]() { return trainer->predict(batch); },
@@ -291,7 +293,10 @@ Napi::Value TrainerHandle::predict(const Napi::CallbackInfo& info) {
           }
           return o;
         },
-        [busy]() { *busy = false; });
+        [busy, model_done]() {
+          *busy = false;
+          model_done();
+        });
   });
 }
 
@@ -304,10 +309,11 @@ Napi::Value TrainerHandle::gradients(const Napi::CallbackInfo& info) {
     auto batches = parse_batches(info[0]);
     const double alpha = info[1].As<Napi::Number>().DoubleValue();
     const std::string normalization = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value()
-                                                                              : trainer_->options().gradient_normalization;
+                                                                              : this->trainer("gradients").options().gradient_normalization;
     claim(busy_, "gradients");
     auto trainer = trainer_;
     auto busy = busy_;
+    auto model_done = model_use_->enter(model_use_);
     return PromiseJob<GradientResult>::start(
         env,
         [=]() { return trainer->gradients(batches, alpha, normalization); },
@@ -319,14 +325,18 @@ Napi::Value TrainerHandle::gradients(const Napi::CallbackInfo& info) {
           o.Set("tasks", task_results(env, r.tasks));
           return o;
         },
-        [busy]() { *busy = false; });
+        [busy, model_done]() {
+          *busy = false;
+          model_done();
+        });
   });
 }
 
 Napi::Value TrainerHandle::heads(const Napi::CallbackInfo& info) {
   auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
   auto result = Napi::Object::New(env);
-  for (const auto& [task, config] : trainer_->head_configs()) {
+  for (const auto& [task, config] : this->trainer("heads").head_configs()) {
     auto o = Napi::Object::New(env);
     o.Set("kind", config.kind);
     o.Set("numLabels", static_cast<double>(config.num_labels));
@@ -334,13 +344,16 @@ Napi::Value TrainerHandle::heads(const Napi::CallbackInfo& info) {
     result.Set(task, o);
   }
   return result;
+  });
 }
 
 Napi::Value TrainerHandle::head_parameters(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     auto result = Napi::Object::New(env);
-    for (const auto& [name, tensor] : trainer_->head_parameters()) result.Set(name, TensorHandle::wrap(env, tensor));
+    auto& trainer = this->trainer("headParameters");
+    if (*busy_) throw std::invalid_argument("headParameters: a step is running; await it first");
+    for (const auto& [name, tensor] : trainer.head_parameters()) result.Set(name, TensorHandle::wrap(env, tensor));
     return result;
   });
 }
@@ -349,6 +362,7 @@ Napi::Value TrainerHandle::load_head_parameters(const Napi::CallbackInfo& info) 
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadHeadParameters(state: object)");
+    this->trainer("loadHeadParameters");
     if (*busy_) throw std::invalid_argument("loadHeadParameters: a step is running; await it first");
     auto given = info[0].As<Napi::Object>();
     std::map<std::string, torch::Tensor> state;
