@@ -12,7 +12,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { Device } from '../../bindings/native.js';
-import type { ModelSize } from '../model/config.js';
+import type { ModelSize, RoFormerV2Config } from '../model/config.js';
 import { writeFileAtomic } from '../model/safetensors.js';
 import { openRunDir, writeRunConfig } from '../training/run-dir.js';
 import { runTraining, type RunEvent } from '../training/run-loop.js';
@@ -37,6 +37,8 @@ export interface FinetuneConfig {
   out: string;
   /** Fresh model only. */
   size: ModelSize;
+  /** Fresh model only: config keys overriding the size. */
+  modelConfig?: Partial<RoFormerV2Config>;
   vocabSize: number;
   epochs: number;
   /** Stop after this many updates even if the epochs are not done (0: no cap). */
@@ -123,7 +125,7 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
   const task = await resolveTask(config.task, config.train);
 
   const { model, tokenizer, dir } = await prepareEncoder(
-    { model: resumeFrom ?? config.model, size: config.size, vocabSize: config.vocabSize, seed: config.seed },
+    { model: resumeFrom ?? config.model, size: config.size, config: config.modelConfig, vocabSize: config.vocabSize, seed: config.seed },
     [config.train],
   );
   if (config.device !== 'cpu') model.to(config.device);

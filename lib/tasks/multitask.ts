@@ -20,7 +20,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Device, GradientNormalization } from '../../bindings/native.js';
 import { Corpus } from '../data/corpus.js';
 import { MlmPipeline } from '../data/pipeline.js';
-import type { ModelSize } from '../model/config.js';
+import type { ModelSize, RoFormerV2Config } from '../model/config.js';
 import { writeFileAtomic } from '../model/safetensors.js';
 import { openRunDir, writeRunConfig } from '../training/run-dir.js';
 import { runTraining, type RunEvent } from '../training/run-loop.js';
@@ -108,6 +108,8 @@ export interface MultitaskConfig {
   model?: string;
   out: string;
   size: ModelSize;
+  /** Fresh model only: config keys overriding the size. */
+  modelConfig?: Partial<RoFormerV2Config>;
   vocabSize: number;
   steps: number;
   /** Micro-batches (each one task) per optimiser step. */
@@ -164,7 +166,7 @@ export async function multitask(
   const mlmEntry = entries.find((e) => e.task === MLM_TASK);
   const tasks = await Promise.all(supervised.map(async (e) => ({ ...(await resolveTask(e.task, e.files.train)), name: e.name })));
   const vocabFiles = [...supervised.map((e) => e.files.train!), ...(mlmEntry?.files.corpus ?? [])];
-  const { model, tokenizer } = await prepareEncoder({ model: resumeFrom ?? config.model, size: config.size, vocabSize: config.vocabSize, seed: config.seed }, vocabFiles);
+  const { model, tokenizer } = await prepareEncoder({ model: resumeFrom ?? config.model, size: config.size, config: config.modelConfig, vocabSize: config.vocabSize, seed: config.seed }, vocabFiles);
   if (config.device !== 'cpu') model.to(config.device);
 
   const items: StageTask[] = [];

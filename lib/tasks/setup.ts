@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { buildVocab, Tokenizer } from '../data/tokenizer.js';
-import type { ModelSize } from '../model/config.js';
+import type { ModelSize, RoFormerV2Config } from '../model/config.js';
 import { RoFormerV2 } from '../model/model.js';
 import { resolveCheckpointDir } from '../training/checkpoint.js';
 import type { HeadSpec, HeadSpecs } from './heads.js';
@@ -23,6 +23,8 @@ export interface EncoderChoice {
   model?: string;
   /** Size of a fresh model. */
   size: ModelSize;
+  /** Keys of a fresh model's config overriding the size (e.g. num_hidden_layers). */
+  config?: Partial<RoFormerV2Config>;
   /** Vocab size of a fresh model's vocab, built from `vocabTexts`. */
   vocabSize: number;
   seed: number;
@@ -48,7 +50,7 @@ export async function prepareEncoder(choice: EncoderChoice, vocabFiles: readonly
     for (const file of vocabFiles) yield await readFile(file, 'utf8');
   }
   const tokenizer = Tokenizer.fromTokens(await buildVocab(texts(), { size: choice.vocabSize }), 'built from the training files');
-  const model = RoFormerV2.create({ size: choice.size, config: { vocab_size: tokenizer.size }, seed: choice.seed });
+  const model = RoFormerV2.create({ size: choice.size, config: { ...choice.config, vocab_size: tokenizer.size }, seed: choice.seed });
   return { model, tokenizer, dir: null };
 }
 
