@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+// FewCLUE through `finetune()`: every task of ../shared/data/fewclue (or --data),
+// fine-tuned from a fresh small model (or --model DIR), evaluated on dev and the
+// public test set, next to the majority-class baseline. Prints a Markdown table and
+// writes the figures as JSON.
+//
+//   node dist/bench/fewclue.js [--tasks tnews,iflytek] [--epochs 10] [--json bench/results/fewclue.json]
+
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+import { Command } from 'commander';
+
+import { finetune, FINETUNE_DEFAULTS, type FinetuneResults } from '../lib/tasks/finetune.js';
+
+/** The authors' published CLUE (full data, base model) figures, for reference only: other data, other model. */
+export const PUBLISHED_CLUE: Record<string, number> = { iflytek: 62.5, tnews: 58.74, cluewsc: 82.71, csl: 84.17, ocnli: 74.23, chid: 85.95 };
+
+const FEWCLUE_TASKS = ['tnews', 'iflytek', 'csldcp', 'eprstmt', 'bustm', 'ocnli', 'csl', 'cluewsc', 'chid'];
+
+async function main(): Promise<void> {
+  const program = new Command()
+    .name('fewclue')
+    .option('--data <dir>', 'the FewCLUE datasets folder', '../shared/data/fewclue')
+    .option('--tasks <names>', 'comma-separated tasks', FEWCLUE_TASKS.join(','))
+    .option('--model <dir>', 'start from this model dir (default: a fresh model)')
+    .option('--model-config <json>', 'fresh model config keys', '{"num_hidden_layers":2,"hidden_size":256,"num_attention_heads":4,"intermediate_size":1024}')
+    .option('--epochs <n>', 'epochs', Number, 10)
+    .option('--max-steps <n>', 'cap on steps per task (0: none)', Number, 0)
+    .option('--lr <x>', 'learning rate', Number, 1e-3)
+    .option('--max-length <n>', 'tokens per sequence (0: the task default)', Number, 128)
+    .option('--out <dir>', 'run dirs', join(tmpdir(), 'roformer-fewclue'))
+    .option('--json <file>', 'write the figures as JSON')
+    .parse(process.argv);
+  const o = program.opts<{ data: string; tasks: string; model?: string; modelConfig: string; epochs: number; maxSteps: number; lr: number; maxLength: number; out: string; json?: string }>();
+  const rows: Array<FinetuneResults & { published: number | null }> = [];
+  for (const task of o.tasks.split(',')) {
+    const dir = resolve(o.data, task);
+    const file = (name: string) => {
+      const path = join(dir, name);
+      if (!existsSync(path)) throw new Error(`${path} does not exist`);
+      return path;
+    };
+    const started = Date.now();
+    const result = await finetune(
+      {
+        ...FINETUNE_DEFAULTS,
+        task,
+        train: file('train_few_all.json'),
+        dev: file('dev_few_all.json'),
+        test: file('test_public.json'),
+        model: o.model,
+        modelConfig: JSON.parse(o.modelConfig),
+        out: join(o.out, task),
+        epochs: o.epochs,
+        maxSteps: o.maxSteps,
+        lr: o.lr,
+        maxLength: o.maxLength || undefined,
+      },
+      {},
+    );
+    const headline = (m: FinetuneResults['test']) => (m ? (m.accuracy ?? m.f1 ?? m.em ?? NaN) : NaN);
+    console.log(
+      `${task}: test ${(100 * headline(result.test)).toFixed(2)} (majority ${result.majority.test === null ? '–' : (100 * result.majority.test).toFixed(2)}), ` +
+        `dev ${(100 * headline(result.dev)).toFixed(2)}, ${result.steps} steps, ${((Date.now() - started) / 60000).toFixed(1)} min`,
+    );
+    rows.push({ ...result, published: PUBLISHED_CLUE[task] ?? null });
+  }
+  const pct = (x: number | null | undefined) => (x === null || x === undefined || Number.isNaN(x) ? '–' : (100 * x).toFixed(1));
+  console.log('\n| task | test acc. (ours) | majority class | dev acc. | steps | minutes | authors, full CLUE, base |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    console.log(`| ${r.task} | ${pct(r.test?.accuracy)} | ${pct(r.majority.test)} | ${pct(r.dev?.accuracy)} | ${r.steps} | ${(r.seconds / 60).toFixed(1)} | ${r.published ?? '–'} |`);
+  }
+  if (o.json) await writeFile(o.json, JSON.stringify({ date: new Date().toISOString(), options: o, results: rows }, null, 2) + '\n');
+}
+
+main().catch((error: unknown) => {
+  console.error(`fewclue: ${(error as Error).message}`);
+  process.exit(1);
+});
