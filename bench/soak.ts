@@ -5,7 +5,7 @@
 //   node dist/bench/soak.js --minutes 60 --json soak.json --svg soak.svg [-- <pretrain flags>]
 //
 // By default it pre-trains the small model (batch 8 × 128, fp32) on the built-in
-// demo corpus. Memory is read from /proc/<pid>/status (VmRSS) of the pretrain
+// demo corpus (Song ci from the chinese-poetry package). Memory is read from /proc/<pid>/status (VmRSS) of the pretrain
 // process itself every --interval seconds; at the end the run is stopped with
 // SIGINT (it checkpoints and exits) and the growth after --settle minutes reported.
 
@@ -17,6 +17,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Command, InvalidArgumentError } from 'commander';
+
+import { ensureDemoCorpus } from '../lib/data/demo-corpus.js';
 
 export interface SoakSample {
   minutes: number;
@@ -114,7 +116,8 @@ async function main(): Promise<void> {
   const extra = program.args;
   const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'cli.js');
   const out = mkdtempSync(join(tmpdir(), 'roformer-soak-'));
-  const flags = extra.length > 0 ? extra : ['--demo', '--size', 'small', '--max-length', '128', '--batch-size', '8', '--eval-every', '500', '--save-every', '1000'];
+  // Default: the demo's corpus (Song ci from chinese-poetry) with the small model, batch 8 × 128, fp32.
+  const flags = extra.length > 0 ? extra : ['--corpus', ...(await ensureDemoCorpus(join(out, 'corpus'))), '--size', 'small', '--vocab-size', '8000', '--max-length', '128', '--batch-size', '8', '--eval-every', '500', '--save-every', '1000'];
   const command = [cli, 'pretrain', ...flags, '--out', join(out, 'run'), '--steps', '100000000'];
   console.log(`soak: ${options.minutes} min of roformer ${command.slice(1).join(' ')}`);
 
