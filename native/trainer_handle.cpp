@@ -91,6 +91,17 @@ MicroBatch parse_batch(const Napi::Value& value, const std::string& what) {
   return b;
 }
 
+// A JS object of Tensors by name, e.g. saved optimiser or head state.
+std::map<std::string, torch::Tensor> named_tensors(const Napi::Object& given) {
+  std::map<std::string, torch::Tensor> state;
+  auto keys = given.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    const auto key = keys.Get(i).ToString().Utf8Value();
+    state[key] = TensorHandle::unwrap(given.Get(key), "state['" + key + "']");
+  }
+  return state;
+}
+
 void claim(const std::shared_ptr<std::atomic<bool>>& busy, const char* what) {
   bool expected = false;
   if (!busy->compare_exchange_strong(expected, true)) {
@@ -364,14 +375,7 @@ Napi::Value TrainerHandle::load_head_parameters(const Napi::CallbackInfo& info) 
     if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadHeadParameters(state: object)");
     this->trainer("loadHeadParameters");
     if (*busy_) throw std::invalid_argument("loadHeadParameters: a step is running; await it first");
-    auto given = info[0].As<Napi::Object>();
-    std::map<std::string, torch::Tensor> state;
-    auto keys = given.GetPropertyNames();
-    for (uint32_t i = 0; i < keys.Length(); ++i) {
-      const auto key = keys.Get(i).ToString().Utf8Value();
-      state[key] = TensorHandle::unwrap(given.Get(key), "state['" + key + "']");
-    }
-    trainer_->load_head_parameters(state);
+    trainer_->load_head_parameters(named_tensors(info[0].As<Napi::Object>()));
     return env.Undefined();
   });
 }
@@ -393,14 +397,7 @@ Napi::Value TrainerHandle::load_state_tensors(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadStateTensors(state: object)");
     this->trainer("loadStateTensors");
     if (*busy_) throw std::invalid_argument("loadStateTensors: a step is running; await it first");
-    auto given = info[0].As<Napi::Object>();
-    std::map<std::string, torch::Tensor> state;
-    auto keys = given.GetPropertyNames();
-    for (uint32_t i = 0; i < keys.Length(); ++i) {
-      const auto key = keys.Get(i).ToString().Utf8Value();
-      state[key] = TensorHandle::unwrap(given.Get(key), "state['" + key + "']");
-    }
-    trainer_->load_state_tensors(state);
+    trainer_->load_state_tensors(named_tensors(info[0].As<Napi::Object>()));
     return env.Undefined();
   });
 }

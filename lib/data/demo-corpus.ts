@@ -13,14 +13,18 @@ interface Poem {
   paragraphs?: unknown;
 }
 
-function poetryRoot(): string {
+/**
+ * Where the chinese-poetry package keeps its data; `neededFor` and `instead` explain
+ * a missing package (it is a dev dependency, absent from a production install).
+ */
+export function poetryRoot(neededFor = 'the built-in demo corpus', instead = 'pass your own --corpus'): string {
   try {
     const require = createRequire(import.meta.url);
     return join(dirname(require.resolve('chinese-poetry/package.json')), 'dist');
   } catch {
     throw new Error(
-      'the built-in demo corpus needs the npm package chinese-poetry (a dev dependency of roformer-v2): ' +
-        'run `npm install chinese-poetry`, or pass your own --corpus',
+      `${neededFor} needs the npm package chinese-poetry (a dev dependency of roformer-v2): ` +
+        `run \`npm install chinese-poetry\`, or ${instead}`,
     );
   }
 }

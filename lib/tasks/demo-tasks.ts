@@ -9,9 +9,9 @@
 
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 
+import { poetryRoot } from '../data/demo-corpus.js';
 import { Random } from '../data/masking.js';
 import { writeFileAtomic } from '../model/safetensors.js';
 import { taskFromJSON, type Task } from './registry.js';
@@ -42,17 +42,7 @@ interface Poem {
   rhythmic?: unknown;
 }
 
-function poetryRoot(): string {
-  try {
-    const require = createRequire(import.meta.url);
-    return join(dirname(require.resolve('chinese-poetry/package.json')), 'dist');
-  } catch {
-    throw new Error(
-      'the demo tasks need the npm package chinese-poetry (a dev dependency of roformer-v2): ' +
-        'run `npm install chinese-poetry`, or fine-tune on your own data with --task/--train/--dev',
-    );
-  }
-}
+const poetryData = () => poetryRoot('the demo tasks', 'fine-tune on your own data with --task/--train/--dev');
 
 /** Files `prefix.N.json` of a folder in numeric order (the package's own order). */
 async function numbered(dir: string, prefix: string): Promise<string[]> {
@@ -146,7 +136,7 @@ export async function writeDemoTasks(dir: string, options: DemoTaskOptions = {})
   const seed = options.seed ?? 0;
   const perClass = options.perClass ?? 250;
   if (!Number.isInteger(perClass) || perClass < 10) throw new RangeError(`perClass must be an integer ≥ 10, got ${perClass}`);
-  const root = poetryRoot();
+  const root = poetryData();
   await mkdir(dir, { recursive: true });
   const random = new Random(seed);
   const tasks: DemoTask[] = [];
