@@ -54,13 +54,16 @@ void apply_thread_settings() {
 void submit_job(Napi::Env env, Job* job) {
   auto& data = addon_data(env);
   // Keep the event loop alive while anything is pending, as libuv's own requests do.
-  if (data.pending_jobs++ == 0) data.completions.Ref(env);
-  auto completions = data.completions;
-  completions.Acquire();  // this job's hold: the channel outlives it even if the environment ends first
-  Executor::instance().submit([completions, job]() mutable {
+  if (data.pending_jobs++ == 0) data.channel->completions.Ref(env);
+  Executor::instance().submit([channel = data.channel, job]() {
     job->run();
-    if (completions.BlockingCall(job) != napi_ok) delete job;  // the environment is gone: nobody to settle
-    completions.Release();
+    {
+      // The hand-over is the executor's last touch of the channel: once the job
+      // settles, the environment may end at any moment.
+      std::lock_guard<std::mutex> lock(channel->mutex);
+      if (channel->open && channel->completions.BlockingCall(job) == napi_ok) return;
+    }
+    delete job;  // the environment is gone: nobody to settle
   });
 }
 
@@ -68,7 +71,7 @@ void settle_completed_job(Napi::Env env, Napi::Function, void*, Job* job) {
   std::unique_ptr<Job> owned(job);
   if (env == nullptr) return;  // environment shutting down
   auto& data = addon_data(env);
-  if (--data.pending_jobs == 0) data.completions.Unref(env);
+  if (--data.pending_jobs == 0) data.channel->completions.Unref(env);
   owned->settle(env);
 }
 
@@ -201,8 +204,14 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
   // Unbounded queue, one "thread" (this environment's own hold); unreferenced while idle.
-  data->completions = Completions::New(env, "roformer-v2", 0, 1);
-  data->completions.Unref(env);
+  data->channel = std::make_shared<CompletionChannel>();
+  data->channel->completions = Completions::New(env, "roformer-v2", 0, 1);
+  data->channel->completions.Unref(env);
+  // Registered after the thread-safe function, so it runs before Node destroys it.
+  env.AddCleanupHook([channel = data->channel]() {
+    std::lock_guard<std::mutex> lock(channel->mutex);
+    channel->open = false;
+  });
 
   auto tensor_class = TensorHandle::define_class(env);
   data->tensor_constructor = Napi::Persistent(tensor_class);

@@ -8,6 +8,8 @@
 #include "encoder_model.h"
 
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -26,10 +28,20 @@ class Job {
 void settle_completed_job(Napi::Env env, Napi::Function, void* context, Job* job);
 using Completions = Napi::TypedThreadSafeFunction<void, Job, settle_completed_job>;
 
-// Per-environment state: the channel completed jobs come back through, and the
-// constructors of the classes the addon hands out.
-struct AddonData {
+// The way completed jobs come back to one environment's JS thread. `open` turns
+// false when the environment is torn down (process exit, a worker terminated):
+// the executor checks it, under `mutex`, before every hand-over, so it never
+// touches the thread-safe function after Node has destroyed it.
+struct CompletionChannel {
+  std::mutex mutex;
+  bool open = true;
   Completions completions;
+};
+
+// Per-environment state: the completion channel, and the constructors of the
+// classes the addon hands out.
+struct AddonData {
+  std::shared_ptr<CompletionChannel> channel;
   int pending_jobs = 0;  // submitted and not yet settled (JS thread only)
   Napi::FunctionReference tensor_constructor;
   Napi::FunctionReference module_constructor;
