@@ -76,7 +76,10 @@ export async function finetuneDemo(flags: DemoFlags): Promise<void> {
       { ...FINETUNE_DEFAULTS, ...recipe, task: demo.task, train: demo.train, dev: demo.dev, test: demo.test, out, ...(pretrained ? { model: pretrained } : {}) },
       false,
     );
-    if (results.interrupted) process.exit(130);
+    if (results.interrupted) {
+      process.exitCode = 130; // stopped by Ctrl-C: the rest of the demo is skipped
+      return;
+    }
     done.push({ name: demo.task.name, results });
     console.log();
   }

@@ -83,7 +83,7 @@ Examples:
       }
       const config = flags.resume ? await resumedConfig(flags) : await newConfig(flags);
       const results = await runFinetune(config, Boolean(flags.resume));
-      if (results.interrupted) process.exit(130);
+      if (results.interrupted) process.exitCode = 130; // after the checkpoint and results, as Ctrl-C asked
     });
 }
 

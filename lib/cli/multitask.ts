@@ -69,7 +69,7 @@ tasks.json (paths relative to the file; weight, maxLength and batchSize optional
       console.log(`\n${results.steps} steps in ${Math.round(results.seconds)}s; dev metrics per task:`);
       console.log(table([['task', ...metrics], ...names.map((n) => [n, ...metrics.map((m) => percent(results.tasks[n]?.[m as 'accuracy']))])]));
       console.log(`\nresults ${config.out}/results.json\nmodel   ${results.model}  (roformer eval/predict --model ${results.model} --task <name>)`);
-      if (results.interrupted) process.exit(130);
+      if (results.interrupted) process.exitCode = 130; // after the checkpoint and results, as Ctrl-C asked
     });
 }
 
