@@ -30,7 +30,7 @@ const DEMO_RECIPE = {
   vocabSize: 8000,
   maxLength: 64,
   batchSize: 32,
-  maxSteps: 150,
+  maxSteps: 100,
   lr: 1e-3,
   evalEvery: 50,
   saveEvery: 50,
