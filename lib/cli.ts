@@ -6,9 +6,14 @@
 import { Command } from 'commander';
 
 import { exitWithError } from './cli/errors.js';
+import { evalCommand } from './cli/eval.js';
+import { settleNativeJobs } from './cli/exit.js';
+import { finetuneCommand } from './cli/finetune.js';
 import { fillMaskCommand } from './cli/fill-mask.js';
 import { infoCommand } from './cli/info.js';
 import { initCommand } from './cli/init.js';
+import { multitaskCommand } from './cli/multitask.js';
+import { predictCommand } from './cli/predict.js';
 import { pretrainCommand } from './cli/pretrain.js';
 import { vocabCommand } from './cli/vocab.js';
 
@@ -19,7 +24,14 @@ const program = new Command()
   .addCommand(infoCommand())
   .addCommand(initCommand())
   .addCommand(pretrainCommand())
+  .addCommand(finetuneCommand())
+  .addCommand(multitaskCommand())
+  .addCommand(evalCommand())
+  .addCommand(predictCommand())
   .addCommand(fillMaskCommand())
   .addCommand(vocabCommand());
 
-program.parseAsync(process.argv).catch(exitWithError);
+program.parseAsync(process.argv).then(settleNativeJobs, async (error: unknown) => {
+  await settleNativeJobs();
+  exitWithError(error);
+});

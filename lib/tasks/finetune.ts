@@ -122,7 +122,9 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
   const note = hooks.onNote ?? (() => {});
   await mkdir(config.out, { recursive: true });
   const resumeFrom = await openRunDir(config.out, Boolean(hooks.resume));
-  const task = await resolveTask(config.task, config.train);
+  // The length trained with is stored with the task (tasks.json), so that eval and predict truncate alike.
+  const resolved = await resolveTask(config.task, config.train);
+  const task = config.maxLength ? { ...resolved, maxLength: config.maxLength } : resolved;
 
   const { model, tokenizer, dir } = await prepareEncoder(
     { model: resumeFrom ?? config.model, size: config.size, config: config.modelConfig, vocabSize: config.vocabSize, seed: config.seed },

@@ -164,7 +164,10 @@ export async function multitask(
 
   const supervised = entries.filter((e) => e.task !== MLM_TASK);
   const mlmEntry = entries.find((e) => e.task === MLM_TASK);
-  const tasks = await Promise.all(supervised.map(async (e) => ({ ...(await resolveTask(e.task, e.files.train)), name: e.name })));
+  // An entry's maxLength is stored with its task (tasks.json), so that eval and predict truncate alike.
+  const tasks = await Promise.all(
+    supervised.map(async (e) => ({ ...(await resolveTask(e.task, e.files.train)), name: e.name, ...(e.maxLength ? { maxLength: e.maxLength } : {}) })),
+  );
   const vocabFiles = [...supervised.map((e) => e.files.train!), ...(mlmEntry?.files.corpus ?? [])];
   const { model, tokenizer } = await prepareEncoder({ model: resumeFrom ?? config.model, size: config.size, config: config.modelConfig, vocabSize: config.vocabSize, seed: config.seed }, vocabFiles);
   if (config.device !== 'cpu') model.to(config.device);

@@ -56,7 +56,9 @@ export async function prepareEncoder(choice: EncoderChoice, vocabFiles: readonly
 
 /** The head a task trains. */
 export function headFor(task: Task): HeadSpec {
-  return { kind: task.head, numLabels: task.head === 'multiple-choice' ? 1 : task.labels.length, labels: task.labels };
+  // A multiple-choice head scores each option with one output: it has no label names (the task's labels are empty).
+  if (task.head === 'multiple-choice') return { kind: task.head, numLabels: 1 };
+  return { kind: task.head, numLabels: task.labels.length, labels: task.labels };
 }
 
 export function headsFor(tasks: readonly Task[]): HeadSpecs {
