@@ -7,7 +7,6 @@ import { Command } from 'commander';
 
 import { exitWithError } from './cli/errors.js';
 import { evalCommand } from './cli/eval.js';
-import { settleNativeJobs } from './cli/exit.js';
 import { finetuneCommand } from './cli/finetune.js';
 import { fillMaskCommand } from './cli/fill-mask.js';
 import { infoCommand } from './cli/info.js';
@@ -31,7 +30,4 @@ const program = new Command()
   .addCommand(fillMaskCommand())
   .addCommand(vocabCommand());
 
-program.parseAsync(process.argv).then(settleNativeJobs, async (error: unknown) => {
-  await settleNativeJobs();
-  exitWithError(error);
-});
+program.parseAsync(process.argv).catch(exitWithError);

@@ -2,6 +2,7 @@
 // submission order; JS-thread methods never block on a running step and never see
 // weights mid-update; dispose() frees native memory at once.
 
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -166,5 +167,22 @@ describe('dispose()', () => {
     const result = await step;
     expect(Number.isFinite(result.loss)).toBe(true);
     expect(model.disposed).toBe(true);
+  });
+});
+
+describe('process exit', () => {
+  it('exiting right after the last job settles never aborts (25 processes)', () => {
+    // The executor's last touch of Node is the hand-over of the result; a process that
+    // exits as soon as the Promise settles must find nothing native still using it.
+    const script = `
+      import('${process.cwd()}/dist/lib/index.js').then(async ({ RoFormerV2, tensor }) => {
+        const model = RoFormerV2.create({ config: ${JSON.stringify(tiny)}, seed: 1 });
+        const ids = tensor([[2, 7, 9, 3]], undefined, 'int64');
+        await Promise.all([model.forward(ids), model.forward(ids), model.forward(ids)]);
+        process.exit(0);
+      });`;
+    const codes: Array<number | null> = [];
+    for (let i = 0; i < 25; i++) codes.push(spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' }).status);
+    expect(codes).toEqual(Array(25).fill(0));
   });
 });

@@ -223,7 +223,8 @@ export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingSta
         step,
         ...(task !== undefined ? { task } : {}),
         loss: result.loss,
-        ...(result.taskLosses ? { taskLosses: result.taskLosses } : {}),
+        // Several tasks in one step: each one's loss (a single task's is `loss` itself).
+        ...(result.taskLosses && task === undefined ? { taskLosses: result.taskLosses } : {}),
         lr: result.lr,
         alpha: result.alpha,
         gradNorm: result.gradNorm,

@@ -52,6 +52,8 @@ export interface TrainStepResult extends StepResult {
   /** The learning rate and α the step used. */
   lr: number;
   alpha: number;
+  /** Each task's loss in this step, by task name ('mlm' for masked-language modelling). */
+  taskLosses: Record<string, number>;
 }
 
 export class Trainer {
@@ -90,7 +92,7 @@ export class Trainer {
       const lr = options.lr ?? this.lr(step);
       const alpha = this.alpha(step);
       const result = await this.native.step(batches, lr, alpha);
-      return { ...result, lr, alpha };
+      return { ...result, lr, alpha, taskLosses: Object.fromEntries(result.tasks.map((t) => [t.task, t.loss])) };
     });
   }
 
