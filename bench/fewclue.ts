@@ -18,7 +18,7 @@ import { finetune, FINETUNE_DEFAULTS, type FinetuneResults } from '../lib/tasks/
 /** The authors' published CLUE (full data, base model) figures, for reference only: other data, other model. */
 export const PUBLISHED_CLUE: Record<string, number> = { iflytek: 62.5, tnews: 58.74, cluewsc: 82.71, csl: 84.17, ocnli: 74.23, chid: 85.95 };
 
-const FEWCLUE_TASKS = ['tnews', 'iflytek', 'csldcp', 'eprstmt', 'bustm', 'ocnli', 'csl', 'cluewsc', 'chid'];
+const FEWCLUE_TASKS = ['eprstmt', 'tnews', 'csldcp', 'iflytek', 'bustm', 'ocnli', 'csl', 'cluewsc', 'chid'];
 
 async function main(): Promise<void> {
   const program = new Command()
@@ -36,6 +36,7 @@ async function main(): Promise<void> {
     .parse(process.argv);
   const o = program.opts<{ data: string; tasks: string; model?: string; modelConfig: string; epochs: number; maxSteps: number; lr: number; maxLength: number; out: string; json?: string }>();
   const rows: Array<FinetuneResults & { published: number | null }> = [];
+  const failures: Array<{ task: string; error: string }> = [];
   for (const task of o.tasks.split(',')) {
     const dir = resolve(o.data, task);
     const file = (name: string) => {
@@ -43,30 +44,36 @@ async function main(): Promise<void> {
       if (!existsSync(path)) throw new Error(`${path} does not exist`);
       return path;
     };
-    const started = Date.now();
-    const result = await finetune(
-      {
-        ...FINETUNE_DEFAULTS,
-        task,
-        train: file('train_few_all.json'),
-        dev: file('dev_few_all.json'),
-        test: file('test_public.json'),
-        model: o.model,
-        modelConfig: JSON.parse(o.modelConfig),
-        out: join(o.out, task),
-        epochs: o.epochs,
-        maxSteps: o.maxSteps,
-        lr: o.lr,
-        maxLength: o.maxLength || undefined,
-      },
-      {},
-    );
-    const headline = (m: FinetuneResults['test']) => (m ? (m.accuracy ?? m.f1 ?? m.em ?? NaN) : NaN);
-    console.log(
-      `${task}: test ${(100 * headline(result.test)).toFixed(2)} (majority ${result.majority.test === null ? '–' : (100 * result.majority.test).toFixed(2)}), ` +
-        `dev ${(100 * headline(result.dev)).toFixed(2)}, ${result.steps} steps, ${((Date.now() - started) / 60000).toFixed(1)} min`,
-    );
-    rows.push({ ...result, published: PUBLISHED_CLUE[task] ?? null });
+    try {
+      const started = Date.now();
+      const result = await finetune(
+        {
+          ...FINETUNE_DEFAULTS,
+          task,
+          train: file('train_few_all.json'),
+          dev: file('dev_few_all.json'),
+          test: file('test_public.json'),
+          model: o.model,
+          modelConfig: JSON.parse(o.modelConfig),
+          out: join(o.out, task),
+          epochs: o.epochs,
+          maxSteps: o.maxSteps,
+          lr: o.lr,
+          maxLength: o.maxLength || undefined,
+        },
+        {},
+      );
+      const headline = (m: FinetuneResults['test']) => (m ? (m.accuracy ?? m.f1 ?? m.em ?? NaN) : NaN);
+      console.log(
+        `${task}: test ${(100 * headline(result.test)).toFixed(2)} (majority ${result.majority.test === null ? '–' : (100 * result.majority.test).toFixed(2)}), ` +
+          `dev ${(100 * headline(result.dev)).toFixed(2)}, ${result.steps} steps, ${((Date.now() - started) / 60000).toFixed(1)} min`,
+      );
+      rows.push({ ...result, published: PUBLISHED_CLUE[task] ?? null });
+    } catch (error) {
+      // one task failing does not lose the others' figures
+      console.log(`${task}: FAILED: ${(error as Error).message}`);
+      failures.push({ task, error: (error as Error).message });
+    }
   }
   const pct = (x: number | null | undefined) => (x === null || x === undefined || Number.isNaN(x) ? '–' : (100 * x).toFixed(1));
   console.log('\n| task | test acc. (ours) | majority class | dev acc. | steps | minutes | authors, full CLUE, base |');
@@ -74,7 +81,8 @@ async function main(): Promise<void> {
   for (const r of rows) {
     console.log(`| ${r.task} | ${pct(r.test?.accuracy)} | ${pct(r.majority.test)} | ${pct(r.dev?.accuracy)} | ${r.steps} | ${(r.seconds / 60).toFixed(1)} | ${r.published ?? '–'} |`);
   }
-  if (o.json) await writeFile(o.json, JSON.stringify({ date: new Date().toISOString(), options: o, results: rows }, null, 2) + '\n');
+  for (const f of failures) console.log(`| ${f.task} | failed: ${f.error} | | | | | |`);
+  if (o.json) await writeFile(o.json, JSON.stringify({ date: new Date().toISOString(), options: o, results: rows, failures }, null, 2) + '\n');
 }
 
 main().catch((error: unknown) => {
