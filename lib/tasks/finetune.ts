@@ -22,7 +22,7 @@ import { evaluateTask, isLabelled } from './evaluate.js';
 import { resolveTask } from './load.js';
 import { majorityAccuracy, majorityClass } from './metrics.js';
 import type { Task } from './registry.js';
-import { headsFor, loadExamples, prepareEncoder, TASKS_FILE } from './setup.js';
+import { headsFor, inputNoise, loadExamples, prepareEncoder, runFiles } from './setup.js';
 import { SupervisedStage } from './supervised-stage.js';
 import type { LoadedExample } from './types.js';
 
@@ -152,10 +152,10 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
   }
   await writeRunConfig(config.out, { ...config, task: task.name });
 
-  const files = { 'vocab.txt': tokenizer.tokens.join('\n') + '\n', [TASKS_FILE]: JSON.stringify([task], null, 2) + '\n' };
+  const files = runFiles(tokenizer, [task]);
   const stage = new SupervisedStage(trainer, [{ task, train, dev, weight: 1, batchSize: config.batchSize }], null, {
     seed: config.seed,
-    noise: config.noise ? { maskId: tokenizer.tokenToId('[MASK]'), vocabSize: tokenizer.size, specialIds: [0, 1, 2, 3, 4] } : null,
+    noise: config.noise ? inputNoise(tokenizer) : null,
     evalBatchSize: 64,
     files,
   });

@@ -31,7 +31,7 @@ import type { Metrics } from './finetune.js';
 import { MODEL_SUBDIR, RESULTS_FILE } from './finetune.js';
 import { resolveTask } from './load.js';
 import type { JsonlTaskSpec, TaskSpec } from './registry.js';
-import { headsFor, loadExamples, prepareEncoder, TASKS_FILE } from './setup.js';
+import { headsFor, inputNoise, loadExamples, prepareEncoder, runFiles } from './setup.js';
 import { MLM_TASK, SupervisedStage, type StageMlm, type StageTask } from './supervised-stage.js';
 
 export class TaskListError extends Error {
@@ -195,10 +195,10 @@ export async function multitask(
     gradientNormalization: config.gradientNormalization,
   });
   await writeRunConfig(config.out, config);
-  const files = { 'vocab.txt': tokenizer.tokens.join('\n') + '\n', [TASKS_FILE]: JSON.stringify(tasks, null, 2) + '\n' };
+  const files = runFiles(tokenizer, tasks);
   const stage = new SupervisedStage(trainer, items, mlm, {
     seed: config.seed,
-    noise: config.noise ? { maskId: tokenizer.tokenToId('[MASK]'), vocabSize: tokenizer.size, specialIds: [0, 1, 2, 3, 4] } : null,
+    noise: config.noise ? inputNoise(tokenizer) : null,
     evalBatchSize: 64,
     files,
   });

@@ -6,10 +6,11 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { buildVocab, Tokenizer } from '../data/tokenizer.js';
+import { buildVocab, SPECIAL_TOKENS, Tokenizer } from '../data/tokenizer.js';
 import type { ModelSize, RoFormerV2Config } from '../model/config.js';
 import { RoFormerV2 } from '../model/model.js';
 import { resolveCheckpointDir } from '../training/checkpoint.js';
+import type { InputNoiseOptions } from './batch.js';
 import type { HeadSpec, HeadSpecs } from './heads.js';
 import { formatProblems, loadTaskFile, type LoadedTaskFile } from './load.js';
 import type { Task } from './registry.js';
@@ -80,4 +81,14 @@ export async function loadExamples(
   for (const warning of loaded.warnings) report(`${file}: ${warning}`);
   if (loaded.droppedSpans > 0) report(`${file}: ${loaded.droppedSpans} gold span(s) cut by truncation to ${maxLength ?? task.maxLength} tokens were dropped`);
   return loaded;
+}
+
+/** What every checkpoint and the final model dir of a supervised run carry besides the weights. */
+export function runFiles(tokenizer: Tokenizer, tasks: readonly Task[]): Record<string, string> {
+  return { 'vocab.txt': tokenizer.tokens.join('\n') + '\n', [TASKS_FILE]: JSON.stringify(tasks, null, 2) + '\n' };
+}
+
+/** The authors' light input noise for this vocab: [MASK] replaces, special tokens are never touched. */
+export function inputNoise(tokenizer: Tokenizer): InputNoiseOptions {
+  return { maskId: tokenizer.tokenToId('[MASK]'), vocabSize: tokenizer.size, specialIds: SPECIAL_TOKENS.map((t) => tokenizer.tokenToId(t)) };
 }
