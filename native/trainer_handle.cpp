@@ -1,6 +1,7 @@
 #include "trainer_handle.h"
 
 #include "compat.h"
+#include "distributed_handle.h"
 #include "executor.h"
 #include "module_handle.h"
 #include "tensor_handle.h"
@@ -45,6 +46,9 @@ TrainerOptions parse_options(const Napi::Object& o) {
   t.backoff_factor = number_option(o, "backoffFactor", t.backoff_factor);
   t.growth_interval = static_cast<int64_t>(number_option(o, "growthInterval", static_cast<double>(t.growth_interval)));
   t.gradient_normalization = string_option(o, "gradientNormalization", t.gradient_normalization);
+  if (o.Has("processGroup") && !o.Get("processGroup").IsUndefined() && !o.Get("processGroup").IsNull()) {
+    t.distributed = ProcessGroupHandle::unwrap(o.Get("processGroup"), "trainer option processGroup");
+  }
   // heads: { <task>: { kind, numLabels, headSize? } }
   if (o.Has("heads") && !o.Get("heads").IsUndefined() && !o.Get("heads").IsNull()) {
     if (!o.Get("heads").IsObject()) throw Napi::TypeError::New(o.Env(), "trainer option heads must be an object");
