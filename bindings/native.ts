@@ -278,6 +278,9 @@ export interface NativeTrainer {
   loadHeadParameters(state: Record<string, Tensor>): void;
   stateTensors(): Record<string, Tensor>;
   loadStateTensors(state: Record<string, Tensor>): void;
+  /** The random generators' states alone ('rng.cpu', 'rng.cuda:N'), as uint8 tensors. */
+  randomState(): Record<string, Tensor>;
+  loadRandomState(state: Record<string, Tensor>): void;
   counters(): TrainerCounters;
   setCounters(counters: TrainerCounters): void;
   /** Frees the optimiser state and the trainer's hold on the model now; later use throws. */

@@ -249,9 +249,20 @@ std::shared_ptr<Distributed> Distributed::create(const DistributedOptions& optio
         }
       }
       store.set("roformer/verdict", bytes_of(verdict));
-      if (verdict != "ok") throw std::runtime_error(verdict);
+      if (verdict != "ok") {
+        // The store lives in this process: give the ranks that joined a moment to read why.
+        for (int64_t r = 1; r < world; ++r) {
+          if (!store.check({"roformer/world/" + std::to_string(r)})) continue;
+          try {
+            store.wait({"roformer/ack/" + std::to_string(r)}, std::min(timeout, milliseconds(5000)));
+          } catch (const std::exception&) {
+          }
+        }
+        throw std::runtime_error(verdict);
+      }
     } else {
       const auto theirs = text_of(store.get("roformer/world/0"));
+      store.set("roformer/ack/" + me, bytes_of("1"));
       if (theirs != std::to_string(world)) {
         throw std::runtime_error("rank " + me + " was started with world size " + std::to_string(world) + " but rank 0 with " +
                                  theirs + " (WORLD_SIZE, or --nproc-per-node × --nnodes, must agree on every rank)");
@@ -301,6 +312,7 @@ void Distributed::shutdown() {
   if (!impl_) return;
   impl_->stop_heartbeat();
   impl_->group.reset();
+  impl_->store.reset();  // rank 0: frees the port for a later run in this process
 }
 
 void Distributed::broadcast_(std::vector<torch::Tensor> tensors, int64_t root) {
@@ -340,6 +352,7 @@ std::vector<double> Distributed::all_reduce(const std::vector<double>& values, c
 }
 
 std::vector<std::string> Distributed::all_gather(const std::string& value) {
+  if (!impl_->store) throw std::runtime_error("allGather: the process group was shut down");
   const auto round = "roformer/gather/" + std::to_string(impl_->gather_round++) + "/";
   std::vector<std::string> result(static_cast<size_t>(world_size()));
   try {

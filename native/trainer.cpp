@@ -599,6 +599,26 @@ void Trainer::load_state_tensors(const std::map<std::string, torch::Tensor>& sav
   }
 }
 
+std::map<std::string, torch::Tensor> Trainer::random_state() const {
+  std::map<std::string, torch::Tensor> result;
+  for (auto& [key, generator] : generators()) {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    result[key] = generator.get_state();
+  }
+  return result;
+}
+
+void Trainer::load_random_state(const std::map<std::string, torch::Tensor>& saved) {
+  for (auto& [key, generator] : generators()) {
+    auto it = saved.find(key);
+    if (it == saved.end()) continue;
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    require(it->second.scalar_type() == torch::kByte && it->second.sizes() == generator.get_state().sizes(),
+            "random generator state " + key + " has the wrong size or dtype");
+    generator.set_state(it->second);
+  }
+}
+
 TrainerCounters Trainer::counters() const { return counters_; }
 
 void Trainer::set_counters(const TrainerCounters& counters) {

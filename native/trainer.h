@@ -136,6 +136,10 @@ class Trainer {
   // Optimiser moments plus the random generators' states ("rng.cpu", "rng.cuda:N").
   std::map<std::string, torch::Tensor> state_tensors() const;
   void load_state_tensors(const std::map<std::string, torch::Tensor>& saved);
+  // The random generators' states alone ("rng.cpu", "rng.cuda:N"): data-parallel
+  // checkpoints keep every rank's own.
+  std::map<std::string, torch::Tensor> random_state() const;
+  void load_random_state(const std::map<std::string, torch::Tensor>& saved);
   TrainerCounters counters() const;
   void set_counters(const TrainerCounters& counters);
 

@@ -149,6 +149,8 @@ Napi::Function TrainerHandle::define_class(Napi::Env env) {
                              InstanceMethod<&TrainerHandle::load_head_parameters>("loadHeadParameters"),
                              InstanceMethod<&TrainerHandle::state_tensors>("stateTensors"),
                              InstanceMethod<&TrainerHandle::load_state_tensors>("loadStateTensors"),
+                             InstanceMethod<&TrainerHandle::random_state>("randomState"),
+                             InstanceMethod<&TrainerHandle::load_random_state>("loadRandomState"),
                              InstanceMethod<&TrainerHandle::counters>("counters"),
                              InstanceMethod<&TrainerHandle::set_counters>("setCounters"),
                              InstanceAccessor<&TrainerHandle::busy>("busy"),
@@ -402,6 +404,26 @@ Napi::Value TrainerHandle::load_state_tensors(const Napi::CallbackInfo& info) {
     this->trainer("loadStateTensors");
     if (*busy_) throw std::invalid_argument("loadStateTensors: a step is running; await it first");
     trainer_->load_state_tensors(named_tensors(info[0].As<Napi::Object>()));
+    return env.Undefined();
+  });
+}
+
+Napi::Value TrainerHandle::random_state(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    auto o = Napi::Object::New(env);
+    for (auto& [key, tensor] : trainer("randomState").random_state()) o.Set(key, TensorHandle::wrap(env, tensor));
+    return o;
+  });
+}
+
+Napi::Value TrainerHandle::load_random_state(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadRandomState(state: object)");
+    this->trainer("loadRandomState");
+    if (*busy_) throw std::invalid_argument("loadRandomState: a step is running; await it first");
+    trainer_->load_random_state(named_tensors(info[0].As<Napi::Object>()));
     return env.Undefined();
   });
 }

@@ -170,7 +170,8 @@ describe('data-parallel training', () => {
     const state = JSON.parse(readFileSync(join(straight, 'checkpoint-6', 'trainer_state.json'), 'utf8'));
     expect(state.dataPosition.worldSize).toBe(2);
     expect(state.dataPosition.ranks).toHaveLength(2);
-    expect(state.dataPosition.ranks[0]).not.toEqual(state.dataPosition.ranks[1]); // each rank its own shard
+    expect(state.dataPosition.ranks[0].data).not.toEqual(state.dataPosition.ranks[1].data); // each rank its own shard
+    expect(state.dataPosition.ranks[0].random['rng.cpu']).not.toEqual(state.dataPosition.ranks[1].random['rng.cpu']);
 
     // Another world size is refused with a clear message.
     const single = await start([CLI, 'pretrain', '--out', resumed, '--resume', '--steps', '8'], {}).done;

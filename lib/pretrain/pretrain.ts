@@ -23,6 +23,7 @@ import { openRunDir, readRunConfig as readRunDirConfig, RUN_CONFIG_FILE, writeRu
 import { runTraining, type EvalFigures, type RunEvent, type TrainingBatch, type TrainingStage } from '../training/run-loop.js';
 import { linearWarmupDecay } from '../training/schedules.js';
 import { Trainer } from '../training/trainer.js';
+import { manualSeed } from '../model/runtime.js';
 import { Distributed, type DistributedSettings } from '../training/distributed.js';
 import type { PretrainConfig } from './config.js';
 
@@ -162,6 +163,8 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
   if (device !== 'cpu') model.to(device);
   const dist = settings instanceof Distributed ? settings : settings ? await Distributed.init(settings, device) : undefined;
   const shard = dist?.shard ?? { rank: 0, worldSize: 1 };
+  // Each rank its own dropout stream (the weights come from rank 0 at the first step).
+  if (shard.rank > 0) manualSeed(config.seed + 7919 * shard.rank);
   // The settings this attempt runs with (e.g. a longer --steps) are the run's settings from now on.
   if (dist?.isWriter ?? true) await writeRunConfig(config.out, config);
 

@@ -80,6 +80,9 @@ export interface StepTrainer<M = MicroBatch> {
   }>;
   save(runDir: string, extra: { dataPosition?: unknown; files?: Record<string, string | Buffer>; keepLast?: number }): Promise<string>;
   load(path: string): Promise<{ dir: string; step: number; dataPosition: unknown }>;
+  /** Data-parallel: each rank's own random state goes with its data position. */
+  randomState?(): unknown;
+  setRandomState?(state: unknown): void;
 }
 
 export interface RunOptions {
@@ -158,6 +161,11 @@ export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingSta
   if (options.resumeFrom) {
     const restored = await trainer.load(options.resumeFrom);
     dataPosition = positionForRank(restored.dataPosition, dist?.worldSize ?? 1, dist?.rank ?? 0, restored.dir);
+    if (dist) {
+      const mine = dataPosition as { data: unknown; random?: unknown };
+      if (mine.random && trainer.setRandomState) trainer.setRandomState(mine.random);
+      dataPosition = mine.data;
+    }
     stage.resumeAt?.(dataPosition);
     [checkpoint, savedStep] = [restored.dir, restored.step];
     if (writer) await keepMetricsUpTo(metricsPath, restored.step);
@@ -183,7 +191,9 @@ export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingSta
   };
   const save = async () => {
     // Data-parallel: every rank's position, gathered; rank 0 writes.
-    const position = dist ? { worldSize: dist.worldSize, ranks: await dist.allGather(dataPosition) } : dataPosition;
+    const position = dist
+      ? { worldSize: dist.worldSize, ranks: await dist.allGather({ data: dataPosition, random: trainer.randomState?.() }) }
+      : dataPosition;
     const files = stage.checkpointFiles?.();
     checkpoint = writer
       ? await trainer.save(out, { dataPosition: position, files, keepLast: options.keepLast })

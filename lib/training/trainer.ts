@@ -135,6 +135,32 @@ export class Trainer {
     return this.enqueue(() => this.native.gradients(batches, this.alpha(this.globalStep), normalization));
   }
 
+  /**
+   * The random generators' states (base64 by generator), which a checkpoint holds for
+   * rank 0 only: data-parallel runs keep every rank's own with the data positions.
+   */
+  randomState(): Record<string, string> {
+    const state = this.native.randomState();
+    try {
+      return Object.fromEntries(Object.entries(state).map(([key, t]) => [key, t.toBuffer().toString('base64')]));
+    } finally {
+      Object.values(state).forEach((t) => t.dispose());
+    }
+  }
+  setRandomState(state: Record<string, string>): void {
+    const tensors = Object.fromEntries(
+      Object.entries(state).map(([key, text]) => {
+        const bytes = Buffer.from(text, 'base64');
+        return [key, loadNative().tensorFromBytes(bytes, [bytes.length], 'uint8')];
+      }),
+    );
+    try {
+      this.native.loadRandomState(tensors);
+    } finally {
+      Object.values(tensors).forEach((t) => t.dispose());
+    }
+  }
+
   /** Detached views of the heads' weights ('heads.<task>.…'). */
   headParameters(): Record<string, Tensor> {
     return this.native.headParameters();
