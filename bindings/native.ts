@@ -126,6 +126,32 @@ export interface NativeTrainerOptions {
    * task's gradient scaled to unit global norm), 'pareto' (min-norm weights on the simplex).
    */
   gradientNormalization?: GradientNormalization;
+  /** Data-parallel training: this rank's process group (createProcessGroup). */
+  processGroup?: NativeProcessGroup;
+}
+
+/** Settings of one rank of a data-parallel run (lib/training/distributed.ts documents them). */
+export interface NativeProcessGroupOptions {
+  rank: number;
+  worldSize: number;
+  localRank?: number;
+  masterAddr: string;
+  masterPort: number;
+  timeoutSeconds?: number;
+  backend?: 'auto' | 'gloo' | 'nccl';
+  device?: string;
+}
+
+/** One rank's c10d process group: collectives run on the executor thread, in order with steps. */
+export interface NativeProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly backend: string;
+  allReduce(values: number[], op?: 'sum' | 'min' | 'max'): Promise<number[]>;
+  /** Every rank's string, by rank. */
+  allGather(value: string): Promise<string[]>;
+  barrier(): Promise<void>;
+  shutdown(): Promise<void>;
 }
 
 export type GradientNormalization = 'none' | 'unit' | 'pareto';
@@ -252,6 +278,9 @@ export interface NativeTrainer {
   loadHeadParameters(state: Record<string, Tensor>): void;
   stateTensors(): Record<string, Tensor>;
   loadStateTensors(state: Record<string, Tensor>): void;
+  /** The random generators' states alone ('rng.cpu', 'rng.cuda:N'), as uint8 tensors. */
+  randomState(): Record<string, Tensor>;
+  loadRandomState(state: Record<string, Tensor>): void;
   counters(): TrainerCounters;
   setCounters(counters: TrainerCounters): void;
   /** Frees the optimiser state and the trainer's hold on the model now; later use throws. */
@@ -279,6 +308,8 @@ export interface NativeAddon {
   createModel(architecture: Architecture, config: Partial<NativeModelConfig>, seed?: number): NativeModule;
   createLayer(kind: LayerKind, options: Record<string, unknown>, seed?: number): NativeModule;
   createTrainer(model: NativeModule, options: NativeTrainerOptions): NativeTrainer;
+  /** Joins the other ranks (TCPStore rendezvous) and sets up Gloo / NCCL. */
+  createProcessGroup(options: NativeProcessGroupOptions): Promise<NativeProcessGroup>;
   optimizerSteps(
     options: NativeTrainerOptions,
     params: Record<string, Tensor>,

@@ -11,6 +11,7 @@ import { finetuneCommand } from './cli/finetune.js';
 import { fillMaskCommand } from './cli/fill-mask.js';
 import { infoCommand } from './cli/info.js';
 import { initCommand } from './cli/init.js';
+import { extractLaunchFlags, launch, launchEnv } from './cli/launch.js';
 import { multitaskCommand } from './cli/multitask.js';
 import { predictCommand } from './cli/predict.js';
 import { pretrainCommand } from './cli/pretrain.js';
@@ -30,4 +31,16 @@ const program = new Command()
   .addCommand(fillMaskCommand())
   .addCommand(vocabCommand());
 
-program.parseAsync(process.argv).catch(exitWithError);
+// Data-parallel: --nproc-per-node N starts N ranks of this command (lib/cli/launch.ts);
+// the other launcher flags alone set a rank's environment (MASTER_ADDR, …).
+async function main(): Promise<void> {
+  const { argv, flags } = extractLaunchFlags(process.argv);
+  if (flags.nprocPerNode !== undefined) {
+    process.exitCode = await launch(argv, flags);
+    return;
+  }
+  Object.assign(process.env, launchEnv(flags, {}));
+  await program.parseAsync(argv);
+}
+
+main().catch(exitWithError);

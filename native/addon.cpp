@@ -6,6 +6,7 @@
 #include "napi_util.h"
 #include "tensor_handle.h"
 #include "trainer_handle.h"
+#include "distributed_handle.h"
 
 #include <ATen/Parallel.h>
 
@@ -219,6 +220,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   data->module_constructor = Napi::Persistent(module_class);
   auto trainer_class = TrainerHandle::define_class(env);
   data->trainer_constructor = Napi::Persistent(trainer_class);
+  auto process_group_class = ProcessGroupHandle::define_class(env);
+  data->process_group_constructor = Napi::Persistent(process_group_class);
 
   desired_threads = default_threads();
   apply_thread_settings();
@@ -226,6 +229,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("Tensor", tensor_class);
   exports.Set("NativeModule", module_class);
   exports.Set("NativeTrainer", trainer_class);
+  exports.Set("NativeProcessGroup", process_group_class);
+  exports.Set("createProcessGroup", Napi::Function::New<ProcessGroupHandle::create>(env, "createProcessGroup"));
   exports.Set("createTrainer", Napi::Function::New<TrainerHandle::create>(env, "createTrainer"));
   exports.Set("optimizerSteps", Napi::Function::New<TrainerHandle::optimizer_steps>(env, "optimizerSteps"));
   exports.Set("zlprLoss", Napi::Function::New<TrainerHandle::zlpr_loss>(env, "zlprLoss"));

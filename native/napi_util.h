@@ -46,6 +46,7 @@ struct AddonData {
   Napi::FunctionReference tensor_constructor;
   Napi::FunctionReference module_constructor;
   Napi::FunctionReference trainer_constructor;
+  Napi::FunctionReference process_group_constructor;
 };
 
 inline AddonData& addon_data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }

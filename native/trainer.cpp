@@ -1,6 +1,7 @@
 #include "trainer.h"
 
 #include "compat.h"
+#include "distributed.h"
 
 #include <ATen/Context.h>
 
@@ -86,6 +87,14 @@ Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex
     head_by_task_[task] = head;
   }
   for (const auto& item : heads_->named_parameters()) parameters.emplace_back("heads." + item.key(), item.value());
+  if (options_.distributed) {
+    require(options_.gradient_normalization == "none",
+            "gradientNormalization '" + options_.gradient_normalization +
+                "' is not available in data-parallel training yet (world size > 1): use none");
+    std::vector<torch::Tensor> all;
+    for (const auto& item : parameters) all.push_back(item.second);
+    reducer_ = std::make_shared<GradientReducer>(options_.distributed, std::move(all));
+  }
   optimizer_ = make_optimizer(std::move(parameters), options_.optimizer);
   counters_.loss_scale = uses_loss_scaling() ? options_.init_scale : 1.0;
 }
@@ -201,8 +210,26 @@ std::vector<double> min_norm_weights(const std::vector<std::vector<double>>& gra
   return alpha;
 }
 
+void Trainer::sync_parameters() {
+  std::vector<torch::Tensor> all;
+  double numel = 0;
+  for (const auto& p : model_->parameters()) all.push_back(p);
+  for (const auto& p : heads_->parameters()) all.push_back(p);
+  for (const auto& p : all) numel += static_cast<double>(p.numel());
+  const std::vector<double> shape{static_cast<double>(all.size()), numel};
+  const auto lo = options_.distributed->all_reduce(shape, "min"), hi = options_.distributed->all_reduce(shape, "max");
+  if (lo != hi) {
+    std::ostringstream out;
+    out << "the ranks' models differ (between " << lo[0] << " and " << hi[0] << " tensors, " << lo[1] << " and " << hi[1]
+        << " weights): every rank must build the same model and heads";
+    throw std::invalid_argument(out.str());
+  }
+  options_.distributed->broadcast_(all, 0);
+  synced_ = true;
+}
+
 Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches, const std::string& normalization,
-                                          double scale) {
+                                          double scale, bool sync) {
   // The step's tasks, in order of first appearance; one task's micro-batches go together.
   struct Group {
     std::string task;
@@ -218,6 +245,35 @@ Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches,
     if (it == groups.end()) it = groups.insert(groups.end(), Group{task, head, {}, 0});
     it->batches.push_back(&b);
     it->count += head ? head->examples(b.targets, b.input_ids.size(0)) : b.target_ids.numel();
+  }
+  if (sync) {
+    // Data-parallel: each task's targets / examples over all ranks, so that every rank's
+    // losses are shares of the global mean and the summed gradients are the global step's.
+    // The step's tasks are those of any rank, in one order (MLM, then the heads) everywhere.
+    std::vector<double> counts(1 + options_.heads.size(), 0.0);
+    auto index_of = [&](const std::string& task) -> size_t {
+      for (size_t t = 0; t < options_.heads.size(); ++t) {
+        if (options_.heads[t].first == task) return t + 1;
+      }
+      return 0;
+    };
+    for (const auto& g : groups) counts[index_of(g.task)] += static_cast<double>(g.count);
+    const auto global = options_.distributed->all_reduce(counts, "sum");
+    std::vector<Group> canonical;
+    for (size_t t = 0; t < global.size(); ++t) {
+      if (global[t] <= 0) continue;
+      const std::string task = t == 0 ? "mlm" : options_.heads[t - 1].first;
+      auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.task == task; });
+      Group group = it != groups.end() ? *it : Group{task, t == 0 ? nullptr : head_by_task_.at(task).get(), {}, 0};
+      group.count = static_cast<int64_t>(global[t]);
+      canonical.push_back(std::move(group));
+    }
+    groups = std::move(canonical);
+  }
+  // The step's last backward (data-parallel: the one during which gradients are all-reduced).
+  const MicroBatch* last_batch = nullptr;
+  for (const auto& g : groups) {
+    if (!g.batches.empty()) last_batch = g.batches.back();
   }
 
   // This step's parameters: the encoder and its tasks' heads. The other heads keep an
@@ -268,6 +324,7 @@ Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches,
       } else {
         loss = mlm_loss_sum(*b) / static_cast<double>(group.count);
       }
+      if (sync && b == last_batch) reducer_->arm();
       (scale == 1.0 ? loss : loss * scale).backward();
       task_loss += loss.detach();
     }
@@ -294,6 +351,7 @@ Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches,
     }
     out.tasks.push_back(task);
   }
+  if (sync) reducer_->finish();
 
   torch::NoGradGuard no_grad;
   if (!separate) {
@@ -346,8 +404,10 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
   heads_->train(true);
   model_->set_residual_scale(alpha);
 
+  const bool sync = options_.distributed != nullptr;
+  if (sync && !synced_) sync_parameters();
   const double scale = counters_.loss_scale;
-  auto acc = accumulate(batches, options_.gradient_normalization, scale);
+  auto acc = accumulate(batches, options_.gradient_normalization, scale, sync);
   auto& grads = acc.gradients;
 
   // The global norm of the combined gradient (inf/NaN in any gradient makes it inf/NaN).
@@ -357,6 +417,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
   // The step's one host synchronisation (with normalisation, each task's norm was one
   // more): losses and norm decide whether to update.
   auto losses = torch::stack(acc.losses).to(torch::kFloat);
+  if (sync) options_.distributed->all_reduce_(losses, "sum");  // every rank's share of each task's loss
   auto summary = torch::cat({losses.sum().unsqueeze(0), total_norm.to(torch::kFloat).unsqueeze(0), losses}).to(torch::kCPU);
   StepResult result;
   result.loss = summary[0].item<double>();
@@ -534,6 +595,26 @@ void Trainer::load_state_tensors(const std::map<std::string, torch::Tensor>& sav
     auto it = saved.find(key);
     if (it == saved.end()) continue;
     std::lock_guard<std::mutex> generator_lock(generator.mutex());
+    generator.set_state(it->second);
+  }
+}
+
+std::map<std::string, torch::Tensor> Trainer::random_state() const {
+  std::map<std::string, torch::Tensor> result;
+  for (auto& [key, generator] : generators()) {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    result[key] = generator.get_state();
+  }
+  return result;
+}
+
+void Trainer::load_random_state(const std::map<std::string, torch::Tensor>& saved) {
+  for (auto& [key, generator] : generators()) {
+    auto it = saved.find(key);
+    if (it == saved.end()) continue;
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    require(it->second.scalar_type() == torch::kByte && it->second.sizes() == generator.get_state().sizes(),
+            "random generator state " + key + " has the wrong size or dtype");
     generator.set_state(it->second);
   }
 }

@@ -24,6 +24,9 @@
 
 namespace roformer {
 
+class Distributed;
+class GradientReducer;
+
 struct TrainerOptions {
   OptimizerOptions optimizer;
   // Global-norm gradient clipping; 0 turns it off.
@@ -43,6 +46,9 @@ struct TrainerOptions {
   // Σ L_i / ‖∇L_i‖ with the norms held constant) or "pareto" (weights α on the simplex
   // minimising ‖Σ α_i ∇L_i‖², the min-norm / Frank–Wolfe solution).
   std::string gradient_normalization = "none";
+  // Data-parallel training (distributed.h): the step's gradients, losses and counts are
+  // summed over the ranks, so every rank makes the same update; null: this process alone.
+  std::shared_ptr<Distributed> distributed;
 };
 
 // One micro-batch of one task: token ids plus that task's labels.
@@ -130,6 +136,10 @@ class Trainer {
   // Optimiser moments plus the random generators' states ("rng.cpu", "rng.cuda:N").
   std::map<std::string, torch::Tensor> state_tensors() const;
   void load_state_tensors(const std::map<std::string, torch::Tensor>& saved);
+  // The random generators' states alone ("rng.cpu", "rng.cuda:N"): data-parallel
+  // checkpoints keep every rank's own.
+  std::map<std::string, torch::Tensor> random_state() const;
+  void load_random_state(const std::map<std::string, torch::Tensor>& saved);
   TrainerCounters counters() const;
   void set_counters(const TrainerCounters& counters);
 
@@ -153,7 +163,11 @@ class Trainer {
     std::vector<torch::Tensor> losses;     // per task, on the device
     std::vector<TaskStepResult> tasks;     // loss not yet filled in
   };
-  Accumulated accumulate(const std::vector<MicroBatch>& batches, const std::string& normalization, double scale);
+  // `sync`: data-parallel step (counts, tasks and gradients summed over the ranks).
+  Accumulated accumulate(const std::vector<MicroBatch>& batches, const std::string& normalization, double scale,
+                         bool sync = false);
+  // Data-parallel: the same model on every rank (checked), rank 0's weights everywhere.
+  void sync_parameters();
   void check_device() const;
   bool uses_loss_scaling() const;
 
@@ -169,6 +183,8 @@ class Trainer {
   // afterwards would leave that state behind.
   torch::Device device_{torch::kCPU};
   TrainerCounters counters_;
+  std::shared_ptr<GradientReducer> reducer_;  // data-parallel only
+  bool synced_ = false;                       // weights broadcast from rank 0 yet
 };
 
 }  // namespace roformer

@@ -1,6 +1,7 @@
 #include "trainer_handle.h"
 
 #include "compat.h"
+#include "distributed_handle.h"
 #include "executor.h"
 #include "module_handle.h"
 #include "tensor_handle.h"
@@ -45,6 +46,9 @@ TrainerOptions parse_options(const Napi::Object& o) {
   t.backoff_factor = number_option(o, "backoffFactor", t.backoff_factor);
   t.growth_interval = static_cast<int64_t>(number_option(o, "growthInterval", static_cast<double>(t.growth_interval)));
   t.gradient_normalization = string_option(o, "gradientNormalization", t.gradient_normalization);
+  if (o.Has("processGroup") && !o.Get("processGroup").IsUndefined() && !o.Get("processGroup").IsNull()) {
+    t.distributed = ProcessGroupHandle::unwrap(o.Get("processGroup"), "trainer option processGroup");
+  }
   // heads: { <task>: { kind, numLabels, headSize? } }
   if (o.Has("heads") && !o.Get("heads").IsUndefined() && !o.Get("heads").IsNull()) {
     if (!o.Get("heads").IsObject()) throw Napi::TypeError::New(o.Env(), "trainer option heads must be an object");
@@ -145,6 +149,8 @@ Napi::Function TrainerHandle::define_class(Napi::Env env) {
                              InstanceMethod<&TrainerHandle::load_head_parameters>("loadHeadParameters"),
                              InstanceMethod<&TrainerHandle::state_tensors>("stateTensors"),
                              InstanceMethod<&TrainerHandle::load_state_tensors>("loadStateTensors"),
+                             InstanceMethod<&TrainerHandle::random_state>("randomState"),
+                             InstanceMethod<&TrainerHandle::load_random_state>("loadRandomState"),
                              InstanceMethod<&TrainerHandle::counters>("counters"),
                              InstanceMethod<&TrainerHandle::set_counters>("setCounters"),
                              InstanceAccessor<&TrainerHandle::busy>("busy"),
@@ -398,6 +404,26 @@ Napi::Value TrainerHandle::load_state_tensors(const Napi::CallbackInfo& info) {
     this->trainer("loadStateTensors");
     if (*busy_) throw std::invalid_argument("loadStateTensors: a step is running; await it first");
     trainer_->load_state_tensors(named_tensors(info[0].As<Napi::Object>()));
+    return env.Undefined();
+  });
+}
+
+Napi::Value TrainerHandle::random_state(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    auto o = Napi::Object::New(env);
+    for (auto& [key, tensor] : trainer("randomState").random_state()) o.Set(key, TensorHandle::wrap(env, tensor));
+    return o;
+  });
+}
+
+Napi::Value TrainerHandle::load_random_state(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadRandomState(state: object)");
+    this->trainer("loadRandomState");
+    if (*busy_) throw std::invalid_argument("loadRandomState: a step is running; await it first");
+    trainer_->load_random_state(named_tensors(info[0].As<Napi::Object>()));
     return env.Undefined();
   });
 }

@@ -36,6 +36,8 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   Napi::Value load_head_parameters(const Napi::CallbackInfo& info);
   Napi::Value state_tensors(const Napi::CallbackInfo& info);
   Napi::Value load_state_tensors(const Napi::CallbackInfo& info);
+  Napi::Value random_state(const Napi::CallbackInfo& info);
+  Napi::Value load_random_state(const Napi::CallbackInfo& info);
   Napi::Value counters(const Napi::CallbackInfo& info);
   Napi::Value set_counters(const Napi::CallbackInfo& info);
   Napi::Value busy(const Napi::CallbackInfo& info);

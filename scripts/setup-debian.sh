@@ -4,9 +4,10 @@
 #   libopenblas0-pthread  a fast BLAS; without it Debian's libtorch uses the
 #                         reference BLAS, ~15× slower on matrix products
 #   cmake, g++            to build the addon
+#   libgloo-dev           Gloo's headers: data-parallel training on the CPU (libtorch has the library)
 set -euo pipefail
 missing=()
-for pkg in libtorch-dev libopenblas0-pthread cmake g++; do
+for pkg in libtorch-dev libopenblas0-pthread cmake g++ libgloo-dev; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -eq 0 ]; then

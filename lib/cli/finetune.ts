@@ -129,6 +129,10 @@ async function resumedConfig(flags: FinetuneFlags): Promise<FinetuneConfig> {
 /** One fine-tuning run with the terminal view: notes, progress, the results table. */
 export async function runFinetune(config: FinetuneConfig, resume: boolean, label = ''): Promise<FinetuneResults> {
   const { finetune } = await import('../tasks/finetune.js');
+  // Data-parallel (the launcher's or torchrun's environment): rank 0 alone reports.
+  const { distributedFromEnv } = await import('../training/distributed.js');
+  const distributed = distributedFromEnv();
+  const writer = (distributed?.rank ?? 0) === 0;
   const interrupt = interruptOnCtrlC();
   const progress = new RunProgress(10);
   let results: FinetuneResults;
@@ -136,13 +140,15 @@ export async function runFinetune(config: FinetuneConfig, resume: boolean, label
     results = await finetune(config, {
       resume,
       signal: interrupt.signal,
-      onEvent: (e) => progress.event(e),
-      onNote: (message) => console.log(`note: ${message}`),
+      onEvent: writer ? (e) => progress.event(e) : undefined,
+      onNote: writer ? (message) => console.log(`note: ${message}`) : undefined,
+      distributed,
     });
   } finally {
     progress.stop();
     interrupt.release();
   }
+  if (!writer) return results;
   console.log(`\n${label || results.task}: ${results.steps} steps (${results.epochs.toFixed(1)} epochs) in ${Math.round(results.seconds)}s on ${results.examples.train} training examples`);
   console.log(finetuneTable(results));
   console.log(`\nresults ${config.out}/results.json\nmodel   ${results.model}  (roformer eval/predict --model ${results.model})`);

@@ -50,15 +50,21 @@ export function pretrainCommand(): Command {
         ? { ...saved, ...(flags.steps !== undefined ? { steps: flags.steps as number } : {}) }
         : await resolvePretrainConfig({ file: file as string | undefined, flags: flags as Partial<PretrainConfig> });
 
+      // Data-parallel (the launcher's or torchrun's environment): rank 0 alone reports.
+      const { distributedFromEnv } = await import('../training/distributed.js');
+      const distributed = distributedFromEnv();
+      const writer = (distributed?.rank ?? 0) === 0;
       const interrupt = interruptOnCtrlC();
       const progress = new RunProgress(config.logEvery);
       let result;
       try {
-        result = await pretrain(config, { resume: Boolean(resume), signal: interrupt.signal, onEvent: (e) => progress.event(e) });
+        const onEvent = writer ? (e: Parameters<typeof progress.event>[0]) => progress.event(e) : undefined;
+        result = await pretrain(config, { resume: Boolean(resume), signal: interrupt.signal, onEvent, distributed });
       } finally {
         progress.stop();
         interrupt.release();
       }
+      if (!writer) return process.exit(result.interrupted ? 130 : 0);
       console.log(`metrics ${config.out}/metrics.jsonl, curves ${config.out}/report.svg`);
       if (config.demo && !result.interrupted) await demoFillMask(result.model, result.tokenizer);
       if (result.interrupted) process.exit(130);

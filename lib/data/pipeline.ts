@@ -22,6 +22,24 @@ export interface PipelineOptions {
   bufferBatches?: number;
   masking?: MaskingOptions;
   seed?: number;
+  /** Data-parallel: this rank's documents only, those with (file index + line) mod worldSize = rank. */
+  shard?: { rank: number; worldSize: number };
+}
+
+/** The documents of one rank's shard; stateless, so a corpus position resumes it exactly. */
+async function* shardOf<D extends { line: number; position: CorpusPosition }>(
+  documents: AsyncGenerator<D>,
+  shard: { rank: number; worldSize: number },
+): AsyncGenerator<D> {
+  let lastEpoch: number | null = null;
+  for await (const doc of documents) {
+    if ((doc.position.file + doc.line) % shard.worldSize === shard.rank) {
+      lastEpoch = doc.position.epoch;
+      yield doc;
+    } else if (doc.position.epoch > (lastEpoch ?? doc.position.epoch - 1) + 1) {
+      throw new Error(`rank ${shard.rank}'s shard of the corpus is empty: fewer training documents than the ${shard.worldSize} ranks?`);
+    }
+  }
 }
 
 export interface PipelinePosition {
@@ -151,7 +169,9 @@ export class MlmPipeline {
     let bufferStart: CorpusPosition | null = from?.corpus ?? null;
     const random = new Random(from?.random ?? this.options.seed ?? 0);
     let skip = from?.skip ?? 0;
-    const documents = this.corpus.train(bufferStart ?? undefined);
+    const all = this.corpus.train(bufferStart ?? undefined);
+    const shard = this.options.shard;
+    const documents = shard && shard.worldSize > 1 ? shardOf(all, shard) : all;
 
     for (;;) {
       const startRandom = random.state;

@@ -23,6 +23,8 @@ import { openRunDir, readRunConfig as readRunDirConfig, RUN_CONFIG_FILE, writeRu
 import { runTraining, type EvalFigures, type RunEvent, type TrainingBatch, type TrainingStage } from '../training/run-loop.js';
 import { linearWarmupDecay } from '../training/schedules.js';
 import { Trainer } from '../training/trainer.js';
+import { manualSeed } from '../model/runtime.js';
+import { Distributed, type DistributedSettings } from '../training/distributed.js';
 import type { PretrainConfig } from './config.js';
 
 export { RUN_CONFIG_FILE };
@@ -47,6 +49,11 @@ export interface PretrainHooks {
   onEvent?: (event: PretrainEvent) => void;
   /** Aborting stops after the current step, with a checkpoint (Ctrl-C). */
   signal?: AbortSignal;
+  /**
+   * Data-parallel training: this rank's settings (distributedFromEnv()) or process group.
+   * Each rank reads its own documents of the corpus; rank 0 writes the run directory.
+   */
+  distributed?: DistributedSettings | Distributed | null;
 }
 
 async function openCorpus(config: PretrainConfig): Promise<Corpus> {
@@ -150,9 +157,16 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
   if (model.config.vocab_size !== tokenizer.size) {
     throw new Error(`the model's vocab_size (${model.config.vocab_size}) differs from the vocab's ${tokenizer.size} tokens`);
   }
-  if (config.device !== 'cpu') model.to(config.device);
+  const settings = hooks.distributed;
+  // One GPU per rank on a machine: cuda → cuda:LOCAL_RANK.
+  const device = settings && config.device === 'cuda' ? `cuda:${settings instanceof Distributed ? settings.settings.localRank : settings.localRank}` : config.device;
+  if (device !== 'cpu') model.to(device);
+  const dist = settings instanceof Distributed ? settings : settings ? await Distributed.init(settings, device) : undefined;
+  const shard = dist?.shard ?? { rank: 0, worldSize: 1 };
+  // Each rank its own dropout stream (the weights come from rank 0 at the first step).
+  if (shard.rank > 0) manualSeed(config.seed + 7919 * shard.rank);
   // The settings this attempt runs with (e.g. a longer --steps) are the run's settings from now on.
-  await writeRunConfig(config.out, config);
+  if (dist?.isWriter ?? true) await writeRunConfig(config.out, config);
 
   const trainer = new Trainer(model, {
     optimizer: config.optimizer,
@@ -161,12 +175,13 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
     maxGradNorm: config.maxGradNorm,
     alphaWarmupSteps: config.alphaWarmupSteps,
     precision: config.precision,
+    distributed: dist,
   });
   const segmenter = config.masking === 'whole-word' ? await jiebaSegmenter() : undefined;
   const pipeline = new MlmPipeline(
     corpus,
     tokenizer,
-    { maxLength: config.maxLength, batchSize: config.batchSize, masking: { scheme: config.masking, probability: config.maskProbability }, seed: config.seed },
+    { maxLength: config.maxLength, batchSize: config.batchSize, masking: { scheme: config.masking, probability: config.maskProbability }, seed: config.seed + shard.rank, shard },
     segmenter,
   );
   const evalBatches = config.evalEvery > 0 ? await pipeline.evalBatches(config.evalBatches) : [];
@@ -184,7 +199,10 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
       signal: hooks.signal,
       onEvent: hooks.onEvent && ((e) => hooks.onEvent!(e.type === 'start' ? { ...e, vocabSize: tokenizer.size } : e)),
       reportTitle: 'RoFormerV2 MLM pre-training',
+      distributed: dist,
     });
+    // Every rank has read the others' data positions before rank 0 (the store's host) may exit.
+    if (dist) await dist.barrier();
     return {
       step: result.step,
       interrupted: result.interrupted,
@@ -196,6 +214,7 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
     };
   } finally {
     stage.dispose();
+    if (dist && !(settings instanceof Distributed)) await dist.shutdown().catch(() => undefined);
   }
 }
 

@@ -18,6 +18,7 @@ import { openRunDir, writeRunConfig } from '../training/run-dir.js';
 import { runTraining, type RunEvent } from '../training/run-loop.js';
 import { linearWarmupDecay } from '../training/schedules.js';
 import { Trainer } from '../training/trainer.js';
+import { Distributed, type DistributedSettings } from '../training/distributed.js';
 import { evaluateTask, isLabelled } from './evaluate.js';
 import { resolveTask } from './load.js';
 import { majorityAccuracy, majorityClass } from './metrics.js';
@@ -103,6 +104,8 @@ export interface FinetuneHooks {
   /** Bad records, truncation and other notes about the data. */
   onNote?: (message: string) => void;
   signal?: AbortSignal;
+  /** Data-parallel training: this rank's settings (distributedFromEnv()); rank 0 writes the run directory. */
+  distributed?: DistributedSettings | null;
 }
 
 export const RESULTS_FILE = 'results.json';
@@ -130,14 +133,17 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
     { model: resumeFrom ?? config.model, size: config.size, config: config.modelConfig, vocabSize: config.vocabSize, seed: config.seed },
     [config.train],
   );
-  if (config.device !== 'cpu') model.to(config.device);
+  const device = hooks.distributed && config.device === 'cuda' ? `cuda:${hooks.distributed.localRank}` : config.device;
+  if (device !== 'cpu') model.to(device);
+  const dist = hooks.distributed ? await Distributed.init(hooks.distributed, device) : undefined;
+  const writer = dist?.isWriter ?? true;
   const load = (file: string) => loadExamples(task, file, tokenizer, config.maxLength, note);
   const train = (await load(config.train)).examples.filter((e) => isLabelled(e.example));
   if (train.length === 0) throw new Error(`${config.train}: no labelled training examples`);
   const dev = config.dev ? (await load(config.dev)).examples : [];
   const test = config.test ? (await load(config.test)).examples : [];
 
-  const stepsPerEpoch = Math.ceil(train.length / config.batchSize);
+  const stepsPerEpoch = Math.ceil(train.length / (config.batchSize * (dist?.worldSize ?? 1)));
   const epochSteps = config.epochs * stepsPerEpoch;
   const steps = config.maxSteps > 0 ? Math.min(config.maxSteps, epochSteps) : epochSteps;
   const trainer = new Trainer(model, {
@@ -145,12 +151,13 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
     lr: linearWarmupDecay({ peak: config.lr, warmupSteps: Math.floor(config.warmupFraction * steps), totalSteps: steps, final: config.lr }),
     precision: config.precision,
     heads: headsFor([task]),
+    distributed: dist,
   });
   // A model dir fine-tuned on this task before brings its head along.
   if (dir && !resumeFrom) {
     await trainer.loadHeads(dir).catch(() => note(`${dir}: no ${task.name} head saved there; the head starts fresh`));
   }
-  await writeRunConfig(config.out, { ...config, task: task.name });
+  if (writer) await writeRunConfig(config.out, { ...config, task: task.name });
 
   const files = runFiles(tokenizer, [task]);
   const stage = new SupervisedStage(trainer, [{ task, train, dev, weight: 1, batchSize: config.batchSize }], null, {
@@ -158,6 +165,7 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
     noise: config.noise ? inputNoise(tokenizer) : null,
     evalBatchSize: 64,
     files,
+    shard: dist?.shard,
   });
   const run = await runTraining(trainer, stage, {
     out: config.out,
@@ -168,6 +176,7 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
     signal: hooks.signal,
     onEvent: hooks.onEvent,
     reportTitle: `RoFormerV2 fine-tuning: ${task.name}`,
+    distributed: dist,
   });
 
   // The final evaluation: dev and test through the trained head; the majority baseline.
@@ -180,7 +189,7 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
     return majority !== null && gold && gold.length > 0 ? majorityAccuracy(gold, majority) : null;
   };
   const modelDir = join(config.out, MODEL_SUBDIR);
-  await trainer.saveModel(modelDir, { files });
+  if (writer) await trainer.saveModel(modelDir, { files });
   const results: FinetuneResults = {
     task: task.name,
     dev: devResult && Object.keys(devResult.metrics).length > 0 ? devResult.metrics : null,
@@ -194,8 +203,12 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
     startedFrom: config.model ?? null,
     interrupted: run.interrupted,
   };
-  await writeFileAtomic(join(config.out, RESULTS_FILE), [JSON.stringify(results, null, 2) + '\n']);
+  if (writer) await writeFileAtomic(join(config.out, RESULTS_FILE), [JSON.stringify(results, null, 2) + '\n']);
   stage.dispose();
+  if (dist) {
+    await dist.barrier(); // rank 0 (the store's host) stays until every rank is done with it
+    await dist.shutdown();
+  }
   return results;
 }
 

@@ -46,6 +46,8 @@ export interface SupervisedStageOptions {
   evalBatchSize: number;
   /** Files every checkpoint carries (vocab.txt, tasks.json). */
   files: Record<string, string>;
+  /** Data-parallel: this rank's slice of every step's examples (the task sequence is the same on every rank). */
+  shard?: { rank: number; worldSize: number };
 }
 
 interface DataPosition {
@@ -71,7 +73,7 @@ export class SupervisedStage implements TrainingStage<AnyMicroBatch> {
     private readonly mlm: StageMlm | null,
     private readonly options: SupervisedStageOptions,
   ) {
-    items.forEach((item, i) => this.streams.set(item.task.name, new ExampleStream(item.train.map((e) => e.example), item.batchSize, options.seed + 101 * (i + 1))));
+    items.forEach((item, i) => this.streams.set(item.task.name, new ExampleStream(item.train.map((e) => e.example), item.batchSize, options.seed + 101 * (i + 1), options.shard)));
     this.tasks = [...items.map((i) => i.task.name), ...(mlm ? [MLM_TASK] : [])];
     this.sampler = new TaskSampler(this.tasks, [...items.map((i) => i.weight), ...(mlm ? [mlm.weight] : [])], options.seed);
     this.noiseRandom = new Random(options.seed ^ 0x5eed);

@@ -23,7 +23,10 @@ export interface TrainMetric {
   lr: number;
   alpha: number;
   gradNorm: number;
+  /** Real tokens per second over every rank (data-parallel: the global figure). */
   tokensPerSecond: number;
+  /** Data-parallel runs: the number of ranks. */
+  worldSize?: number;
   skipped: boolean;
   elapsedSeconds: number;
   /** Resident memory of the process after the step, in MB (2^20 bytes): the figure `top` shows as RES. */

@@ -12,11 +12,17 @@
 //   a checkpoint at the end (also after Ctrl-C), a last evaluation, report.svg
 //
 // Learning-rate and α schedules belong to the Trainer; the loop only counts steps.
+//
+// Data-parallel (options.distributed): every rank runs this loop on its own shard; before
+// each step the ranks agree on whether to go on (data left everywhere, no Ctrl-C) and sum
+// their tokens; rank 0 alone writes metrics, the report, the events and the checkpoints,
+// whose data position holds every rank's own.
 
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { MicroBatch } from '../../bindings/native.js';
+import { positionForRank } from './distributed.js';
 import { appendMetric, keepMetricsUpTo, readMetrics, type EvalMetric, type TrainMetric } from './metrics.js';
 import { writeReport } from './report.js';
 import { METRICS_FILE, REPORT_FILE } from './run-dir.js';
@@ -74,6 +80,9 @@ export interface StepTrainer<M = MicroBatch> {
   }>;
   save(runDir: string, extra: { dataPosition?: unknown; files?: Record<string, string | Buffer>; keepLast?: number }): Promise<string>;
   load(path: string): Promise<{ dir: string; step: number; dataPosition: unknown }>;
+  /** Data-parallel: each rank's own random state goes with its data position. */
+  randomState?(): unknown;
+  setRandomState?(state: unknown): void;
 }
 
 export interface RunOptions {
@@ -96,6 +105,17 @@ export interface RunOptions {
   onEvent?: (event: RunEvent) => void;
   /** Title of report.svg. */
   reportTitle?: string;
+  /** Data-parallel training: this rank's process group (see the top of this file). */
+  distributed?: RunDistributed;
+}
+
+/** What the loop needs of a process group; `Distributed` (distributed.ts) is one. */
+export interface RunDistributed {
+  readonly rank: number;
+  readonly worldSize: number;
+  readonly isWriter: boolean;
+  allReduce(values: number[], op?: 'sum' | 'min' | 'max'): Promise<number[]>;
+  allGather<T>(value: T): Promise<T[]>;
 }
 
 export type RunEvent =
@@ -127,7 +147,9 @@ const residentMB = () => Math.round((process.memoryUsage.rss() / 2 ** 20) * 10) 
 export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingStage<M>, options: RunOptions): Promise<RunResult> {
   const { out, steps, evalEvery, saveEvery, signal } = options;
   const accumulate = options.accumulate ?? 1;
-  const emit = options.onEvent ?? (() => {});
+  const dist = options.distributed;
+  const writer = dist?.isWriter ?? true;
+  const emit = (writer && options.onEvent) || (() => {});
   const metricsPath = join(out, METRICS_FILE);
   const reportPath = join(out, REPORT_FILE);
   await mkdir(out, { recursive: true });
@@ -138,17 +160,22 @@ export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingSta
   let savedStep = -1;
   if (options.resumeFrom) {
     const restored = await trainer.load(options.resumeFrom);
-    dataPosition = restored.dataPosition;
+    dataPosition = positionForRank(restored.dataPosition, dist?.worldSize ?? 1, dist?.rank ?? 0, restored.dir);
+    if (dist) {
+      const mine = dataPosition as { data: unknown; random?: unknown };
+      if (mine.random && trainer.setRandomState) trainer.setRandomState(mine.random);
+      dataPosition = mine.data;
+    }
     stage.resumeAt?.(dataPosition);
     [checkpoint, savedStep] = [restored.dir, restored.step];
-    await keepMetricsUpTo(metricsPath, restored.step);
-  } else {
+    if (writer) await keepMetricsUpTo(metricsPath, restored.step);
+  } else if (writer) {
     await writeFile(metricsPath, '');
   }
   const startStep = trainer.globalStep;
   emit({ type: 'start', step: startStep, steps, parameters: trainer.model.parameterCount, resumedFrom: options.resumeFrom ?? null, tasks: stage.tasks ?? [] });
 
-  const writeMetricsReport = async () => writeReport(reportPath, await readMetrics(metricsPath), options.reportTitle);
+  const writeMetricsReport = async () => writer && writeReport(reportPath, await readMetrics(metricsPath), options.reportTitle);
   const evaluates = evalEvery > 0 && stage.evaluate !== undefined;
   let lastEval: EvalMetric[] = [];
   let lastEvalStep = -1;
@@ -156,14 +183,21 @@ export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingSta
     const step = trainer.globalStep;
     const records = (await stage.evaluate!()).map((figures): EvalMetric => ({ type: 'eval', step, ...figures }));
     for (const record of records) {
-      await appendMetric(metricsPath, record);
+      if (writer) await appendMetric(metricsPath, record);
       emit(record);
     }
     if (records.length > 0) lastEval = records;
     lastEvalStep = step;
   };
   const save = async () => {
-    checkpoint = await trainer.save(out, { dataPosition, files: stage.checkpointFiles?.(), keepLast: options.keepLast });
+    // Data-parallel: every rank's position, gathered; rank 0 writes.
+    const position = dist
+      ? { worldSize: dist.worldSize, ranks: await dist.allGather({ data: dataPosition, random: trainer.randomState?.() }) }
+      : dataPosition;
+    const files = stage.checkpointFiles?.();
+    checkpoint = writer
+      ? await trainer.save(out, { dataPosition: position, files, keepLast: options.keepLast })
+      : join(out, `checkpoint-${trainer.globalStep}`);
     savedStep = trainer.globalStep;
     emit({ type: 'checkpoint', step: savedStep, dir: checkpoint });
   };
@@ -191,12 +225,23 @@ export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingSta
     if (startStep === 0 && evaluates) await evaluate();
     pending = trainer.globalStep < steps ? nextMicroBatches() : null;
     while (pending && trainer.globalStep < steps) {
-      if (signal?.aborted) {
+      if (!dist && signal?.aborted) {
         interrupted = true;
         break;
       }
       const batches = await pending;
       pending = null;
+      let tokens = batches.reduce((n, b) => n + b.tokens, 0);
+      if (dist) {
+        // Every rank steps, or none: data left on all of them, and no Ctrl-C on any.
+        const [empty, allTokens, stop] = await dist.allReduce([batches.length === 0 ? 1 : 0, tokens, signal?.aborted ? 1 : 0]);
+        tokens = allTokens!;
+        if (empty! > 0 || stop! > 0) {
+          batches.forEach((b) => b.dispose());
+          interrupted = stop! > 0;
+          break;
+        }
+      }
       if (batches.length === 0) break; // the data is used up
       const stepStart = performance.now();
       if (lastStepEnd !== null) betweenSeconds += (stepStart - lastStepEnd - excludedMs) / 1000;
@@ -228,12 +273,13 @@ export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingSta
         lr: result.lr,
         alpha: result.alpha,
         gradNorm: result.gradNorm,
-        tokensPerSecond: batches.reduce((n, b) => n + b.tokens, 0) / stepSeconds,
+        tokensPerSecond: tokens / stepSeconds,
+        ...(dist ? { worldSize: dist.worldSize } : {}),
         skipped: result.skipped,
         elapsedSeconds: elapsed,
         rssMB: residentMB(),
       };
-      await appendMetric(metricsPath, metric);
+      if (writer) await appendMetric(metricsPath, metric);
       const done = step - startStep;
       const { type: _, ...fields } = metric;
       emit({ type: 'step', steps, etaSeconds: done > 0 ? (elapsed / done) * (steps - step) : 0, ...fields });
@@ -245,7 +291,7 @@ export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingSta
       }
       if (!result.skipped && saveEvery > 0 && step % saveEvery === 0) await save();
       excludedMs += performance.now() - extraStart;
-      if (signal?.aborted) {
+      if (!dist && signal?.aborted) {
         interrupted = true;
         break;
       }
@@ -253,7 +299,8 @@ export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingSta
   } catch (error) {
     // Work since the last checkpoint survives a failing data source or evaluation. After a failed
     // native step the trainer's state is not known to be consistent, so nothing is saved then.
-    if (!stepFailed && trainer.globalStep > Math.max(savedStep, startStep)) {
+    // Data-parallel: not attempted (saving gathers from every rank, and one may be gone).
+    if (!dist && !stepFailed && trainer.globalStep > Math.max(savedStep, startStep)) {
       await save().then(
         () => error instanceof Error && (error.message += `\n(steps up to ${savedStep} were saved in ${checkpoint}: --resume continues from there)`),
         () => undefined,

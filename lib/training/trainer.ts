@@ -36,10 +36,18 @@ import { writeFileAtomic } from '../model/safetensors.js';
 import { join } from 'node:path';
 import type { RobertaBaseline, RoFormerV2 } from '../model/model.js';
 import { constant, residualWarmup, type Schedule } from './schedules.js';
+import type { Distributed } from './distributed.js';
 
 export type { AnyMicroBatch, HeadPrediction, MicroBatch, StepResult, TaskMicroBatch, TaskStepResult, GradientNormalization } from '../../bindings/native.js';
 
-export interface TrainerOptions extends Omit<NativeTrainerOptions, 'heads'> {
+export interface TrainerOptions extends Omit<NativeTrainerOptions, 'heads' | 'processGroup'> {
+  /**
+   * Data-parallel training: this rank's process group. Every rank's step sums its
+   * gradients, losses and counts with the others' (rank 0's weights are broadcast at the
+   * first step), so all ranks make the same update: W ranks × batch b train as one
+   * process with batch W·b.
+   */
+  distributed?: Distributed;
   /** Task heads trained with the encoder, by task name. */
   heads?: HeadSpecs;
   /** Learning rate: a number or a schedule of the step number. Default 1e-4. */
@@ -68,11 +76,15 @@ export class Trainer {
     readonly model: RoFormerV2 | RobertaBaseline,
     readonly options: TrainerOptions = {},
   ) {
-    const { lr = 1e-4, alphaWarmupSteps = 0, heads = {}, ...nativeOptions } = options;
+    const { lr = 1e-4, alphaWarmupSteps = 0, heads = {}, distributed, ...nativeOptions } = options;
     this.lr = typeof lr === 'number' ? constant(lr) : lr;
     this.alpha = residualWarmup(alphaWarmupSteps);
     this.heads = validateHeadSpecs(heads);
-    this.native = loadNative().createTrainer(model.native, { ...nativeOptions, heads: nativeHeads(this.heads) });
+    this.native = loadNative().createTrainer(model.native, {
+      ...nativeOptions,
+      heads: nativeHeads(this.heads),
+      ...(distributed ? { processGroup: distributed.native } : {}),
+    });
   }
 
   /** Optimiser updates made so far (skipped steps not counted). */
@@ -123,6 +135,32 @@ export class Trainer {
     return this.enqueue(() => this.native.gradients(batches, this.alpha(this.globalStep), normalization));
   }
 
+  /**
+   * The random generators' states (base64 by generator), which a checkpoint holds for
+   * rank 0 only: data-parallel runs keep every rank's own with the data positions.
+   */
+  randomState(): Record<string, string> {
+    const state = this.native.randomState();
+    try {
+      return Object.fromEntries(Object.entries(state).map(([key, t]) => [key, t.toBuffer().toString('base64')]));
+    } finally {
+      Object.values(state).forEach((t) => t.dispose());
+    }
+  }
+  setRandomState(state: Record<string, string>): void {
+    const tensors = Object.fromEntries(
+      Object.entries(state).map(([key, text]) => {
+        const bytes = Buffer.from(text, 'base64');
+        return [key, loadNative().tensorFromBytes(bytes, [bytes.length], 'uint8')];
+      }),
+    );
+    try {
+      this.native.loadRandomState(tensors);
+    } finally {
+      Object.values(tensors).forEach((t) => t.dispose());
+    }
+  }
+
   /** Detached views of the heads' weights ('heads.<task>.…'). */
   headParameters(): Record<string, Tensor> {
     return this.native.headParameters();
@@ -170,7 +208,7 @@ export class Trainer {
       const trainerState = this.native.stateTensors(); // copies: disposed below, not left to the GC
       const parameters = this.model.namedParameters();
       const headParameters = this.native.headParameters();
-      const { lr, ...serialisable } = this.options;
+      const { lr, distributed, ...serialisable } = this.options;
       try {
         return await writeCheckpoint(runDir, {
           config: this.model.savedConfig(),
@@ -178,7 +216,7 @@ export class Trainer {
           trainerState,
           state: {
             ...this.native.counters(),
-            options: { ...serialisable, lr: typeof lr === 'number' ? lr : 'schedule' },
+            options: { ...serialisable, lr: typeof lr === 'number' ? lr : 'schedule', ...(distributed ? { worldSize: distributed.worldSize } : {}) },
             dataPosition: extra.dataPosition ?? null,
           },
           heads: { specs: this.heads, parameters: headParameters },
