@@ -79,7 +79,7 @@ export function addonCandidates(root = packageRoot()): AddonCandidate[] {
     kind: 'built',
     why: 'built from source in this package (npm install or npm run build:native); a local build comes before the prebuilts',
   });
-  const env = environment(root);
+  const env = environment(packageRoot());
   const { platformDir, flavours, otherPlatforms } = env.prebuiltFlavours(root);
   if (flavours.length === 0) {
     const others = otherPlatforms.length > 0 ? `; it has prebuilts for ${otherPlatforms.join(', ')}` : '';
