@@ -25,7 +25,7 @@ function loads(path) {
 }
 
 function fail(lines) {
-  console.error(['', ...lines.map((l) => `roformer-v2: ${l}`)].join('\n'));
+  console.error(['', ...lines.map((l) => (l.startsWith('    ') ? l : `roformer-v2: ${l}`))].join('\n')); // commands unprefixed, to copy
   console.error(
     '  The package is installed; importing it and `roformer --help` work, and calls that need libtorch throw\n' +
       '  until the addon is available. `npx roformer doctor` shows what is found and what is missing.',

@@ -222,6 +222,55 @@ describe.skipIf(!hasAddon)('roformer doctor in this package', () => {
   });
 });
 
+describe('the install hook where nothing can work (child processes)', () => {
+  let pkg: string;
+  beforeAll(() => {
+    pkg = fs.mkdtempSync(path.join(tmpRoot, 'hook-'));
+    fs.mkdirSync(path.join(pkg, 'scripts'));
+    fs.mkdirSync(path.join(pkg, 'bin'));
+    fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(pkg, 'package.json'));
+    for (const f of ['install.mjs', 'libtorch.cjs']) fs.copyFileSync(path.join(ROOT, 'scripts', f), path.join(pkg, 'scripts', f));
+    fs.symlinkSync(process.execPath, path.join(pkg, 'bin', 'node'));
+  });
+
+  /** Runs the hook with only node on PATH (no cmake, no compiler). */
+  function hook(extra: Record<string, string> = {}) {
+    return spawnSync(process.execPath, [path.join(pkg, 'scripts', 'install.mjs')], {
+      cwd: pkg,
+      env: childEnv({ PATH: path.join(pkg, 'bin'), CXX: '', ...extra }),
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+  }
+
+  it('no prebuilt, no cmake, no compiler: the exact command, no CMake error; the install still succeeds', () => {
+    const r = hook();
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/the native addon cannot be built here: (libtorch \(with its headers\), )?cmake, a C\+\+ compiler not found/);
+    if (env.isDebianLike()) expect(r.stderr).toMatch(/^ {4}(sudo )?apt-get update && (sudo )?apt-get install -y .*cmake g\+\+$/m);
+    expect(r.stderr).toContain('roformer doctor');
+    expect(`${r.stdout}${r.stderr}`).not.toMatch(/CMake Error|building the native addon from source/);
+    expect(hook({ ROFORMER_REQUIRE_NATIVE: '1' }).status).toBe(1);
+  });
+
+  it('a prebuilt for a libtorch that is not installed: its skip reason, then the runtime package that makes it work', () => {
+    const dir = path.join(pkg, 'prebuilds', PLATFORM, 'torch9.9-cpu');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'roformer_native.node'), Buffer.alloc(16));
+    fs.writeFileSync(
+      path.join(dir, 'manifest.json'),
+      JSON.stringify(manifest({ flavour: 'torch9.9-cpu' }, { abi: '9.9', version: '9.9.0', debianPackage: 'libtorch9.9' })),
+    );
+    const r = hook();
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/roformer-v2: prebuilt torch9\.9-cpu skipped: needs libtorch 9\.9 \(CPU\)/);
+    if (env.isDebianLike()) {
+      expect(r.stderr).toMatch(/To use the prebuilt addon \(torch9\.9-cpu\), install its libtorch runtime/);
+      expect(r.stderr).toMatch(/^ {4}(sudo )?apt-get update && (sudo )?apt-get install -y libtorch9\.9 libopenblas0-pthread$/m);
+    }
+  });
+});
+
 /** A bin directory with node, npm, npx and sh, and cmake / compilers / make that only record being called. */
 function sandboxPath(dir: string, log: string): string {
   fs.mkdirSync(dir, { recursive: true });
