@@ -67,12 +67,16 @@ function isDebianLike(os = osRelease()) {
 }
 
 /** The glibc this process runs on, or undefined (musl, not Linux). */
+let glibc;
 function glibcVersion() {
-  try {
-    return process.report?.getReport?.().header?.glibcVersionRuntime;
-  } catch {
-    return undefined;
+  if (glibc === undefined) {
+    try {
+      glibc = process.report?.getReport?.().header?.glibcVersionRuntime ?? null;
+    } catch {
+      glibc = null;
+    }
   }
+  return glibc ?? undefined;
 }
 
 /** Directories the dynamic loader searches, in its order (LD_LIBRARY_PATH, ld.so.conf, defaults). */
@@ -221,7 +225,11 @@ function prebuiltFlavours(root, libtorch = findLibtorch()) {
   const flavours = [];
   for (const name of listDir(platformDir).sort()) {
     const dir = path.join(platformDir, name);
-    if (!fs.statSync(dir).isDirectory()) continue;
+    try {
+      if (!fs.statSync(dir).isDirectory()) continue;
+    } catch {
+      continue; // a dangling link
+    }
     const file = path.join(dir, ADDON_FILE);
     let manifest;
     try {
