@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { environment, type PrebuiltManifest } from './environment.js';
 import type { NativeAddon } from './native.js';
 
 const ADDON_FILE = 'roformer_native.node';
@@ -24,7 +25,7 @@ export class NativeLoadError extends Error {
         '\nTo fix: install libtorch (Debian/Ubuntu: `apt-get install -y libtorch-dev libopenblas0-pthread`,\n' +
         'or `pip install torch`, or set LIBTORCH=/path/to/libtorch), then build the addon with\n' +
         '`npm run build:native` in the roformer-v2 package directory. ROFORMER_NATIVE=/path/to/roformer_native.node\n' +
-        'loads a specific build.',
+        'loads a specific build. `npx roformer doctor` diagnoses the set-up and prints the exact commands.',
     );
     this.name = 'NativeLoadError';
   }
@@ -48,13 +49,60 @@ export function packageRoot(): string {
   }
 }
 
-/** Where the addon may be, in the order they are tried. */
+export type AddonKind = 'ROFORMER_NATIVE' | 'built' | 'prebuilt';
+
+/** A place the addon may be loaded from, and either why it would be used or why it is skipped. */
+export interface AddonCandidate {
+  path: string;
+  kind: AddonKind;
+  /** The prebuilt flavour (prebuilds/<platform>-<arch>/<flavour>/). */
+  flavour?: string;
+  manifest?: PrebuiltManifest;
+  /** Set when the candidate is not even tried: the file is absent or its manifest does not match. */
+  skip?: string;
+  /** Why this one is used when it loads. */
+  why: string;
+}
+
+/**
+ * Where the addon may be, in the order tried: ROFORMER_NATIVE, a build from source (build/Release:
+ * it matches the libtorch it was built against), then each prebuilt flavour for this platform
+ * whose manifest matches the libtorch found (the others are listed with the reason they are skipped).
+ */
+export function addonCandidates(root = packageRoot()): AddonCandidate[] {
+  const list: AddonCandidate[] = [];
+  if (process.env.ROFORMER_NATIVE) {
+    list.push({ path: process.env.ROFORMER_NATIVE, kind: 'ROFORMER_NATIVE', why: 'ROFORMER_NATIVE names it' });
+  }
+  list.push({
+    path: join(root, 'build', 'Release', ADDON_FILE),
+    kind: 'built',
+    why: 'built from source in this package (npm install or npm run build:native); a local build comes before the prebuilts',
+  });
+  const env = environment(packageRoot());
+  const { platformDir, flavours, otherPlatforms } = env.prebuiltFlavours(root);
+  if (flavours.length === 0) {
+    const others = otherPlatforms.length > 0 ? `; it has prebuilts for ${otherPlatforms.join(', ')}` : '';
+    list.push({ path: platformDir, kind: 'prebuilt', skip: `not found (no prebuilt addon for ${env.PLATFORM} in this package${others})`, why: '' });
+  }
+  for (const f of flavours) {
+    list.push({
+      path: f.file,
+      kind: 'prebuilt',
+      flavour: f.name,
+      manifest: f.manifest,
+      skip: f.reason ? `prebuilt ${f.name} skipped: ${f.reason}` : undefined,
+      why: f.match
+        ? `prebuilt ${f.name} matches ${env.describeLibtorch(f.match)} (${f.match.source})`
+        : `prebuilt ${f.name}`,
+    });
+  }
+  return list;
+}
+
+/** The paths of addonCandidates(), in order. */
 export function candidatePaths(root = packageRoot()): string[] {
-  const paths: string[] = [];
-  if (process.env.ROFORMER_NATIVE) paths.push(process.env.ROFORMER_NATIVE);
-  paths.push(join(root, 'build', 'Release', ADDON_FILE));
-  paths.push(join(root, 'prebuilds', `${process.platform}-${process.arch}`, ADDON_FILE));
-  return paths;
+  return addonCandidates(root).map((c) => c.path);
 }
 
 /** Turns a dlopen/require failure into a reason a user can act on. */
@@ -80,20 +128,57 @@ export function explainLoadFailure(path: string, error: unknown): string {
   return message.split('\n')[0];
 }
 
-let cached: NativeAddon | undefined;
+/** The addon in use: where it came from and why it was chosen. */
+export interface LoadedAddon {
+  path: string;
+  kind: AddonKind;
+  flavour?: string;
+  manifest?: PrebuiltManifest;
+  why: string;
+}
+
+export interface LoadReport {
+  /** Undefined when nothing loaded. */
+  loaded?: LoadedAddon;
+  /** Every candidate tried or skipped before the one loaded (all of them when nothing loaded). */
+  attempts: LoadAttempt[];
+  /** The addon itself, when it loaded. */
+  addon?: NativeAddon;
+}
+
+let report: LoadReport | undefined;
+
+/** Loads the addon (once) and says what was used and why, or what was tried; never throws. */
+export function nativeLoadReport(): LoadReport {
+  if (report) return report;
+  const require = createRequire(import.meta.url);
+  const attempts: LoadAttempt[] = [];
+  let candidates: AddonCandidate[];
+  try {
+    candidates = addonCandidates();
+  } catch (error) {
+    return { attempts: [{ path: packageRoot(), reason: `cannot list the addon candidates: ${(error as Error).message}` }] };
+  }
+  for (const c of candidates) {
+    if (c.skip) {
+      attempts.push({ path: c.path, reason: c.skip });
+      continue;
+    }
+    try {
+      const addon = require(c.path) as NativeAddon;
+      report = { loaded: { path: c.path, kind: c.kind, flavour: c.flavour, manifest: c.manifest, why: c.why }, attempts, addon };
+      return report;
+    } catch (error) {
+      const reason = explainLoadFailure(c.path, error);
+      attempts.push({ path: c.path, reason: c.kind === 'prebuilt' ? `prebuilt ${c.flavour} matches but does not load: ${reason}` : reason });
+    }
+  }
+  return { attempts };
+}
 
 /** Loads the addon on first use and returns it; throws NativeLoadError if none loads. */
 export function loadNative(): NativeAddon {
-  if (cached) return cached;
-  const require = createRequire(import.meta.url);
-  const attempts: LoadAttempt[] = [];
-  for (const path of candidatePaths()) {
-    try {
-      cached = require(path) as NativeAddon;
-      return cached;
-    } catch (error) {
-      attempts.push({ path, reason: explainLoadFailure(path, error) });
-    }
-  }
-  throw new NativeLoadError(attempts);
+  const result = nativeLoadReport();
+  if (!result.addon) throw new NativeLoadError(result.attempts);
+  return result.addon;
 }

@@ -5,6 +5,7 @@
 
 import { Command } from 'commander';
 
+import { doctorCommand } from './cli/doctor.js';
 import { exitWithError } from './cli/errors.js';
 import { evalCommand } from './cli/eval.js';
 import { finetuneCommand } from './cli/finetune.js';
@@ -22,6 +23,7 @@ const program = new Command()
   .description('Train and use RoFormerV2 language models on libtorch')
   .version('0.1.0')
   .addCommand(infoCommand())
+  .addCommand(doctorCommand())
   .addCommand(initCommand())
   .addCommand(pretrainCommand())
   .addCommand(finetuneCommand())

@@ -156,7 +156,7 @@ describe('candidate paths and loading in this process', () => {
       delete process.env.ROFORMER_NATIVE;
       expect(candidatePaths('/pkg')).toEqual([
         path.join('/pkg', 'build', 'Release', 'roformer_native.node'),
-        path.join('/pkg', 'prebuilds', PLATFORM_DIR, 'roformer_native.node'),
+        path.join('/pkg', 'prebuilds', PLATFORM_DIR), // no flavours there (test/install.test.ts has those)
       ]);
       process.env.ROFORMER_NATIVE = '/custom/addon.node';
       expect(candidatePaths('/pkg')[0]).toBe('/custom/addon.node');
@@ -199,6 +199,8 @@ describe('end to end, in child processes', () => {
     bare = fs.mkdtempSync(path.join(tmpRoot, 'bare-'));
     fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(bare, 'package.json'));
     fs.cpSync(path.join(ROOT, 'dist'), path.join(bare, 'dist'), { recursive: true });
+    fs.mkdirSync(path.join(bare, 'scripts'));
+    fs.copyFileSync(path.join(ROOT, 'scripts', 'libtorch.cjs'), path.join(bare, 'scripts', 'libtorch.cjs'));
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(bare, 'node_modules'), 'dir');
     expect(fs.existsSync(path.join(bare, 'build'))).toBe(false);
   }, 120_000);
@@ -238,14 +240,14 @@ describe('end to end, in child processes', () => {
     expect(result.isError).toBe(true);
     expect(result.name).toBe('NativeLoadError');
     const built = path.join(bare, 'build', 'Release', 'roformer_native.node');
-    const prebuilt = path.join(bare, 'prebuilds', PLATFORM_DIR, 'roformer_native.node');
+    const prebuilt = path.join(bare, 'prebuilds', PLATFORM_DIR);
     expect(result.message).toContain('could not load the native addon');
     expect(result.message).toContain(built);
     expect(result.message).toContain(prebuilt);
     expect(result.message).toContain('libtorch-dev');
     expect(result.attempts).toEqual([
       { path: built, reason: 'not found (the addon has not been built here)' },
-      { path: prebuilt, reason: 'not found (the addon has not been built here)' },
+      { path: prebuilt, reason: `not found (no prebuilt addon for ${PLATFORM_DIR} in this package)` },
     ]);
   });
 
