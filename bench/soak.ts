@@ -4,7 +4,8 @@
 //
 //   node dist/bench/soak.js --minutes 60 --json soak.json --svg soak.svg [-- <pretrain flags>]
 //
-// By default it pre-trains the small model (batch 8 × 128, fp32) on the built-in
+// By default it pre-trains the small model (batch 8 × 128, fp32, an evaluation every
+// 100 steps and a checkpoint every 200, so their memory is part of the picture) on the built-in
 // demo corpus (Song ci from the chinese-poetry package). Memory is read from /proc/<pid>/status (VmRSS) of the pretrain
 // process itself every --interval seconds; at the end the run is stopped with
 // SIGINT (it checkpoints and exits) and the growth after --settle minutes reported.
@@ -117,7 +118,7 @@ async function main(): Promise<void> {
   const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'lib', 'cli.js');
   const out = mkdtempSync(join(tmpdir(), 'roformer-soak-'));
   // Default: the demo's corpus (Song ci from chinese-poetry) with the small model, batch 8 × 128, fp32.
-  const flags = extra.length > 0 ? extra : ['--corpus', ...(await ensureDemoCorpus(join(out, 'corpus'))), '--size', 'small', '--vocab-size', '8000', '--max-length', '128', '--batch-size', '8', '--eval-every', '500', '--save-every', '1000'];
+  const flags = extra.length > 0 ? extra : ['--corpus', ...(await ensureDemoCorpus(join(out, 'corpus'))), '--size', 'small', '--vocab-size', '8000', '--max-length', '128', '--batch-size', '8', '--eval-every', '100', '--save-every', '200'];
   const command = [cli, 'pretrain', ...flags, '--out', join(out, 'run'), '--steps', '100000000'];
   console.log(`soak: ${options.minutes} min of roformer ${command.slice(1).join(' ')}`);
 

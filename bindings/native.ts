@@ -324,6 +324,8 @@ export interface NativeAddon {
   runtimeInfo(): RuntimeInfo;
   setNumThreads(n: number): void;
   manualSeed(seed: number): void;
+  /** Returns memory freed by native code to the system (glibc malloc_trim; the CUDA cache). */
+  releaseMemory(): void;
   /** Waits for the device's queued work (no-op on the CPU). */
   synchronize(device?: string): void;
   /** Peak bytes allocated on a CUDA device (0 on the CPU); `reset` starts a new peak. */

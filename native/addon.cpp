@@ -190,6 +190,15 @@ Napi::Value matmul_seconds(const Napi::CallbackInfo& info) {
   });
 }
 
+// Returns freed memory to the system now (after a checkpoint copied model-sized
+// buffers on the JS thread, glibc would otherwise keep them in its arena).
+Napi::Value release_memory(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    compat::release_freed_memory();
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value manual_seed(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -223,6 +232,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   auto process_group_class = ProcessGroupHandle::define_class(env);
   data->process_group_constructor = Napi::Persistent(process_group_class);
 
+  compat::tune_malloc();
   desired_threads = default_threads();
   apply_thread_settings();
 
@@ -241,6 +251,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("runtimeInfo", Napi::Function::New<runtime_info>(env, "runtimeInfo"));
   exports.Set("setNumThreads", Napi::Function::New<set_num_threads>(env, "setNumThreads"));
   exports.Set("manualSeed", Napi::Function::New<manual_seed>(env, "manualSeed"));
+  exports.Set("releaseMemory", Napi::Function::New<release_memory>(env, "releaseMemory"));
   exports.Set("synchronize", Napi::Function::New<synchronize>(env, "synchronize"));
   exports.Set("peakMemory", Napi::Function::New<peak_memory>(env, "peakMemory"));
   exports.Set("matmulSeconds", Napi::Function::New<matmul_seconds>(env, "matmulSeconds"));

@@ -83,7 +83,12 @@ export interface StepTrainer<M = MicroBatch> {
   /** Data-parallel: each rank's own random state goes with its data position. */
   randomState?(): unknown;
   setRandomState?(state: unknown): void;
+  /** Hands memory freed since the last call back to the system (glibc keeps it otherwise). */
+  releaseMemory?(): void;
 }
+
+/** Steps between releaseMemory() calls: a checkpoint's or an evaluation's garbage, once collected, goes back. */
+const RELEASE_MEMORY_EVERY = 100;
 
 export interface RunOptions {
   /** The run directory: checkpoints, metrics.jsonl, report.svg. */
@@ -290,6 +295,7 @@ export async function runTraining<M>(trainer: StepTrainer<M>, stage: TrainingSta
         await writeMetricsReport();
       }
       if (!result.skipped && saveEvery > 0 && step % saveEvery === 0) await save();
+      if (step % RELEASE_MEMORY_EVERY === 0) trainer.releaseMemory?.();
       excludedMs += performance.now() - extraStart;
       if (!dist && signal?.aborted) {
         interrupted = true;
