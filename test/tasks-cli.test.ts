@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { readMetrics, RoFormerV2, TASK_NAMES } from '../lib/index.js';
+import { FEWCLUE_DIR } from './fewclue.js';
 
 const exec = promisify(execFile);
 const CLI = 'dist/lib/cli.js';
@@ -31,7 +32,7 @@ const TINY = JSON.stringify({ num_hidden_layers: 1, hidden_size: 32, num_attenti
 /** Flags every training run here shares: a tiny fresh model, short sequences, a few steps. */
 const tinyFlags = (steps: number) => ['--model-config', TINY, '--vocab-size', '600', '--max-length', '48', '--batch-size', '16', '--max-steps', `${steps}`];
 
-const FEWCLUE = '../shared/data/fewclue/eprstmt';
+const FEWCLUE = join(FEWCLUE_DIR, 'eprstmt');
 const FIXTURES = 'test/fixtures/clue';
 const lines = (file: string) => readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '');
 

@@ -11,9 +11,10 @@ import { buildVocab, Tokenizer } from '../lib/data/tokenizer.js';
 import { loadTaskFile, readTaskFile, resolveTask, TaskFormatError, type LoadedTaskFile } from '../lib/tasks/load.js';
 import { getTask } from '../lib/tasks/registry.js';
 import type { Example } from '../lib/tasks/types.js';
+import { FEWCLUE_DIR } from './fewclue.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const FEWCLUE = path.join(here, '..', '..', 'shared', 'data', 'fewclue');
+const FEWCLUE = FEWCLUE_DIR;
 const CLUE = path.join(here, 'fixtures', 'clue');
 const fewclue = (task: string, split: string) => path.join(FEWCLUE, task, `${split}.json`);
 const fixture = (name: string) => path.join(CLUE, name);
