@@ -88,9 +88,6 @@ Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex
   }
   for (const auto& item : heads_->named_parameters()) parameters.emplace_back("heads." + item.key(), item.value());
   if (options_.distributed) {
-    require(options_.gradient_normalization == "none",
-            "gradientNormalization '" + options_.gradient_normalization +
-                "' is not available in data-parallel training yet (world size > 1): use none");
     std::vector<torch::Tensor> all;
     for (const auto& item : parameters) all.push_back(item.second);
     reducer_ = std::make_shared<GradientReducer>(options_.distributed, std::move(all));
@@ -183,6 +180,13 @@ void Trainer::check_device() const {
   }
 }
 
+void Trainer::enter_training(double alpha) {
+  check_device();
+  model_->train(true);
+  heads_->train(true);
+  model_->set_residual_scale(alpha);
+}
+
 std::vector<double> min_norm_weights(const std::vector<std::vector<double>>& gram) {
   const size_t n = gram.size();
   std::vector<double> alpha(n, 1.0 / static_cast<double>(n));
@@ -270,7 +274,10 @@ Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches,
     }
     groups = std::move(canonical);
   }
-  // The step's last backward (data-parallel: the one during which gradients are all-reduced).
+  // Data-parallel: the gradients are all-reduced during the step's last backward, or, when
+  // each task's gradient is normalised, during each task's last backward: a task's norm
+  // is that of its gradient over every rank's examples, as with one rank and the whole batch.
+  const bool separate = normalization != "none";
   const MicroBatch* last_batch = nullptr;
   for (const auto& g : groups) {
     if (!g.batches.empty()) last_batch = g.batches.back();
@@ -303,7 +310,6 @@ Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches,
     grads.push_back(p.grad());
   }
 
-  const bool separate = normalization != "none";
   std::vector<torch::Tensor> weighted_sum;                // "unit": Σ g / ‖g‖ so far
   std::vector<std::vector<torch::Tensor>> task_gradients;  // "pareto": each task's g
   for (size_t i = 0; i < groups.size(); ++i) {
@@ -324,9 +330,13 @@ Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches,
       } else {
         loss = mlm_loss_sum(*b) / static_cast<double>(group.count);
       }
-      if (sync && b == last_batch) reducer_->arm();
+      if (sync && b == (separate ? group.batches.back() : last_batch)) reducer_->arm();
       (scale == 1.0 ? loss : loss * scale).backward();
       task_loss += loss.detach();
+    }
+    if (sync && separate) {
+      if (group.batches.empty()) reducer_->arm();  // none of the task's examples here: this rank adds zeros
+      reducer_->finish();
     }
     out.losses.push_back(task_loss);
     TaskStepResult task{group.task};
@@ -351,7 +361,7 @@ Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches,
     }
     out.tasks.push_back(task);
   }
-  if (sync) reducer_->finish();
+  if (sync && !separate) reducer_->finish();
 
   torch::NoGradGuard no_grad;
   if (!separate) {
@@ -399,10 +409,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
   for (size_t i = 0; i < batches.size(); ++i) check_batch_in(batches[i], i);
 
   std::lock_guard<std::mutex> lock(*model_mutex_);
-  check_device();
-  model_->train(true);
-  heads_->train(true);
-  model_->set_residual_scale(alpha);
+  enter_training(alpha);
 
   const bool sync = options_.distributed != nullptr;
   if (sync && !synced_) sync_parameters();
@@ -461,10 +468,7 @@ GradientResult Trainer::gradients(const std::vector<MicroBatch>& batches, double
           "unknown gradientNormalization '" + normalization + "': use none, unit or pareto");
   for (size_t i = 0; i < batches.size(); ++i) check_batch_in(batches[i], i);
   std::lock_guard<std::mutex> lock(*model_mutex_);
-  check_device();
-  model_->train(true);
-  heads_->train(true);
-  model_->set_residual_scale(alpha);
+  enter_training(alpha);
   auto acc = accumulate(batches, normalization, 1.0);
   torch::NoGradGuard no_grad;
   GradientResult result;

@@ -164,6 +164,9 @@ class Trainer {
     std::vector<TaskStepResult> tasks;     // loss not yet filled in
   };
   // `sync`: data-parallel step (counts, tasks and gradients summed over the ranks).
+  // Under the model lock, before a training forward: device check, train mode (encoder
+  // and heads), the residual scale α.
+  void enter_training(double alpha);
   Accumulated accumulate(const std::vector<MicroBatch>& batches, const std::string& normalization, double scale,
                          bool sync = false);
   // Data-parallel: the same model on every rank (checked), rank 0's weights everywhere.

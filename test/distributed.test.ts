@@ -88,6 +88,31 @@ describe('data-parallel training', () => {
     }
   }, 120_000);
 
+  it.each(['unit', 'pareto'])("multi-task with '%s' gradient normalisation: 2 ranks × batch 2 = 1 rank × batch 4", async (normalization) => {
+    // Each task's norm is that of its gradient over both ranks' examples (an all-reduce per task).
+    const dir = tmp(`norm-${normalization}`);
+    const env = { STEP_GLOBAL_BATCH: '4', STEP_COUNT: '8', STEP_NORMALIZATION: normalization };
+    const single = await start([WORKER, join(dir, 'single.json')], env).done;
+    expect(single.code, single.stderr).toBe(0);
+    const port = await freePort();
+    const ranks = await Promise.all([0, 1].map((r) => start([WORKER, join(dir, `rank${r}.json`)], { ...rankEnv(r, 2, port), ...env }).done));
+    for (const r of ranks) expect(r.code, r.stderr).toBe(0);
+    const one = JSON.parse(readFileSync(join(dir, 'single.json'), 'utf8'));
+    const [r0, r1] = [0, 1].map((r) => JSON.parse(readFileSync(join(dir, `rank${r}.json`), 'utf8')));
+    for (let s = 0; s < 8; s++) {
+      expect(relative(r0.losses[s], one.losses[s]), `step ${s + 1}: ${r0.losses[s]} vs ${one.losses[s]}`).toBeLessThan(1e-5);
+      // The combined gradient's norm: with per-task norms taken on one rank's half, it would differ.
+      expect(relative(r0.gradNorms[s], one.gradNorms[s]), `step ${s + 1} gradient norm`).toBeLessThan(1e-4);
+    }
+    expect(one.losses[7]).not.toBe(one.losses[0]);
+    expect(Object.keys(r0.weights).some((n) => n.startsWith('heads.topic'))).toBe(true);
+    for (const name of Object.keys(r0.weights)) {
+      expect(r1.weights[name], name).toEqual(r0.weights[name]);
+      const diff = Math.max(...r0.weights[name].map((w: number, i: number) => Math.abs(w - one.weights[name][i])));
+      expect(diff, name).toBeLessThan(1e-4);
+    }
+  }, 120_000);
+
   it('a killed rank makes the other exit within the timeout, naming it', async () => {
     const dir = tmp('kill');
     const port = await freePort();
