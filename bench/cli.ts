@@ -27,6 +27,8 @@ export interface BenchCliOptions {
   svg?: string;
   vsPytorch?: boolean;
   memory?: boolean;
+  ranks?: number;
+  repeats: number;
 }
 
 const positiveInt = (name: string) => (value: string) => {
@@ -68,7 +70,9 @@ export function buildProgram(): Command {
     .option('--json <file>', 'write the results as JSON')
     .option('--svg <file>', 'write a bar chart')
     .option('--vs-pytorch', 'also time the same step in PyTorch eager (needs a python3 with torch)')
-    .option('--memory', 'also measure peak resident memory of each model\'s training loop, each in a process of its own (and PyTorch\'s, with --vs-pytorch)');
+    .option('--memory', 'also measure peak resident memory of each model\'s training loop, each in a process of its own (and PyTorch\'s, with --vs-pytorch)')
+    .option('--ranks <n>', 'data-parallel scaling instead: n ranks against 1, each a process with --threads threads (default 1), RoFormerV2 only, Gloo over loopback', positiveInt('--ranks'))
+    .option('--repeats <n>', 'with --ranks: (1 rank, n ranks) pairs per length; the figure is the median pair ratio', positiveInt('--repeats'), 3);
   return program;
 }
 
@@ -83,6 +87,7 @@ async function main(options: BenchCliOptions): Promise<void> {
     validateConfig({ ...MODEL_SIZES[options.size], ...raw }, options.config);
     overrides = raw as Partial<RoFormerV2Config>;
   }
+  if (options.ranks !== undefined) return scaling(options, overrides);
 
   const { runtimeInfo, setNumThreads, blasInUse } = await import('../lib/model/runtime.js');
   const { runBenchmark } = await import('./harness.js');
@@ -164,6 +169,29 @@ async function main(options: BenchCliOptions): Promise<void> {
   if (options.svg) {
     await writeFile(options.svg, barChartSvg(results, pytorch, title));
     console.log(`wrote ${options.svg}`);
+  }
+}
+
+/** --ranks: data-parallel scaling, N ranks against 1 (bench/scaling.ts). */
+async function scaling(options: BenchCliOptions, overrides: Partial<RoFormerV2Config>): Promise<void> {
+  if (options.device !== 'cpu' || options.mode !== 'train') throw new Error('--ranks measures CPU training steps (Gloo): use --device cpu --mode train');
+  const { runScalingBenchmark } = await import('./scaling.js');
+  const { runtimeInfo } = await import('../lib/model/runtime.js');
+  const threads = options.threads ?? 1;
+  const info = runtimeInfo();
+  console.log(`roformer-bench --ranks ${options.ranks}: data-parallel scaling, ${options.ranks} ranks vs 1, ${threads} thread(s) per rank (${info.availableCores} cores), libtorch ${info.libtorchVersion}`);
+  console.log(`  size ${options.size}, ${options.dtype}, batch ${options.batch} per rank, seq ${options.seq.join(',')}, ${options.warmup} warm-up + ${options.steps} timed steps, ${options.repeats} pair(s)`);
+  const results = await runScalingBenchmark(
+    { size: options.size, config: overrides, seqs: options.seq, batch: options.batch, dtype: options.dtype, steps: options.steps, warmup: options.warmup, ranks: options.ranks!, threads, repeats: options.repeats },
+    (seq, run) => console.log(`  seq ${seq}, ${run.world} rank(s): ${run.msPerStep.median.toFixed(1)} ms/step, ${Math.round(run.tokensPerSecond)} tokens/s over all ranks`),
+  );
+  for (const r of results) {
+    console.log(`seq ${r.seq}: ${options.ranks} ranks = ${r.ratio.toFixed(2)}× the tokens/s of 1 rank (efficiency ${(100 * r.efficiency).toFixed(0)}%; pairs ${r.pairRatios.map((x) => x.toFixed(2)).join(', ')})`);
+  }
+  if (options.json) {
+    const machine = { host: hostname(), cpu: cpus()[0]?.model ?? 'unknown', libtorch: info.libtorchVersion, availableCores: info.availableCores, threadsPerRank: threads };
+    await writeFile(options.json, JSON.stringify({ date: new Date().toISOString(), machine, options, results }, null, 2) + '\n');
+    console.log(`\nwrote ${options.json}`);
   }
 }
 

@@ -12,7 +12,7 @@ import { finetuneCommand } from './cli/finetune.js';
 import { fillMaskCommand } from './cli/fill-mask.js';
 import { infoCommand } from './cli/info.js';
 import { initCommand } from './cli/init.js';
-import { extractLaunchFlags, launch, launchEnv } from './cli/launch.js';
+import { extractLaunchFlags, launch, launchEnv, watchLauncher } from './cli/launch.js';
 import { multitaskCommand } from './cli/multitask.js';
 import { predictCommand } from './cli/predict.js';
 import { pretrainCommand } from './cli/pretrain.js';
@@ -42,6 +42,7 @@ async function main(): Promise<void> {
     return;
   }
   Object.assign(process.env, launchEnv(flags, {}));
+  watchLauncher();
   await program.parseAsync(argv);
 }
 

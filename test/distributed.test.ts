@@ -1,7 +1,7 @@
 // Data-parallel training over c10d (Gloo on the CPU, loopback): several processes on
 // this machine, started as torchrun would (RANK, WORLD_SIZE, …) or by the launcher.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { extractLaunchFlags } from '../lib/cli/launch.js';
+import { RoFormerV2 } from '../lib/index.js';
 import { distributedFromEnv, positionForRank } from '../lib/training/distributed.js';
 
 const WORKER = 'test/fixtures/ddp-step-worker.mjs';
@@ -58,6 +59,32 @@ const rankEnv = (rank: number, world: number, port: number, extra: Record<string
 });
 
 const relative = (a: number, b: number) => Math.abs(a - b) / Math.max(Math.abs(b), 1e-12);
+
+/** A `roformer pretrain --config` file: a tiny model on a small random corpus. */
+function pretrainConfig(): string {
+  const corpusDir = tmp('corpus');
+  const corpus = join(corpusDir, 'c.txt');
+  const words = ['春', '风', '又', '绿', '江', '南', '岸', '明', '月', '何', '时', '照', '我', '还', '山', '水'];
+  let seed = 3;
+  const pick = () => words[(seed = (seed * 16807) % 2147483647) % words.length];
+  writeFileSync(corpus, Array.from({ length: 400 }, () => Array.from({ length: 8 + (seed % 20) }, pick).join('')).join('\n') + '\n');
+  const config = join(corpusDir, 'run.json');
+  writeFileSync(config, JSON.stringify({
+    corpus: [corpus],
+    model: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, hidden_dropout_prob: 0.1 },
+    vocabSize: 100, maxLength: 24, batchSize: 8, lr: 2e-3, warmupSteps: 2, evalEvery: 3, evalBatches: 2, evalFraction: 0.05, logEvery: 1,
+  }));
+  return config;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 describe('data-parallel training', () => {
   it('2 ranks × batch 2 give the losses of 1 rank × batch 4 for 20 steps, and identical weights', async () => {
@@ -160,18 +187,7 @@ describe('data-parallel training', () => {
   }, 90_000);
 
   it('the launcher runs pretrain on 2 ranks; a resumed 2-rank run continues exactly; rank 0 alone writes', async () => {
-    const corpusDir = tmp('corpus');
-    const corpus = join(corpusDir, 'c.txt');
-    const words = ['春', '风', '又', '绿', '江', '南', '岸', '明', '月', '何', '时', '照', '我', '还', '山', '水'];
-    let seed = 3;
-    const pick = () => words[(seed = (seed * 16807) % 2147483647) % words.length];
-    writeFileSync(corpus, Array.from({ length: 400 }, () => Array.from({ length: 8 + (seed % 20) }, pick).join('')).join('\n') + '\n');
-    const config = join(corpusDir, 'run.json');
-    writeFileSync(config, JSON.stringify({
-      corpus: [corpus],
-      model: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, hidden_dropout_prob: 0.1 },
-      vocabSize: 100, maxLength: 24, batchSize: 8, lr: 2e-3, warmupSteps: 2, evalEvery: 3, evalBatches: 2, evalFraction: 0.05, logEvery: 1,
-    }));
+    const config = pretrainConfig();
     const pretrain = async (out: string, steps: number, extra: string[] = []) => {
       const r = await start([CLI, 'pretrain', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--dist-timeout', '30',
         '--config', config, '--out', out, '--steps', String(steps), '--save-every', '3', ...extra], {}).done;
@@ -202,6 +218,75 @@ describe('data-parallel training', () => {
     const single = await start([CLI, 'pretrain', '--out', resumed, '--resume', '--steps', '8'], {}).done;
     expect(single.code).not.toBe(0);
     expect(single.stderr).toMatch(/saved by a run of 2 ranks; resuming it with 1/);
+  }, 240_000);
+});
+
+describe('the launcher', () => {
+  it('ranks whose launcher is killed with SIGKILL stop at the same step with a loadable checkpoint', async () => {
+    const out = join(tmp('orphans'), 'run');
+    const launcher = start([CLI, 'pretrain', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--dist-timeout', '20',
+      '--config', pretrainConfig(), '--out', out, '--steps', '100000', '--save-every', '0'], {});
+    const metrics = join(out, 'metrics.jsonl');
+    const trainSteps = () => (existsSync(metrics) ? readFileSync(metrics, 'utf8').split('\n').filter((l) => l.includes('"type":"train"')).length : 0);
+    while (trainSteps() < 3) await new Promise((r) => setTimeout(r, 100));
+    const ranks = readFileSync(`/proc/${launcher.child.pid}/task/${launcher.child.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    expect(ranks).toHaveLength(2);
+    launcher.child.kill('SIGKILL');
+    const killedAt = performance.now();
+    while (ranks.some(alive) && performance.now() - killedAt < 30_000) await new Promise((r) => setTimeout(r, 100));
+    expect(ranks.filter(alive), 'ranks still running 30 s after the launcher died').toEqual([]);
+    // They stopped as after Ctrl-C: a checkpoint of the step they stopped at, loadable.
+    const latest = readFileSync(join(out, 'latest'), 'utf8').trim();
+    const state = JSON.parse(readFileSync(join(out, latest, 'trainer_state.json'), 'utf8'));
+    expect(latest).toBe(`checkpoint-${state.globalStep ?? state.step}`);
+    expect(state.dataPosition.ranks).toHaveLength(2);
+    const model = await RoFormerV2.fromPretrained(join(out, latest));
+    expect(model.config.num_hidden_layers).toBe(1);
+  }, 120_000);
+});
+
+describe('data-parallel multi-task training', () => {
+  it('the launcher runs multitask on 2 ranks (unit normalisation, MLM in the mix); resume is exact; one writer', async () => {
+    const dir = tmp('mt');
+    const rows = Array.from({ length: 48 }, (_, i) => JSON.stringify({ text: i % 2 ? `春风又绿江南岸${i}` : `大江东去浪淘尽${i}`, label: i % 2 ? 'spring' : 'river' }));
+    writeFileSync(join(dir, 'poems.jsonl'), rows.join('\n') + '\n');
+    writeFileSync(join(dir, 'corpus.txt'), Array.from({ length: 80 }, (_, i) => `明月几时有，把酒问青天。不知天上宫阙，今夕是何年。${i}`).join('\n') + '\n');
+    const tasks = join(dir, 'tasks.json');
+    writeFileSync(tasks, JSON.stringify({ tasks: [
+      { name: 'poems', task: { kind: 'classification' }, files: { train: 'poems.jsonl', dev: 'poems.jsonl' }, weight: 2 },
+      { name: 'mlm', files: { corpus: ['corpus.txt'] }, maxLength: 32 },
+    ] }));
+    const model = JSON.stringify({ num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64 });
+    const run = async (out: string, steps: number, extra: string[] = []) => {
+      const r = await start([CLI, 'multitask', '--nproc-per-node', '2', '--master-port', String(await freePort()), '--dist-timeout', '30',
+        ...(extra.includes('--resume') ? [] : ['--tasks', tasks, '--model-config', model, '--vocab-size', '300', '--batch-size', '4', '--accumulate', '3', '--eval-every', '3', '--lr', '3e-3', '--warmup-steps', '2']),
+        '--out', out, '--steps', String(steps), '--save-every', '3', ...extra], {}).done;
+      expect(r.code, r.stderr).toBe(0);
+      return r;
+    };
+    const trainRecords = (out: string) => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.type === 'train');
+
+    const straight = join(dir, 'straight');
+    const first = await run(straight, 6);
+    // Rank 0 alone prints the per-task table.
+    expect(first.stdout.match(/dev metrics per task/g)).toHaveLength(1);
+    const resumed = join(dir, 'resumed');
+    await run(resumed, 3);
+    await run(resumed, 6, ['--resume']);
+    const a = trainRecords(straight);
+    const b = trainRecords(resumed);
+    expect(a.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(b.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    for (let i = 0; i < 6; i++) expect(b[i].loss, `step ${i + 1}`).toBe(a[i].loss);
+    expect(a[0].worldSize).toBe(2);
+    const state = JSON.parse(readFileSync(join(straight, 'checkpoint-6', 'trainer_state.json'), 'utf8'));
+    expect(state.dataPosition.ranks).toHaveLength(2);
+    // The same task sequence on both ranks, each its own examples and documents.
+    expect(state.dataPosition.ranks[0].data.sampler).toBe(state.dataPosition.ranks[1].data.sampler);
+    expect(state.dataPosition.ranks[0].data.mlm).not.toEqual(state.dataPosition.ranks[1].data.mlm);
+    const results = JSON.parse(readFileSync(join(straight, 'results.json'), 'utf8'));
+    expect(results).toMatchObject({ steps: 6, interrupted: false });
+    expect(results.tasks.poems).toHaveProperty('accuracy');
   }, 240_000);
 });
 

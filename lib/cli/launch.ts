@@ -8,7 +8,8 @@
 // of the cores (ROFORMER_NUM_THREADS); forwards Ctrl-C to every rank (each stops at the
 // same step, with a checkpoint); and when a rank dies, waits for the others to stop (they
 // notice within the timeout), stops any that do not, and exits non-zero naming the rank.
-// Without --nproc-per-node the same flags only set that environment for this one process
+// A rank whose launcher disappears (killed with SIGKILL, say) stops as after Ctrl-C
+// (watchLauncher). Without --nproc-per-node the same flags only set that environment for this one process
 // (a rank started by hand, or by torchrun / Slurm / Kubernetes, which set it themselves).
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -125,6 +126,7 @@ export async function launch(argv: readonly string[], flags: LaunchFlags, log: (
         MASTER_ADDR: env.MASTER_ADDR ?? '127.0.0.1',
         MASTER_PORT: env.MASTER_PORT ?? String(DEFAULT_MASTER_PORT),
         ROFORMER_NUM_THREADS: threads,
+        ROFORMER_LAUNCHER_PID: String(process.pid),
       },
     });
     const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
@@ -170,4 +172,24 @@ export async function launch(argv: readonly string[], flags: LaunchFlags, log: (
     process.off('SIGTERM', onTerm);
     process.off('exit', killAll);
   }
+}
+
+/**
+ * In a rank started by launch(): when the launcher is gone (its pid no longer this
+ * process's parent), stop as Ctrl-C would (every rank at the same step, with a
+ * checkpoint); if the rank has not ended a while later, it exits. A rank can then
+ * never outlive its launcher, killed with SIGKILL or not.
+ */
+export function watchLauncher(env: NodeJS.ProcessEnv = process.env, everyMs = 1000): void {
+  const launcher = Number(env.ROFORMER_LAUNCHER_PID);
+  if (!Number.isSafeInteger(launcher) || launcher <= 0 || process.ppid !== launcher) return;
+  const timer = setInterval(() => {
+    if (process.ppid === launcher) return;
+    clearInterval(timer);
+    process.stderr.write(`roformer: rank ${env.RANK ?? '?'}: the launcher (pid ${launcher}) is gone; stopping after this step\n`);
+    process.kill(process.pid, 'SIGINT');
+    const grace = Number(env.ROFORMER_DIST_TIMEOUT ?? DEFAULT_DIST_TIMEOUT) + 30;
+    setTimeout(() => process.exit(1), grace * 1000).unref();
+  }, everyMs);
+  timer.unref();
 }

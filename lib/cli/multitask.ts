@@ -50,6 +50,10 @@ tasks.json (paths relative to the file; weight, maxLength and batchSize optional
     .action(async (flags: MultitaskFlags) => {
       const config = flags.resume ? await resumedConfig(flags) : await newConfig(flags);
       const { multitask } = await import('../tasks/multitask.js');
+      // Data-parallel (the launcher's or torchrun's environment): rank 0 alone reports.
+      const { distributedFromEnv } = await import('../training/distributed.js');
+      const distributed = distributedFromEnv();
+      const writer = (distributed?.rank ?? 0) === 0;
       const interrupt = interruptOnCtrlC();
       const progress = new RunProgress(10);
       let results;
@@ -57,13 +61,15 @@ tasks.json (paths relative to the file; weight, maxLength and batchSize optional
         results = await multitask(config, {
           resume: Boolean(flags.resume),
           signal: interrupt.signal,
-          onEvent: (e) => progress.event(e),
-          onNote: (m) => console.log(`note: ${m}`),
+          onEvent: writer ? (e) => progress.event(e) : undefined,
+          onNote: writer ? (m) => console.log(`note: ${m}`) : undefined,
+          distributed,
         });
       } finally {
         progress.stop();
         interrupt.release();
       }
+      if (!writer) return;
       const names = Object.keys(results.tasks);
       const metrics = metricNames(names.map((n) => results.tasks[n] ?? null));
       console.log(`\n${results.steps} steps in ${Math.round(results.seconds)}s; dev metrics per task:`);

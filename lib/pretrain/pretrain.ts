@@ -16,15 +16,14 @@ import { Corpus } from '../data/corpus.js';
 import { ensureDemoCorpus } from '../data/demo-corpus.js';
 import { jiebaSegmenter, MlmPipeline, type MlmBatch, type PipelinePosition } from '../data/pipeline.js';
 import { buildVocab, Tokenizer } from '../data/tokenizer.js';
-import type { MicroBatch } from '../../bindings/native.js';
+import type { Device, MicroBatch } from '../../bindings/native.js';
 import { RoFormerV2 } from '../model/model.js';
 import type { EvalMetric } from '../training/metrics.js';
 import { openRunDir, readRunConfig as readRunDirConfig, RUN_CONFIG_FILE, writeRunConfig } from '../training/run-dir.js';
 import { runTraining, type EvalFigures, type RunEvent, type TrainingBatch, type TrainingStage } from '../training/run-loop.js';
 import { linearWarmupDecay } from '../training/schedules.js';
 import { Trainer } from '../training/trainer.js';
-import { manualSeed } from '../model/runtime.js';
-import { Distributed, type DistributedSettings } from '../training/distributed.js';
+import { joinRanks, leaveRanks, type Distributed, type DistributedSettings } from '../training/distributed.js';
 import type { PretrainConfig } from './config.js';
 
 export { RUN_CONFIG_FILE };
@@ -157,14 +156,10 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
   if (model.config.vocab_size !== tokenizer.size) {
     throw new Error(`the model's vocab_size (${model.config.vocab_size}) differs from the vocab's ${tokenizer.size} tokens`);
   }
-  const settings = hooks.distributed;
-  // One GPU per rank on a machine: cuda → cuda:LOCAL_RANK.
-  const device = settings && config.device === 'cuda' ? `cuda:${settings instanceof Distributed ? settings.settings.localRank : settings.localRank}` : config.device;
-  if (device !== 'cpu') model.to(device);
-  const dist = settings instanceof Distributed ? settings : settings ? await Distributed.init(settings, device) : undefined;
+  const place = await joinRanks(hooks.distributed, config.device as Device, config.seed);
+  if (place.device !== 'cpu') model.to(place.device);
+  const dist = place.dist;
   const shard = dist?.shard ?? { rank: 0, worldSize: 1 };
-  // Each rank its own dropout stream (the weights come from rank 0 at the first step).
-  if (shard.rank > 0) manualSeed(config.seed + 7919 * shard.rank);
   // The settings this attempt runs with (e.g. a longer --steps) are the run's settings from now on.
   if (dist?.isWriter ?? true) await writeRunConfig(config.out, config);
 
@@ -201,8 +196,7 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
       reportTitle: 'RoFormerV2 MLM pre-training',
       distributed: dist,
     });
-    // Every rank has read the others' data positions before rank 0 (the store's host) may exit.
-    if (dist) await dist.barrier();
+    await leaveRanks(place, true);
     return {
       step: result.step,
       interrupted: result.interrupted,
@@ -214,7 +208,7 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
     };
   } finally {
     stage.dispose();
-    if (dist && !(settings instanceof Distributed)) await dist.shutdown().catch(() => undefined);
+    await leaveRanks(place, false);
   }
 }
 

@@ -18,7 +18,7 @@ import { openRunDir, writeRunConfig } from '../training/run-dir.js';
 import { runTraining, type RunEvent } from '../training/run-loop.js';
 import { linearWarmupDecay } from '../training/schedules.js';
 import { Trainer } from '../training/trainer.js';
-import { Distributed, type DistributedSettings } from '../training/distributed.js';
+import { joinRanks, leaveRanks, type DistributedSettings } from '../training/distributed.js';
 import { evaluateTask, isLabelled } from './evaluate.js';
 import { resolveTask } from './load.js';
 import { majorityAccuracy, majorityClass } from './metrics.js';
@@ -133,9 +133,9 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
     { model: resumeFrom ?? config.model, size: config.size, config: config.modelConfig, vocabSize: config.vocabSize, seed: config.seed },
     [config.train],
   );
-  const device = hooks.distributed && config.device === 'cuda' ? `cuda:${hooks.distributed.localRank}` : config.device;
-  if (device !== 'cpu') model.to(device);
-  const dist = hooks.distributed ? await Distributed.init(hooks.distributed, device) : undefined;
+  const place = await joinRanks(hooks.distributed, config.device, config.seed);
+  if (place.device !== 'cpu') model.to(place.device);
+  const dist = place.dist;
   const writer = dist?.isWriter ?? true;
   const load = (file: string) => loadExamples(task, file, tokenizer, config.maxLength, note);
   const train = (await load(config.train)).examples.filter((e) => isLabelled(e.example));
@@ -167,48 +167,49 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
     files,
     shard: dist?.shard,
   });
-  const run = await runTraining(trainer, stage, {
-    out: config.out,
-    steps,
-    evalEvery: config.evalEvery || stepsPerEpoch,
-    saveEvery: config.saveEvery || stepsPerEpoch,
-    resumeFrom,
-    signal: hooks.signal,
-    onEvent: hooks.onEvent,
-    reportTitle: `RoFormerV2 fine-tuning: ${task.name}`,
-    distributed: dist,
-  });
+  try {
+    const run = await runTraining(trainer, stage, {
+      out: config.out,
+      steps,
+      evalEvery: config.evalEvery || stepsPerEpoch,
+      saveEvery: config.saveEvery || stepsPerEpoch,
+      resumeFrom,
+      signal: hooks.signal,
+      onEvent: hooks.onEvent,
+      reportTitle: `RoFormerV2 fine-tuning: ${task.name}`,
+      distributed: dist,
+    });
 
-  // The final evaluation: dev and test through the trained head; the majority baseline.
-  const devResult = dev.length > 0 ? await evaluateTask(trainer, task, dev) : null;
-  const testResult = test.length > 0 ? await evaluateTask(trainer, task, test) : null;
-  const trainGold = goldLabels(train);
-  const majority = trainGold && trainGold.length > 0 ? majorityClass(trainGold) : null;
-  const majorityOn = (examples: readonly LoadedExample[]) => {
-    const gold = goldLabels(examples);
-    return majority !== null && gold && gold.length > 0 ? majorityAccuracy(gold, majority) : null;
-  };
-  const modelDir = join(config.out, MODEL_SUBDIR);
-  if (writer) await trainer.saveModel(modelDir, { files });
-  const results: FinetuneResults = {
-    task: task.name,
-    dev: devResult && Object.keys(devResult.metrics).length > 0 ? devResult.metrics : null,
-    test: testResult && Object.keys(testResult.metrics).length > 0 ? testResult.metrics : null,
-    majority: { dev: majorityOn(dev), test: majorityOn(test) },
-    steps: run.step,
-    epochs: run.step / stepsPerEpoch,
-    seconds: run.seconds,
-    examples: { train: train.length, dev: dev.length, test: test.length },
-    model: modelDir,
-    startedFrom: config.model ?? null,
-    interrupted: run.interrupted,
-  };
-  if (writer) await writeFileAtomic(join(config.out, RESULTS_FILE), [JSON.stringify(results, null, 2) + '\n']);
-  stage.dispose();
-  if (dist) {
-    await dist.barrier(); // rank 0 (the store's host) stays until every rank is done with it
-    await dist.shutdown();
+    // The final evaluation: dev and test through the trained head; the majority baseline.
+    const devResult = dev.length > 0 ? await evaluateTask(trainer, task, dev) : null;
+    const testResult = test.length > 0 ? await evaluateTask(trainer, task, test) : null;
+    const trainGold = goldLabels(train);
+    const majority = trainGold && trainGold.length > 0 ? majorityClass(trainGold) : null;
+    const majorityOn = (examples: readonly LoadedExample[]) => {
+      const gold = goldLabels(examples);
+      return majority !== null && gold && gold.length > 0 ? majorityAccuracy(gold, majority) : null;
+    };
+    const modelDir = join(config.out, MODEL_SUBDIR);
+    if (writer) await trainer.saveModel(modelDir, { files });
+    const results: FinetuneResults = {
+      task: task.name,
+      dev: devResult && Object.keys(devResult.metrics).length > 0 ? devResult.metrics : null,
+      test: testResult && Object.keys(testResult.metrics).length > 0 ? testResult.metrics : null,
+      majority: { dev: majorityOn(dev), test: majorityOn(test) },
+      steps: run.step,
+      epochs: run.step / stepsPerEpoch,
+      seconds: run.seconds,
+      examples: { train: train.length, dev: dev.length, test: test.length },
+      model: modelDir,
+      startedFrom: config.model ?? null,
+      interrupted: run.interrupted,
+    };
+    if (writer) await writeFileAtomic(join(config.out, RESULTS_FILE), [JSON.stringify(results, null, 2) + '\n']);
+    await leaveRanks(place, true);
+    return results;
+  } finally {
+    stage.dispose(); // its evaluation batches, also when the run failed
+    await leaveRanks(place, false);
   }
-  return results;
 }
 

@@ -22,6 +22,7 @@ import { Corpus } from '../data/corpus.js';
 import { MlmPipeline } from '../data/pipeline.js';
 import type { ModelSize, RoFormerV2Config } from '../model/config.js';
 import { writeFileAtomic } from '../model/safetensors.js';
+import { joinRanks, leaveRanks, type DistributedSettings } from '../training/distributed.js';
 import { openRunDir, writeRunConfig } from '../training/run-dir.js';
 import { runTraining, type RunEvent } from '../training/run-loop.js';
 import { linearWarmupDecay } from '../training/schedules.js';
@@ -153,10 +154,21 @@ export interface MultitaskResults {
   interrupted: boolean;
 }
 
-export async function multitask(
-  config: MultitaskConfig,
-  hooks: { resume?: boolean; onEvent?: (e: RunEvent) => void; onNote?: (m: string) => void; signal?: AbortSignal } = {},
-): Promise<MultitaskResults> {
+export interface MultitaskHooks {
+  resume?: boolean;
+  onEvent?: (event: RunEvent) => void;
+  /** Bad records, truncation and other notes about the data. */
+  onNote?: (message: string) => void;
+  signal?: AbortSignal;
+  /**
+   * Data-parallel training: this rank's settings (distributedFromEnv()). Every rank
+   * draws the same task for each micro-batch and takes its own slice of that task's
+   * examples (MLM: its own documents); rank 0 writes the run directory.
+   */
+  distributed?: DistributedSettings | null;
+}
+
+export async function multitask(config: MultitaskConfig, hooks: MultitaskHooks = {}): Promise<MultitaskResults> {
   const note = hooks.onNote ?? (() => {});
   const entries = await readTaskList(config.tasks, { batchSize: config.batchSize });
   await mkdir(config.out, { recursive: true });
@@ -170,7 +182,10 @@ export async function multitask(
   );
   const vocabFiles = [...supervised.map((e) => e.files.train!), ...(mlmEntry?.files.corpus ?? [])];
   const { model, tokenizer } = await prepareEncoder({ model: resumeFrom ?? config.model, size: config.size, config: config.modelConfig, vocabSize: config.vocabSize, seed: config.seed }, vocabFiles);
-  if (config.device !== 'cpu') model.to(config.device);
+  const place = await joinRanks(hooks.distributed, config.device, config.seed);
+  if (place.device !== 'cpu') model.to(place.device);
+  const dist = place.dist;
+  const writer = dist?.isWriter ?? true;
 
   const items: StageTask[] = [];
   for (const [i, entry] of supervised.entries()) {
@@ -183,7 +198,12 @@ export async function multitask(
   let mlm: StageMlm | null = null;
   if (mlmEntry) {
     const corpus = await Corpus.open({ paths: mlmEntry.files.corpus!, evalFraction: 0.01 });
-    const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: mlmEntry.maxLength ?? 128, batchSize: mlmEntry.batchSize, seed: config.seed });
+    const pipeline = new MlmPipeline(corpus, tokenizer, {
+      maxLength: mlmEntry.maxLength ?? 128,
+      batchSize: mlmEntry.batchSize,
+      seed: config.seed + (dist?.rank ?? 0),
+      shard: dist?.shard,
+    });
     mlm = { pipeline, weight: mlmEntry.weight, evalBatches: config.evalEvery > 0 ? await pipeline.evalBatches(4) : [] };
   }
 
@@ -193,14 +213,16 @@ export async function multitask(
     precision: config.precision,
     heads: headsFor(tasks),
     gradientNormalization: config.gradientNormalization,
+    distributed: dist,
   });
-  await writeRunConfig(config.out, config);
+  if (writer) await writeRunConfig(config.out, config);
   const files = runFiles(tokenizer, tasks);
   const stage = new SupervisedStage(trainer, items, mlm, {
     seed: config.seed,
     noise: config.noise ? inputNoise(tokenizer) : null,
     evalBatchSize: 64,
     files,
+    shard: dist?.shard,
   });
   try {
     const run = await runTraining(trainer, stage, {
@@ -213,6 +235,7 @@ export async function multitask(
       signal: hooks.signal,
       onEvent: hooks.onEvent,
       reportTitle: `RoFormerV2 multi-task training (${stage.tasks.join(', ')})`,
+      distributed: dist,
     });
     const results: Record<string, Metrics | null> = {};
     for (const item of items) {
@@ -220,11 +243,13 @@ export async function multitask(
       results[item.task.name] = r && Object.keys(r.metrics).length > 0 ? r.metrics : null;
     }
     const modelDir = join(config.out, MODEL_SUBDIR);
-    await trainer.saveModel(modelDir, { files });
+    if (writer) await trainer.saveModel(modelDir, { files });
     const out: MultitaskResults = { tasks: results, steps: run.step, seconds: run.seconds, model: modelDir, interrupted: run.interrupted };
-    await writeFileAtomic(join(config.out, RESULTS_FILE), [JSON.stringify(out, null, 2) + '\n']);
+    if (writer) await writeFileAtomic(join(config.out, RESULTS_FILE), [JSON.stringify(out, null, 2) + '\n']);
+    await leaveRanks(place, true);
     return out;
   } finally {
     stage.dispose();
+    await leaveRanks(place, false);
   }
 }

@@ -9,7 +9,8 @@
 // launcher (lib/cli/launch.ts) starts the ranks of one machine.
 
 import { loadNative } from '../../bindings/load.js';
-import type { NativeProcessGroup } from '../../bindings/native.js';
+import type { Device, NativeProcessGroup } from '../../bindings/native.js';
+import { manualSeed } from '../model/runtime.js';
 
 /** One rank's place in a data-parallel run: torchrun's names. */
 export interface DistributedSettings {
@@ -145,4 +146,42 @@ export function positionForRank(saved: unknown, worldSize: number, rank: number,
     );
   }
   return isRankedPosition(saved) ? saved.ranks[rank] : saved;
+}
+
+/** A training stage's place in a run: its device and, data-parallel, its process group. */
+export interface RankPlace {
+  /** The device to train on: with ranks, `cuda` means this rank's GPU, cuda:LOCAL_RANK. */
+  device: Device;
+  /** The process group (undefined: one process). */
+  dist: Distributed | undefined;
+  /** Whether the group was joined here, and so is the stage's to shut down. */
+  joined: boolean;
+}
+
+/**
+ * Where a stage (pre-training, fine-tuning, multi-task training) trains: the device of
+ * this rank and its process group, joined here from the settings unless already joined.
+ * Each rank after the first gets its own dropout stream (seed + 7919·rank); the weights
+ * themselves come from rank 0 at the first step.
+ */
+export async function joinRanks(given: DistributedSettings | Distributed | null | undefined, device: Device, seed: number): Promise<RankPlace> {
+  if (!given) return { device, dist: undefined, joined: false };
+  const settings = given instanceof Distributed ? given.settings : given;
+  const rankDevice: Device = device === 'cuda' ? `cuda:${settings.localRank}` : device;
+  const dist = given instanceof Distributed ? given : await Distributed.init(settings, rankDevice);
+  if (dist.rank > 0) manualSeed(seed + 7919 * dist.rank);
+  return { device: rankDevice, dist, joined: !(given instanceof Distributed) };
+}
+
+/**
+ * The end of a stage on its rank: every rank waits for the others (rank 0 hosts the
+ * rendezvous store, so it must not leave while another still uses it), then the group
+ * joined by joinRanks() is shut down.
+ */
+export async function leaveRanks(place: RankPlace, finished: boolean): Promise<void> {
+  const dist = place.dist;
+  if (!dist) return;
+  place.dist = undefined; // once: a stage's `finally` may call this again after a failure
+  if (finished) await dist.barrier();
+  if (place.joined) await dist.shutdown().catch(() => undefined);
 }
