@@ -183,10 +183,12 @@ async function scaling(options: BenchCliOptions, overrides: Partial<RoFormerV2Co
   console.log(`  size ${options.size}, ${options.dtype}, batch ${options.batch} per rank, seq ${options.seq.join(',')}, ${options.warmup} warm-up + ${options.steps} timed steps, ${options.repeats} pair(s)`);
   const results = await runScalingBenchmark(
     { size: options.size, config: overrides, seqs: options.seq, batch: options.batch, dtype: options.dtype, steps: options.steps, warmup: options.warmup, ranks: options.ranks!, threads, repeats: options.repeats },
-    (seq, run) => console.log(`  seq ${seq}, ${run.world} rank(s): ${run.msPerStep.median.toFixed(1)} ms/step, ${Math.round(run.tokensPerSecond)} tokens/s over all ranks`),
+    (seq, run) =>
+      console.log(`  seq ${seq}, ${run.independent ? `${run.world} independent processes` : `${run.world} rank(s)`}: ${run.msPerStep.median.toFixed(1)} ms/step, ${Math.round(run.tokensPerSecond)} tokens/s over all`),
   );
   for (const r of results) {
     console.log(`seq ${r.seq}: ${options.ranks} ranks = ${r.ratio.toFixed(2)}× the tokens/s of 1 rank (efficiency ${(100 * r.efficiency).toFixed(0)}%; pairs ${r.pairRatios.map((x) => x.toFixed(2)).join(', ')})`);
+    console.log(`  this machine's ceiling, ${options.ranks} independent processes without communication: ${r.ceiling.toFixed(2)}×; data parallel reaches ${(100 * r.ratio / r.ceiling).toFixed(0)}% of it`);
   }
   if (options.json) {
     const machine = { host: hostname(), cpu: cpus()[0]?.model ?? 'unknown', libtorch: info.libtorchVersion, availableCores: info.availableCores, threadsPerRank: threads };

@@ -6,6 +6,11 @@
 // machine hits both; each pair gives a ratio of global tokens/s, and the figure is
 // the median of those ratios.
 //
+// The machine's own ceiling is measured beside it: N independent 1-rank processes at
+// once, no communication at all. Where N cores do not give N times the arithmetic
+// (shared FPUs, memory bandwidth, SMT siblings under a hypervisor), no data-parallel
+// implementation can beat that ceiling; ratio / ceiling is what communication cost.
+//
 //   npx roformer-bench --ranks 2 --threads 1 --size small --seq 128 --batch 8
 
 import { spawn } from 'node:child_process';
@@ -41,6 +46,8 @@ export interface ScalingOptions extends Omit<ScalingJob, 'seq'> {
 
 export interface ScalingRun {
   world: number;
+  /** N processes without communication (the ceiling), rather than N ranks. */
+  independent: boolean;
   repeat: number;
   msPerStep: ReturnType<typeof summarise>;
   /** Tokens per second over all ranks (world × batch × seq per step). */
@@ -56,6 +63,8 @@ export interface ScalingResult {
   ratio: number;
   /** ratio / N. */
   efficiency: number;
+  /** The median over pairs of N independent processes' tokens/s over 1 process's. */
+  ceiling: number;
 }
 
 async function freePort(): Promise<number> {
@@ -69,12 +78,16 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** One run of `world` ranks; resolves with rank 0's step times (ms). */
-async function runRanks(job: ScalingJob, world: number, threads: number): Promise<number[]> {
+/**
+ * One run of `world` processes: ranks of one data-parallel run, or (independent)
+ * separate 1-rank runs at the same time. Resolves with each process's step times (ms).
+ */
+async function runProcesses(job: ScalingJob, world: number, threads: number, independent: boolean): Promise<number[][]> {
   const child = join(packageRoot(), 'dist', 'bench', 'scaling-child.js'); // the built script, also when run from source
   const port = await freePort();
   const ranks = Array.from({ length: world }, (_, rank) => {
-    const env = { ...process.env, ROFORMER_NUM_THREADS: String(threads), ...(world > 1 ? { RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) } : {}) };
+    const distributed = world > 1 && !independent;
+    const env = { ...process.env, ROFORMER_NUM_THREADS: String(threads), ...(distributed ? { RANK: String(rank), WORLD_SIZE: String(world), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) } : {}) };
     const proc = spawn(process.execPath, [child, JSON.stringify(job)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
@@ -84,9 +97,9 @@ async function runRanks(job: ScalingJob, world: number, threads: number): Promis
       proc.on('exit', (code, signal) => (code === 0 ? resolve(stdout) : reject(new Error(`scaling benchmark: rank ${rank} of ${world} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`)))),
     );
   });
-  const [rank0] = await Promise.all(ranks);
-  const last = rank0!.trim().split('\n').pop() ?? '';
-  return (JSON.parse(last) as { msPerStep: number[] }).msPerStep;
+  const outputs = await Promise.all(ranks);
+  // A data-parallel run's rank 0 alone reports (every step ends with the all-reduce).
+  return outputs.filter((o) => o.trim() !== '').map((o) => (JSON.parse(o.trim().split('\n').pop()!) as { msPerStep: number[] }).msPerStep);
 }
 
 /** Every length of `seqs`: `repeats` pairs of (1 rank, N ranks). */
@@ -97,20 +110,29 @@ export async function runScalingBenchmark(options: ScalingOptions, onRun?: (seq:
     const job: ScalingJob = { size: options.size, config: options.config, seq, batch: options.batch, dtype: options.dtype, steps: options.steps, warmup: options.warmup };
     const runs: ScalingRun[] = [];
     const pairRatios: number[] = [];
+    const ceilings: number[] = [];
+    const N = options.ranks;
+    const kinds = [{ world: 1, independent: false }, { world: N, independent: false }, { world: N, independent: true }];
     for (let repeat = 0; repeat < options.repeats; repeat++) {
-      const order = repeat % 2 === 0 ? [1, options.ranks] : [options.ranks, 1];
-      const pair = new Map<number, ScalingRun>();
-      for (const world of order) {
-        const msPerStep = summarise(await runRanks(job, world, options.threads));
-        const run = { world, repeat, msPerStep, tokensPerSecond: (world * options.batch * seq * 1000) / msPerStep.median };
+      const measured: ScalingRun[] = [];
+      for (const { world, independent } of repeat % 2 === 0 ? kinds : [...kinds].reverse()) {
+        const perProcess = await runProcesses(job, world, options.threads, independent);
+        const summaries = perProcess.map(summarise);
+        // Tokens/s over all processes: a data-parallel step is world × batch × seq tokens.
+        const tokensPerSecond = independent
+          ? summaries.reduce((sum, ms) => sum + (options.batch * seq * 1000) / ms.median, 0)
+          : (world * options.batch * seq * 1000) / summaries[0]!.median;
+        const run: ScalingRun = { world, independent, repeat, msPerStep: summarise(perProcess.flat()), tokensPerSecond };
         runs.push(run);
-        pair.set(world, run);
+        measured.push(run);
         onRun?.(seq, run);
       }
-      pairRatios.push(pair.get(options.ranks)!.tokensPerSecond / pair.get(1)!.tokensPerSecond);
+      const one = measured.find((r) => r.world === 1)!.tokensPerSecond;
+      pairRatios.push(measured.find((r) => r.world === N && !r.independent)!.tokensPerSecond / one);
+      ceilings.push(measured.find((r) => r.independent)!.tokensPerSecond / one);
     }
     const ratio = summarise(pairRatios).median;
-    results.push({ seq, runs, pairRatios, ratio, efficiency: ratio / options.ranks });
+    results.push({ seq, runs, pairRatios, ratio, efficiency: ratio / N, ceiling: summarise(ceilings).median });
   }
   return results;
 }

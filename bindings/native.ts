@@ -324,7 +324,12 @@ export interface NativeAddon {
   runtimeInfo(): RuntimeInfo;
   setNumThreads(n: number): void;
   manualSeed(seed: number): void;
-  /** Returns memory freed by native code to the system (glibc malloc_trim; the CUDA cache). */
+  /**
+   * The CPU caching allocator of large tensors (native/host_allocator.cpp): bytes held by
+   * tensors, kept for reuse, the peak held; allocations served from the cache and not.
+   */
+  hostCacheStats(): { enabled: boolean; liveBytes: number; cachedBytes: number; peakLiveBytes: number; hits: number; misses: number };
+  /** Returns memory freed by native code to the system (the host cache; glibc malloc_trim; the CUDA cache). */
   releaseMemory(): void;
   /** Waits for the device's queued work (no-op on the CPU). */
   synchronize(device?: string): void;

@@ -199,6 +199,21 @@ Napi::Value release_memory(const Napi::CallbackInfo& info) {
   });
 }
 
+// The host allocator's figures (bytes in use, cached, peak; cache hits and misses).
+Napi::Value host_cache(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const auto s = host_cache_stats();
+    auto out = Napi::Object::New(info.Env());
+    out.Set("enabled", s.enabled);
+    out.Set("liveBytes", static_cast<double>(s.live_bytes));
+    out.Set("cachedBytes", static_cast<double>(s.cached_bytes));
+    out.Set("peakLiveBytes", static_cast<double>(s.peak_live_bytes));
+    out.Set("hits", static_cast<double>(s.hits));
+    out.Set("misses", static_cast<double>(s.misses));
+    return out;
+  });
+}
+
 Napi::Value manual_seed(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -233,6 +248,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   data->process_group_constructor = Napi::Persistent(process_group_class);
 
   compat::tune_malloc();
+  install_host_allocator();
   desired_threads = default_threads();
   apply_thread_settings();
 
@@ -252,6 +268,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New<set_num_threads>(env, "setNumThreads"));
   exports.Set("manualSeed", Napi::Function::New<manual_seed>(env, "manualSeed"));
   exports.Set("releaseMemory", Napi::Function::New<release_memory>(env, "releaseMemory"));
+  exports.Set("hostCacheStats", Napi::Function::New<host_cache>(env, "hostCacheStats"));
   exports.Set("synchronize", Napi::Function::New<synchronize>(env, "synchronize"));
   exports.Set("peakMemory", Napi::Function::New<peak_memory>(env, "peakMemory"));
   exports.Set("matmulSeconds", Napi::Function::New<matmul_seconds>(env, "matmulSeconds"));

@@ -18,6 +18,8 @@
 #include <malloc.h>
 #endif
 
+#include "host_allocator.h"
+
 // CUDA memory statistics come from the CUDA caching allocator, usable only when
 // libtorch was built with CUDA (CMakeLists.txt defines ROFORMER_WITH_CUDA then).
 #ifdef ROFORMER_WITH_CUDA
@@ -67,9 +69,11 @@ inline int64_t cuda_peak_allocated(int device) {
 }
 
 // Hands memory that was just freed back to the operating system: glibc keeps freed
-// heap memory in its arenas and the CUDA caching allocator keeps freed blocks
-// reserved, so without this a disposed model still looks resident.
+// heap memory in its arenas, the host allocator (host_allocator.h) its cached large
+// blocks, and the CUDA caching allocator its freed blocks reserved, so without this a
+// disposed model still looks resident.
 inline void release_freed_memory() {
+  release_host_cache();
 #ifdef __GLIBC__
   malloc_trim(0);
 #endif
@@ -78,20 +82,15 @@ inline void release_freed_memory() {
 #endif
 }
 
-// glibc serves allocations below its mmap threshold from heap arenas, and that
-// threshold grows (up to 32 MB) as large blocks are freed: a training step's big
-// activations (attention scores, feed-forward intermediates) then come from the
-// arenas, which fragment and keep the step's peak resident. A fixed threshold of
-// 4 MiB gives those tensors their own mappings, returned to the system when freed:
-// the small model's peak at length 512 falls from 2849 to 1923 MiB, at 128 from
-// 975 to 917 MiB (issue 12), while tensors below 4 MiB keep the arenas' speed.
-// ROFORMER_MMAP_THRESHOLD=<bytes> changes it, 0 leaves glibc's default; a
-// MALLOC_MMAP_THRESHOLD_ the user set wins.
+// Large CPU tensors come from the host allocator's cache (host_allocator.cpp), so
+// glibc keeps its own mmap threshold. ROFORMER_MMAP_THRESHOLD=<bytes> fixes it (with
+// ROFORMER_HOST_CACHE=0, e.g. 4194304 gives big tensors mappings of their own: less
+// memory, slower steps); a MALLOC_MMAP_THRESHOLD_ the user set wins.
 inline void tune_malloc() {
 #ifdef __GLIBC__
   if (std::getenv("MALLOC_MMAP_THRESHOLD_")) return;
   const char* env = std::getenv("ROFORMER_MMAP_THRESHOLD");
-  const long bytes = env ? std::atol(env) : 4L << 20;
+  const long bytes = env ? std::atol(env) : 0;
   if (bytes > 0) mallopt(M_MMAP_THRESHOLD, static_cast<int>(std::min<long>(bytes, 1L << 30)));
 #endif
 }

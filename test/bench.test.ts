@@ -91,6 +91,33 @@ describe('roformer-bench output', () => {
   });
 });
 
+describe('roformer-bench --ranks (data-parallel scaling)', () => {
+  it('runs 1 rank, N ranks and N independent processes, and reports their ratios', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-ranks-'));
+    const config = join(dir, 'tiny.json');
+    writeFileSync(config, JSON.stringify({ num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, vocab_size: 500 }));
+    const json = join(dir, 'scaling.json');
+    const { stdout } = await run(process.execPath, [BENCH, '--ranks', '2', '--config', config, '--seq', '16', '--batch', '2', '--steps', '3', '--warmup', '1', '--repeats', '1', '--json', json]);
+    expect(stdout).toMatch(/seq 16: 2 ranks = \d+\.\d\d× the tokens\/s of 1 rank/);
+    expect(stdout).toMatch(/ceiling, 2 independent processes without communication: \d+\.\d\d×/);
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    expect(report.machine).toMatchObject({ threadsPerRank: 1 });
+    const [result] = report.results;
+    expect(result.runs.map((r: { world: number; independent: boolean }) => [r.world, r.independent])).toEqual([[1, false], [2, false], [2, true]]);
+    const [one, ranks, independent] = result.runs;
+    expect(one.tokensPerSecond).toBeCloseTo((2 * 16 * 1000) / one.msPerStep.median, 6);
+    expect(ranks.tokensPerSecond).toBeCloseTo((2 * 2 * 16 * 1000) / ranks.msPerStep.median, 6); // both ranks' tokens per step
+    expect(result.ratio).toBeCloseTo(ranks.tokensPerSecond / one.tokensPerSecond, 10);
+    expect(result.efficiency).toBeCloseTo(result.ratio / 2, 10);
+    expect(result.ceiling).toBeCloseTo(independent.tokensPerSecond / one.tokensPerSecond, 10);
+  }, 60_000);
+
+  it('refuses what it cannot measure', async () => {
+    expect(await fails(['--ranks', '1'])).toMatch(/--ranks must be at least 2/);
+    expect(await fails(['--ranks', '2', '--mode', 'encode'])).toMatch(/--ranks measures CPU training steps/);
+  });
+});
+
 describe('benchmark arithmetic', () => {
   it('FLOPs per token follow 6·N + 12·L·s·d', () => {
     const c = resolveConfig('base');
