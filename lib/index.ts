@@ -103,5 +103,6 @@ export type { MultitaskConfig, MultitaskResults, TaskListEntry } from './tasks/m
 export { loadFineTuned, pickTask } from './tasks/fine-tuned.js';
 export type { FineTunedModel } from './tasks/fine-tuned.js';
 export { prepareEncoder, headFor, headsFor, TASKS_FILE } from './tasks/setup.js';
+export type { StageHooks } from './tasks/setup.js';
 export { Distributed, DistributedError, distributedFromEnv } from './training/distributed.js';
 export type { DistributedSettings, Shard } from './training/distributed.js';

@@ -26,6 +26,14 @@ async function fails(args: string[]): Promise<string> {
   throw new Error(`roformer-bench ${args.join(' ')} should have failed`);
 }
 
+/** A fresh folder with a --config file of a tiny model in it. */
+function tinyConfig(prefix: string): { dir: string; config: string } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const config = join(dir, 'tiny.json');
+  writeFileSync(config, JSON.stringify({ num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, vocab_size: 500 }));
+  return { dir, config };
+}
+
 describe('roformer-bench arguments', () => {
   it('--help works and lists the options', async () => {
     const { stdout } = await run(process.execPath, [BENCH, '--help']);
@@ -53,9 +61,7 @@ describe('roformer-bench arguments', () => {
 
 describe('roformer-bench output', () => {
   it('prints the table and writes JSON and SVG of the documented shape', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bench-out-'));
-    const config = join(dir, 'tiny.json');
-    writeFileSync(config, JSON.stringify({ num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, vocab_size: 500 }));
+    const { dir, config } = tinyConfig('bench-out-');
     const json = join(dir, 'out.json');
     const svg = join(dir, 'chart.svg');
     const { stdout } = await run(process.execPath, [BENCH, '--config', config, '--seq', '16,32', '--batch', '2', '--steps', '3', '--warmup', '1', '--json', json, '--svg', svg]);
@@ -93,9 +99,7 @@ describe('roformer-bench output', () => {
 
 describe('roformer-bench --ranks (data-parallel scaling)', () => {
   it('runs 1 rank, N ranks and N independent processes, and reports their ratios', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bench-ranks-'));
-    const config = join(dir, 'tiny.json');
-    writeFileSync(config, JSON.stringify({ num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, vocab_size: 500 }));
+    const { dir, config } = tinyConfig('bench-ranks-');
     const json = join(dir, 'scaling.json');
     const { stdout } = await run(process.execPath, [BENCH, '--ranks', '2', '--config', config, '--seq', '16', '--batch', '2', '--steps', '3', '--warmup', '1', '--repeats', '1', '--json', json]);
     expect(stdout).toMatch(/seq 16: 2 ranks = \d+\.\d\d× the tokens\/s of 1 rank/);

@@ -15,15 +15,15 @@ import type { Device } from '../../bindings/native.js';
 import type { ModelSize, RoFormerV2Config } from '../model/config.js';
 import { writeFileAtomic } from '../model/safetensors.js';
 import { openRunDir, writeRunConfig } from '../training/run-dir.js';
-import { runTraining, type RunEvent } from '../training/run-loop.js';
+import { runTraining } from '../training/run-loop.js';
 import { linearWarmupDecay } from '../training/schedules.js';
 import { Trainer } from '../training/trainer.js';
-import { joinRanks, leaveRanks, type DistributedSettings } from '../training/distributed.js';
+import { joinRanks, leaveRanks } from '../training/distributed.js';
 import { evaluateTask, isLabelled } from './evaluate.js';
 import { resolveTask } from './load.js';
 import { majorityAccuracy, majorityClass } from './metrics.js';
 import type { Task } from './registry.js';
-import { headsFor, inputNoise, loadExamples, prepareEncoder, runFiles } from './setup.js';
+import { headsFor, inputNoise, loadExamples, prepareEncoder, runFiles, type StageHooks } from './setup.js';
 import { SupervisedStage } from './supervised-stage.js';
 import type { LoadedExample } from './types.js';
 
@@ -98,15 +98,7 @@ export interface FinetuneResults {
   interrupted: boolean;
 }
 
-export interface FinetuneHooks {
-  resume?: boolean;
-  onEvent?: (event: RunEvent) => void;
-  /** Bad records, truncation and other notes about the data. */
-  onNote?: (message: string) => void;
-  signal?: AbortSignal;
-  /** Data-parallel training: this rank's settings (distributedFromEnv()); rank 0 writes the run directory. */
-  distributed?: DistributedSettings | null;
-}
+export type FinetuneHooks = StageHooks;
 
 export const RESULTS_FILE = 'results.json';
 export const MODEL_SUBDIR = 'model';

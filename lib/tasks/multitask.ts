@@ -22,9 +22,9 @@ import { Corpus } from '../data/corpus.js';
 import { MlmPipeline } from '../data/pipeline.js';
 import type { ModelSize, RoFormerV2Config } from '../model/config.js';
 import { writeFileAtomic } from '../model/safetensors.js';
-import { joinRanks, leaveRanks, type DistributedSettings } from '../training/distributed.js';
+import { joinRanks, leaveRanks } from '../training/distributed.js';
 import { openRunDir, writeRunConfig } from '../training/run-dir.js';
-import { runTraining, type RunEvent } from '../training/run-loop.js';
+import { runTraining } from '../training/run-loop.js';
 import { linearWarmupDecay } from '../training/schedules.js';
 import { Trainer } from '../training/trainer.js';
 import { evaluateTask, isLabelled } from './evaluate.js';
@@ -32,7 +32,7 @@ import type { Metrics } from './finetune.js';
 import { MODEL_SUBDIR, RESULTS_FILE } from './finetune.js';
 import { resolveTask } from './load.js';
 import type { JsonlTaskSpec, TaskSpec } from './registry.js';
-import { headsFor, inputNoise, loadExamples, prepareEncoder, runFiles } from './setup.js';
+import { headsFor, inputNoise, loadExamples, prepareEncoder, runFiles, type StageHooks } from './setup.js';
 import { MLM_TASK, SupervisedStage, type StageMlm, type StageTask } from './supervised-stage.js';
 
 export class TaskListError extends Error {
@@ -154,21 +154,12 @@ export interface MultitaskResults {
   interrupted: boolean;
 }
 
-export interface MultitaskHooks {
-  resume?: boolean;
-  onEvent?: (event: RunEvent) => void;
-  /** Bad records, truncation and other notes about the data. */
-  onNote?: (message: string) => void;
-  signal?: AbortSignal;
-  /**
-   * Data-parallel training: this rank's settings (distributedFromEnv()). Every rank
-   * draws the same task for each micro-batch and takes its own slice of that task's
-   * examples (MLM: its own documents); rank 0 writes the run directory.
-   */
-  distributed?: DistributedSettings | null;
-}
-
-export async function multitask(config: MultitaskConfig, hooks: MultitaskHooks = {}): Promise<MultitaskResults> {
+/**
+ * Data-parallel (hooks.distributed): every rank draws the same task for each
+ * micro-batch and takes its own slice of that task's examples (MLM: its own
+ * documents); rank 0 writes the run directory.
+ */
+export async function multitask(config: MultitaskConfig, hooks: StageHooks = {}): Promise<MultitaskResults> {
   const note = hooks.onNote ?? (() => {});
   const entries = await readTaskList(config.tasks, { batchSize: config.batchSize });
   await mkdir(config.out, { recursive: true });
