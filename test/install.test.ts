@@ -11,6 +11,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { EnvironmentModule, LibtorchInstall, PrebuiltManifest } from '../bindings/environment.js';
+import { copyPackageWithoutAddon } from './package-copy.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ADDON = path.join(ROOT, 'build', 'Release', 'roformer_native.node');
@@ -115,12 +116,7 @@ describe.skipIf(!hasAddon)('the loader with prebuilt flavours, in a copy of the 
 
   beforeAll(() => {
     ensureDist();
-    pkg = fs.mkdtempSync(path.join(tmpRoot, 'pkg-'));
-    fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(pkg, 'package.json'));
-    fs.cpSync(path.join(ROOT, 'dist'), path.join(pkg, 'dist'), { recursive: true });
-    fs.mkdirSync(path.join(pkg, 'scripts'));
-    fs.copyFileSync(path.join(ROOT, 'scripts', 'libtorch.cjs'), path.join(pkg, 'scripts', 'libtorch.cjs'));
-    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(pkg, 'node_modules'), 'dir');
+    pkg = copyPackageWithoutAddon(tmpRoot, 'pkg-');
   }, 120_000);
 
   it('a prebuilt whose manifest does not match is skipped with its reason; with no build, the error lists it', () => {

@@ -18,6 +18,7 @@ import {
   type LoadAttempt,
 } from '../bindings/load.js';
 import { runtimeInfo } from '../lib/index.js';
+import { copyPackageWithoutAddon } from './package-copy.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ADDON = path.join(ROOT, 'build', 'Release', 'roformer_native.node');
@@ -196,12 +197,7 @@ describe('end to end, in child processes', () => {
     }
     expect(fs.existsSync(path.join(ROOT, 'dist', 'lib', 'index.js'))).toBe(true);
 
-    bare = fs.mkdtempSync(path.join(tmpRoot, 'bare-'));
-    fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(bare, 'package.json'));
-    fs.cpSync(path.join(ROOT, 'dist'), path.join(bare, 'dist'), { recursive: true });
-    fs.mkdirSync(path.join(bare, 'scripts'));
-    fs.copyFileSync(path.join(ROOT, 'scripts', 'libtorch.cjs'), path.join(bare, 'scripts', 'libtorch.cjs'));
-    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(bare, 'node_modules'), 'dir');
+    bare = copyPackageWithoutAddon(tmpRoot, 'bare-');
     expect(fs.existsSync(path.join(bare, 'build'))).toBe(false);
   }, 120_000);
 
