@@ -3,17 +3,13 @@
 
 import { Command } from 'commander';
 
-import { number } from './options.js';
 import { metricNames, percent, table } from './results-table.js';
+import { addFineTunedModelFlags } from './task-options.js';
 
 export function evalCommand(): Command {
-  return new Command('eval')
-    .description("score a fine-tuned model on a labelled file of one of its tasks (the task's metrics and the mean loss)")
-    .requiredOption('--model <dir>', 'a fine-tuned model dir, a finetune/multitask --out dir, a checkpoint or a run dir')
-    .option('--task <name>', 'which of the model’s tasks (needed only when it has several)')
+  const command = new Command('eval').description("score a fine-tuned model on a labelled file of one of its tasks (the task's metrics and the mean loss)");
+  return addFineTunedModelFlags(command)
     .requiredOption('--data <file>', "a labelled file in the task's format")
-    .option('--max-length <n>', 'tokens per sequence (default: the length the model was fine-tuned with)', number('max-length'))
-    .option('--batch-size <n>', 'examples per forward pass', number('batch-size'), 64)
     .option('--json', 'print one JSON object: {task, data, examples, loss, metrics} (metrics as fractions)')
     .action(async (options: { model: string; task?: string; data: string; batchSize: number; maxLength?: number; json?: boolean }) => {
       const { loadFineTuned, pickTask } = await import('../tasks/fine-tuned.js');

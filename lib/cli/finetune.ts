@@ -6,11 +6,10 @@
 import { Command } from 'commander';
 
 import type { FinetuneConfig, FinetuneResults } from '../tasks/finetune.js';
-import { interruptOnCtrlC } from './interrupt.js';
 import { number } from './options.js';
-import { RunProgress } from './progress.js';
 import { finetuneTable } from './results-table.js';
-import { given, modelConfigFromFlag, oneOf, taskFromFlags, taskHelp, type JsonlFlags } from './task-options.js';
+import { runStageInTerminal } from './run-stage.js';
+import { addTrainingFlags, given, modelConfigFromFlag, taskFromFlags, taskHelp, type JsonlFlags } from './task-options.js';
 
 interface FinetuneFlags extends JsonlFlags {
   task?: string;
@@ -39,7 +38,7 @@ interface FinetuneFlags extends JsonlFlags {
 }
 
 export function finetuneCommand(): Command {
-  return new Command('finetune')
+  const command = new Command('finetune')
     .description("fine-tune a RoFormerV2 on one labelled task (defaults: the authors' CLUE recipe: Adafactor, lr 5e-4, batch 32, 10 epochs)")
     .option('--task <name>', taskHelp())
     .option('--train <file>', 'training file in the task’s format')
@@ -53,17 +52,11 @@ export function finetuneCommand(): Command {
     .option('--max-steps <n>', 'stop after n optimiser steps even if the epochs are not done (0: no cap)', number('max-steps'))
     .option('--batch-size <n>', 'examples per step (default 32)', number('batch-size'))
     .option('--lr <x>', 'learning rate (default 5e-4)', number('lr'))
-    .option('--optimizer <name>', 'adafactor (default), adamw or lamb', oneOf('optimizer', ['adafactor', 'adamw', 'lamb'] as const))
     .option('--max-length <n>', "tokens per sequence, [CLS]/[SEP] included (default: the task's, 128 for most)", number('max-length'))
     .option('--eval-every <n>', 'evaluate on dev every n steps (default 0: once per epoch)', number('eval-every'))
     .option('--save-every <n>', 'checkpoint every n steps (default 0: once per epoch)', number('save-every'))
-    .option('--size <size>', 'fresh model size: small (default), base, large', oneOf('size', ['small', 'base', 'large'] as const))
-    .option('--vocab-size <n>', 'fresh model: tokens in the vocab built from --train (default 8000)', number('vocab-size'))
-    .option('--model-config <json>', 'fresh model: config.json keys overriding --size, as a JSON file or inline JSON, e.g. \'{"num_hidden_layers": 2}\'')
-    .option('--noise', "the authors' light input noise on training inputs (≈15% of tokens, in adjacent pairs)")
-    .option('--seed <n>', 'random seed (default 0)', number('seed'))
-    .option('--device <d>', 'cpu (default), cuda or cuda:N')
-    .option('--precision <p>', 'fp32 (default), bf16 or fp16', oneOf('precision', ['fp32', 'bf16', 'fp16'] as const))
+    .option('--noise', "the authors' light input noise on training inputs (≈15% of tokens, in adjacent pairs)");
+  return addTrainingFlags(command, '--train')
     .option('--text-field <name>', `--task jsonl: the record field holding the text (default 'text'; 'sentence1' for a pair)`)
     .option('--text-field2 <name>', '--task jsonl: the second text of a sentence pair (implies --kind pair)')
     .option('--label-field <name>', "--task jsonl: the record field holding the label (default 'label'; multilabel: an array)")
@@ -129,25 +122,7 @@ async function resumedConfig(flags: FinetuneFlags): Promise<FinetuneConfig> {
 /** One fine-tuning run with the terminal view: notes, progress, the results table. */
 export async function runFinetune(config: FinetuneConfig, resume: boolean, label = ''): Promise<FinetuneResults> {
   const { finetune } = await import('../tasks/finetune.js');
-  // Data-parallel (the launcher's or torchrun's environment): rank 0 alone reports.
-  const { distributedFromEnv } = await import('../training/distributed.js');
-  const distributed = distributedFromEnv();
-  const writer = (distributed?.rank ?? 0) === 0;
-  const interrupt = interruptOnCtrlC();
-  const progress = new RunProgress(10);
-  let results: FinetuneResults;
-  try {
-    results = await finetune(config, {
-      resume,
-      signal: interrupt.signal,
-      onEvent: writer ? (e) => progress.event(e) : undefined,
-      onNote: writer ? (message) => console.log(`note: ${message}`) : undefined,
-      distributed,
-    });
-  } finally {
-    progress.stop();
-    interrupt.release();
-  }
+  const { results, writer } = await runStageInTerminal((hooks) => finetune(config, hooks), resume);
   if (!writer) return results;
   console.log(`\n${label || results.task}: ${results.steps} steps (${results.epochs.toFixed(1)} epochs) in ${Math.round(results.seconds)}s on ${results.examples.train} training examples`);
   console.log(finetuneTable(results));

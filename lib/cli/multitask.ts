@@ -5,16 +5,15 @@
 import { Command } from 'commander';
 
 import type { MultitaskConfig } from '../tasks/multitask.js';
-import { interruptOnCtrlC } from './interrupt.js';
 import { number } from './options.js';
-import { RunProgress } from './progress.js';
 import { metricNames, percent, table } from './results-table.js';
-import { given, modelConfigFromFlag, oneOf } from './task-options.js';
+import { runStageInTerminal } from './run-stage.js';
+import { addTrainingFlags, given, modelConfigFromFlag, oneOf } from './task-options.js';
 
 type MultitaskFlags = Partial<Omit<MultitaskConfig, 'modelConfig'>> & { modelConfig?: string; resume?: boolean };
 
 export function multitaskCommand(): Command {
-  return new Command('multitask')
+  const command = new Command('multitask')
     .description('supervised multi-task training: every micro-batch one task of tasks.json, drawn ∝ its weight, MLM optional')
     .option('--tasks <file>', 'the task list (see below)')
     .option('--model <dir>', 'model dir, checkpoint or run dir to start from (default: a fresh model, vocab built from the training files)')
@@ -27,16 +26,10 @@ export function multitaskCommand(): Command {
     .option('--noise', "the authors' light input noise on supervised inputs (default on)")
     .option('--no-noise', 'train on the inputs as they are')
     .option('--lr <x>', 'peak learning rate (default 5e-4)', number('lr'))
-    .option('--optimizer <name>', 'adafactor (default), adamw or lamb', oneOf('optimizer', ['adafactor', 'adamw', 'lamb'] as const))
     .option('--warmup-steps <n>', 'linear warm-up steps (default 50)', number('warmup-steps'))
     .option('--eval-every <n>', "evaluate every task's dev set every n steps (default 100)", number('eval-every'))
-    .option('--save-every <n>', 'checkpoint every n steps (default 200)', number('save-every'))
-    .option('--size <size>', 'fresh model size: small (default), base, large', oneOf('size', ['small', 'base', 'large'] as const))
-    .option('--vocab-size <n>', 'fresh model: tokens in the vocab built from the training files (default 8000)', number('vocab-size'))
-    .option('--model-config <json>', 'fresh model: config.json keys overriding --size, as a JSON file or inline JSON')
-    .option('--seed <n>', 'random seed (default 0)', number('seed'))
-    .option('--device <d>', 'cpu (default), cuda or cuda:N')
-    .option('--precision <p>', 'fp32 (default), bf16 or fp16', oneOf('precision', ['fp32', 'bf16', 'fp16'] as const))
+    .option('--save-every <n>', 'checkpoint every n steps (default 200)', number('save-every'));
+  return addTrainingFlags(command, 'the training files')
     .addHelpText(
       'after',
       `
@@ -50,25 +43,7 @@ tasks.json (paths relative to the file; weight, maxLength and batchSize optional
     .action(async (flags: MultitaskFlags) => {
       const config = flags.resume ? await resumedConfig(flags) : await newConfig(flags);
       const { multitask } = await import('../tasks/multitask.js');
-      // Data-parallel (the launcher's or torchrun's environment): rank 0 alone reports.
-      const { distributedFromEnv } = await import('../training/distributed.js');
-      const distributed = distributedFromEnv();
-      const writer = (distributed?.rank ?? 0) === 0;
-      const interrupt = interruptOnCtrlC();
-      const progress = new RunProgress(10);
-      let results;
-      try {
-        results = await multitask(config, {
-          resume: Boolean(flags.resume),
-          signal: interrupt.signal,
-          onEvent: writer ? (e) => progress.event(e) : undefined,
-          onNote: writer ? (m) => console.log(`note: ${m}`) : undefined,
-          distributed,
-        });
-      } finally {
-        progress.stop();
-        interrupt.release();
-      }
+      const { results, writer } = await runStageInTerminal((hooks) => multitask(config, hooks), Boolean(flags.resume));
       if (!writer) return;
       const names = Object.keys(results.tasks);
       const metrics = metricNames(names.map((n) => results.tasks[n] ?? null));

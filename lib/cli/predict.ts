@@ -9,16 +9,12 @@ import { Command } from 'commander';
 import type { Choice, TaskRecord } from '../tasks/formats.js';
 import type { Task } from '../tasks/registry.js';
 import type { LoadedExample, Prediction } from '../tasks/types.js';
-import { number } from './options.js';
+import { addFineTunedModelFlags } from './task-options.js';
 
 export function predictCommand(): Command {
-  return new Command('predict')
-    .description('predict with a fine-tuned model: one JSON line per record of <file>, in file order')
-    .requiredOption('--model <dir>', 'a fine-tuned model dir, a finetune/multitask --out dir, a checkpoint or a run dir')
-    .option('--task <name>', 'which of the model’s tasks (needed only when it has several)')
+  const command = new Command('predict').description('predict with a fine-tuned model: one JSON line per record of <file>, in file order');
+  return addFineTunedModelFlags(command)
     .option('--out <file>', 'write the JSON lines here (default: stdout)')
-    .option('--max-length <n>', 'tokens per sequence (default: the length the model was fine-tuned with)', number('max-length'))
-    .option('--batch-size <n>', 'examples per forward pass', number('batch-size'), 64)
     .argument('<file>', "records in the task's format (labels not needed)")
     .addHelpText(
       'after',

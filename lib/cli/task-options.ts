@@ -4,8 +4,11 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 
+import type { Command } from 'commander';
+
 import type { RoFormerV2Config } from '../model/config.js';
 import { TASK_NAMES, type JsonlTaskSpec } from '../tasks/registry.js';
+import { number } from './options.js';
 
 /** The name that selects the generic JSON Lines task. */
 export const JSONL_TASK = 'jsonl';
@@ -72,4 +75,28 @@ export const oneOf =
 /** The flags a user actually gave (commander leaves the others undefined), so they override defaults and nothing else. */
 export function given<T extends object>(flags: T): Partial<T> {
   return Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/**
+ * The flags finetune and multitask share: the optimiser, a fresh model (size, the
+ * vocab built `vocabFrom` its training data, config overrides), seed, device, precision.
+ */
+export function addTrainingFlags(command: Command, vocabFrom: string): Command {
+  return command
+    .option('--optimizer <name>', 'adafactor (default), adamw or lamb', oneOf('optimizer', ['adafactor', 'adamw', 'lamb'] as const))
+    .option('--size <size>', 'fresh model size: small (default), base, large', oneOf('size', ['small', 'base', 'large'] as const))
+    .option('--vocab-size <n>', `fresh model: tokens in the vocab built from ${vocabFrom} (default 8000)`, number('vocab-size'))
+    .option('--model-config <json>', 'fresh model: config.json keys overriding --size, as a JSON file or inline JSON, e.g. \'{"num_hidden_layers": 2}\'')
+    .option('--seed <n>', 'random seed (default 0)', number('seed'))
+    .option('--device <d>', 'cpu (default), cuda or cuda:N')
+    .option('--precision <p>', 'fp32 (default), bf16 or fp16', oneOf('precision', ['fp32', 'bf16', 'fp16'] as const));
+}
+
+/** The flags eval and predict share: the fine-tuned model, which of its tasks, length and batch size. */
+export function addFineTunedModelFlags(command: Command): Command {
+  return command
+    .requiredOption('--model <dir>', 'a fine-tuned model dir, a finetune/multitask --out dir, a checkpoint or a run dir')
+    .option('--task <name>', 'which of the model’s tasks (needed only when it has several)')
+    .option('--max-length <n>', 'tokens per sequence (default: the length the model was fine-tuned with)', number('max-length'))
+    .option('--batch-size <n>', 'examples per forward pass', number('batch-size'), 64);
 }
