@@ -13,7 +13,8 @@ export { MODEL_SIZES, ConfigError, resolveConfig, validateConfig, interpolationF
 export type { ModelSize, RoFormerV2Config } from './model/config.js';
 export { readModelDir, writeModelDir, readModelConfig, ModelDirError, CONFIG_FILE, WEIGHTS_FILE } from './model/model-dir.js';
 export { toHuggingFaceName, fromHuggingFaceName } from './model/checkpoint-names.js';
-export { readSafetensors, writeSafetensorsAtomic, writeFileAtomic, SafetensorsError } from './model/safetensors.js';
+export { readSafetensors, writeSafetensorsAtomic, SafetensorsError } from './model/safetensors.js';
+export { writeFileAtomic } from './util/atomic-file.js';
 export { Trainer, optimizerSteps } from './training/trainer.js';
 export type {
   TrainerOptions,

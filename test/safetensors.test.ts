@@ -8,10 +8,10 @@ import {
   parseSafetensors,
   readSafetensors,
   serializeSafetensors,
-  writeFileAtomic,
   writeSafetensorsAtomic,
   type SafetensorsDtype,
 } from '../lib/model/safetensors.js';
+import { writeFileAtomic } from '../lib/util/atomic-file.js';
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'safetensors-test-'));
 afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));

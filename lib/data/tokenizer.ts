@@ -20,7 +20,7 @@
 // case, accents, control characters inside) take a slower string path.
 
 import { promises as fs } from 'node:fs';
-import { writeFileAtomic } from '../model/safetensors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 
 export const SPECIAL_TOKENS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] as const;
 export type SpecialToken = (typeof SPECIAL_TOKENS)[number];

@@ -13,11 +13,11 @@ import { fromHuggingFaceName, SINUSOIDAL_TABLE_NAME, TIED_DECODER_NAME, toHuggin
 import { configToJson, validateConfig, type RoFormerV2Config } from './config.js';
 import {
   readSafetensors,
-  writeFileAtomic,
   writeSafetensorsAtomic,
   type SafetensorsDtype,
   type SafetensorsTensorInput,
 } from './safetensors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { tensorFromBytes } from './tensor.js';
 
 export const CONFIG_FILE = 'config.json';

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 
 import { poetryRoot } from '../data/demo-corpus.js';
 import { Random } from '../data/masking.js';
-import { writeFileAtomic } from '../model/safetensors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { taskFromJSON, type Task } from './registry.js';
 
 export interface DemoTask {

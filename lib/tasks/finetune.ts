@@ -13,7 +13,7 @@ import { join } from 'node:path';
 
 import type { Device } from '../../bindings/native.js';
 import type { ModelSize, RoFormerV2Config } from '../model/config.js';
-import { writeFileAtomic } from '../model/safetensors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { openRunDir, writeRunConfig } from '../training/run-dir.js';
 import { runTraining } from '../training/run-loop.js';
 import { linearWarmupDecay } from '../training/schedules.js';

@@ -13,7 +13,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { HeadPrediction, NativeHeadConfig, Tensor } from '../../bindings/native.js';
-import { readSafetensors, writeFileAtomic, writeSafetensorsAtomic, type SafetensorsDtype } from '../model/safetensors.js';
+import { readSafetensors, writeSafetensorsAtomic, type SafetensorsDtype } from '../model/safetensors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { tensorFromBytes } from '../model/tensor.js';
 import type { Example, HeadKind, Prediction } from './types.js';
 

@@ -21,7 +21,7 @@ import type { Device, GradientNormalization } from '../../bindings/native.js';
 import { Corpus } from '../data/corpus.js';
 import { MlmPipeline } from '../data/pipeline.js';
 import type { ModelSize, RoFormerV2Config } from '../model/config.js';
-import { writeFileAtomic } from '../model/safetensors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { joinRanks, leaveRanks } from '../training/distributed.js';
 import { openRunDir, writeRunConfig } from '../training/run-dir.js';
 import { runTraining } from '../training/run-loop.js';

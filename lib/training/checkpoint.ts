@@ -24,7 +24,8 @@ import { randomBytes } from 'node:crypto';
 import type { DType, Tensor, TrainerCounters } from '../../bindings/native.js';
 import { readModelDir, writeModelDir } from '../model/model-dir.js';
 import type { RoFormerV2Config } from '../model/config.js';
-import { readSafetensors, writeFileAtomic, writeSafetensorsAtomic, type SafetensorsDtype } from '../model/safetensors.js';
+import { readSafetensors, writeSafetensorsAtomic, type SafetensorsDtype } from '../model/safetensors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { tensorFromBytes } from '../model/tensor.js';
 import { readHeads, writeHeads, type HeadSpecs } from '../tasks/heads.js';
 

@@ -10,7 +10,7 @@
 
 import { appendFile, readFile } from 'node:fs/promises';
 
-import { writeFileAtomic } from '../model/safetensors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 
 export interface TrainMetric {
   type: 'train';

@@ -7,7 +7,7 @@
 // A run without tasks (pre-training) has one curve of each; a multi-task run
 // one per task, keyed by colour in the legend on the right.
 
-import { writeFileAtomic } from '../model/safetensors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import type { EvalMetric, Metric, TrainMetric } from './metrics.js';
 
 // The records used to live here; kept importable from this module.

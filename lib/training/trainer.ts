@@ -32,7 +32,7 @@ import type {
 import { configMismatches, CheckpointError, readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { headMismatches, HeadsError, nativeHeads, readHeads, validateHeadSpecs, writeHeads, type HeadSpecs } from '../tasks/heads.js';
 import { writeModelDir } from '../model/model-dir.js';
-import { writeFileAtomic } from '../model/safetensors.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { join } from 'node:path';
 import type { RobertaBaseline, RoFormerV2 } from '../model/model.js';
 import { constant, residualWarmup, type Schedule } from './schedules.js';
