@@ -55,6 +55,8 @@ export function scan(text: string, lowercase: boolean, sink: ScanSink): void {
   let wordStart = -1; // start of the current word run, or -1
   let wordCps = 0; // its length in code points
   let dirty = false; // whether it needs the slow path
+  // A word ends with `dirty ? scanDirtyWord(…) : sink.word(…)` written out at
+  // each place: a helper function for it measured 10-15% slower on English words.
   let i = 0;
   while (i < n) {
     let cp = text.charCodeAt(i);
@@ -74,7 +76,7 @@ export function scan(text: string, lowercase: boolean, sink: ScanSink): void {
     }
     if (cls === CJK || cls === PUNCT) {
       if (wordStart >= 0) {
-        if (emitWord(text, wordStart, i, wordCps, dirty, lowercase, sink)) return;
+        if (dirty ? scanDirtyWord(text, wordStart, i, lowercase, sink) : sink.word(text, wordStart, i, wordCps, null)) return;
         wordStart = -1;
       }
       if (sink.atom(cp, i, next)) return;
@@ -92,7 +94,7 @@ export function scan(text: string, lowercase: boolean, sink: ScanSink): void {
     } else {
       // SPACE or BRACKET: both end the current word.
       if (wordStart >= 0) {
-        if (emitWord(text, wordStart, i, wordCps, dirty, lowercase, sink)) return;
+        if (dirty ? scanDirtyWord(text, wordStart, i, lowercase, sink) : sink.word(text, wordStart, i, wordCps, null)) return;
         wordStart = -1;
       }
       if (cls === BRACKET) {
@@ -107,12 +109,10 @@ export function scan(text: string, lowercase: boolean, sink: ScanSink): void {
     }
     i = next;
   }
-  if (wordStart >= 0) emitWord(text, wordStart, n, wordCps, dirty, lowercase, sink);
-}
-
-/** The word text[from, to) of `cps` code points, as it is or through the slow path. */
-function emitWord(text: string, from: number, to: number, cps: number, dirty: boolean, lowercase: boolean, sink: ScanSink): boolean {
-  return dirty ? scanDirtyWord(text, from, to, lowercase, sink) : sink.word(text, from, to, cps, null);
+  if (wordStart >= 0) {
+    if (dirty) scanDirtyWord(text, wordStart, n, lowercase, sink);
+    else sink.word(text, wordStart, n, wordCps, null);
+  }
 }
 
 /**
