@@ -18,7 +18,7 @@
 // them out only for a sink that asks (`needsOrigins`); encoding and vocabulary
 // counting don't.
 
-import { BRACKET, CASED, CJK, classOf, DIRTY, DROP, LOWERCASE, normalizeLower, PUNCT, SPACE, WORD } from './unicode-classes.js';
+import { BRACKET, CASED, CJK, classOf, DIRTY, DROP, isCjkCodePoint, LOWERCASE, normalizeLower, PUNCT, SPACE, WORD } from './unicode-classes.js';
 import { matchSpecialAt, SPECIAL_TOKENS, specialEndsAt } from './special-tokens.js';
 
 /** Where each UTF-16 unit k of a normalised word came from: the original range [from[k], to[k]). */
@@ -33,7 +33,7 @@ export interface ScanSink {
   readonly needsOrigins: boolean;
   /**
    * A CJK character or punctuation mark (code point as written; CJK is not
-   * normalised yet) from the original text's [start, end). Inside a normalised
+   * normalised yet: see atomText) from the original text's [start, end). Inside a normalised
    * word, without `needsOrigins`, [start, end) is the whole word's range.
    */
   atom(cp: number, start: number, end: number): boolean;
@@ -46,6 +46,17 @@ export interface ScanSink {
   word(s: string, start: number, end: number, cps: number, origin: Origin | null): boolean;
   /** A literal special token (index into SPECIAL_TOKENS) at the original [start, end). */
   special(index: number, start: number, end: number): boolean;
+}
+
+/**
+ * The text of an atom as a token: CJK characters are normalised here (with
+ * lower-casing, compatibility ideographs decompose under NFD: U+F900 → U+8C48,
+ * as in BERT); punctuation that normalisation would change never is an atom
+ * (it is DIRTY, part of a word), so the rest stand as written.
+ */
+export function atomText(cp: number, lowercase: boolean): string {
+  const s = String.fromCodePoint(cp);
+  return lowercase && isCjkCodePoint(cp) ? normalizeLower(s) : s;
 }
 
 /** BERT basic tokenisation of `text`, streamed into `sink`. */

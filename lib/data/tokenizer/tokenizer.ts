@@ -7,9 +7,9 @@
 
 import { promises as fs } from 'node:fs';
 import { writeFileAtomic } from '../../util/atomic-file.js';
-import { scan, type Origin, type ScanSink } from './scanner.js';
+import { atomText, scan, type Origin, type ScanSink } from './scanner.js';
 import { SPECIAL_TOKENS } from './special-tokens.js';
-import { isCjkCodePoint, isPunctuationCodePoint, normalizeLower } from './unicode-classes.js';
+import { isCjkCodePoint, isPunctuationCodePoint } from './unicode-classes.js';
 import { PieceTrie } from './wordpiece.js';
 
 /** The name of a vocabulary file in a model or run directory: one token per line, line n = id n - 1. */
@@ -334,9 +334,7 @@ export class Tokenizer {
   }
 
   private atomIdSlow(cp: number): number {
-    let s = String.fromCodePoint(cp);
-    if (this.lowercase && isCjkCodePoint(cp)) s = normalizeLower(s);
-    return this.ids.get(s) ?? this.unkId;
+    return this.ids.get(atomText(cp, this.lowercase)) ?? this.unkId;
   }
 
   private run(text: string, out: number[], limit: number): void {

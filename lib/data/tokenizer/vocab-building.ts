@@ -3,9 +3,8 @@
 // words) and keep the most frequent, so that every word of the corpus can be
 // WordPiece-encoded.
 
-import { scan, type ScanSink } from './scanner.js';
+import { atomText, scan, type ScanSink } from './scanner.js';
 import { SPECIAL_TOKENS } from './special-tokens.js';
-import { isCjkCodePoint, normalizeLower } from './unicode-classes.js';
 import { MAX_CHARS_PER_WORD } from './wordpiece.js';
 
 /** Counts the pieces of basic tokenisation. */
@@ -75,11 +74,7 @@ export async function buildVocab(
   // Character-level entries (needed to encode anything) and whole words.
   const basic = new Map<string, number>();
   const add = (map: Map<string, number>, key: string, n: number) => map.set(key, (map.get(key) ?? 0) + n);
-  for (const [cp, n] of counts.atoms) {
-    let s = String.fromCodePoint(cp);
-    if (lowercase && isCjkCodePoint(cp)) s = normalizeLower(s);
-    add(basic, s, n);
-  }
+  for (const [cp, n] of counts.atoms) add(basic, atomText(cp, lowercase), n);
   for (const [cp, n] of counts.chars) {
     const s = String.fromCodePoint(cp);
     add(basic, s, n);
