@@ -33,12 +33,12 @@ export {
   readHeads,
   writeHeads,
   headMismatches,
-  decodePredictions,
   HeadsError,
   HEADS_CONFIG_FILE,
   HEADS_WEIGHTS_FILE,
-} from './tasks/heads.js';
-export type { HeadSpec, HeadSpecs } from './tasks/heads.js';
+} from './training/heads.js';
+export type { HeadSpec, HeadSpecs } from './training/heads.js';
+export { decodePredictions } from './tasks/decode.js';
 export { collate, addInputNoise, noisyExample, disposeBatch, BatchError } from './tasks/batch.js';
 export type { CollateOptions, InputNoiseOptions } from './tasks/batch.js';
 export { linearWarmupDecay, piecewiseLinear, constant, residualWarmup } from './training/schedules.js';

@@ -11,7 +11,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { FinetuneConfig, FinetuneResults } from '../tasks/finetune.js';
-import { runFinetune } from './finetune.js';
+import { runFinetune } from './finetune-run.js';
 import { percent, table } from './results-table.js';
 import { given } from './task-options.js';
 

@@ -5,10 +5,9 @@
 
 import { Command } from 'commander';
 
-import type { FinetuneConfig, FinetuneResults } from '../tasks/finetune.js';
+import type { FinetuneConfig } from '../tasks/finetune.js';
 import { number } from './options.js';
-import { finetuneTable } from './results-table.js';
-import { runStageInTerminal } from './run-stage.js';
+import { runFinetune } from './finetune-run.js';
 import { addTrainingFlags, given, modelConfigFromFlag, taskFromFlags, taskHelp, type JsonlFlags } from './task-options.js';
 
 interface FinetuneFlags extends JsonlFlags {
@@ -117,15 +116,4 @@ async function resumedConfig(flags: FinetuneFlags): Promise<FinetuneConfig> {
   const checkpoint = await resolveCheckpointDir(flags.out);
   const [task] = JSON.parse(await readFile(join(checkpoint, TASKS_FILE), 'utf8')) as FinetuneConfig['task'][];
   return { ...saved, task: task ?? saved.task, out: flags.out, ...given({ epochs: flags.epochs, maxSteps: flags.maxSteps }) };
-}
-
-/** One fine-tuning run with the terminal view: notes, progress, the results table. */
-export async function runFinetune(config: FinetuneConfig, resume: boolean, label = ''): Promise<FinetuneResults> {
-  const { finetune } = await import('../tasks/finetune.js');
-  const { results, writer } = await runStageInTerminal((hooks) => finetune(config, hooks), resume);
-  if (!writer) return results;
-  console.log(`\n${label || results.task}: ${results.steps} steps (${results.epochs.toFixed(1)} epochs) in ${Math.round(results.seconds)}s on ${results.examples.train} training examples`);
-  console.log(finetuneTable(results));
-  console.log(`\nresults ${config.out}/results.json\nmodel   ${results.model}  (roformer eval/predict --model ${results.model})`);
-  return results;
 }

@@ -17,6 +17,7 @@ import { ensureDemoCorpus } from '../data/demo-corpus.js';
 import { jiebaSegmenter, MlmPipeline, type MlmBatch, type PipelinePosition } from '../data/pipeline.js';
 import { buildVocab, Tokenizer } from '../data/tokenizer.js';
 import type { Device, MicroBatch } from '../../bindings/native.js';
+import { VOCAB_FILE } from '../model/model-dir.js';
 import { RoFormerV2 } from '../model/model.js';
 import type { EvalMetric } from '../training/metrics.js';
 import { openRunDir, readRunConfig as readRunDirConfig, RUN_CONFIG_FILE, writeRunConfig } from '../training/run-dir.js';
@@ -130,7 +131,7 @@ class MlmStage implements TrainingStage<MicroBatch> {
   }
 
   checkpointFiles(): Record<string, string> {
-    return { 'vocab.txt': this.vocabText };
+    return { [VOCAB_FILE]: this.vocabText };
   }
 
   problems() {
@@ -149,7 +150,7 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
   const resumeFrom = await openRunDir(config.out, Boolean(hooks.resume));
 
   // The model and its vocab: the checkpoint's when resuming, new ones otherwise.
-  const tokenizer = resumeFrom ? await Tokenizer.fromFile(join(resumeFrom, 'vocab.txt')) : await prepareTokenizer(config, corpus);
+  const tokenizer = resumeFrom ? await Tokenizer.fromFile(join(resumeFrom, VOCAB_FILE)) : await prepareTokenizer(config, corpus);
   const model = resumeFrom
     ? (await RoFormerV2.fromPretrained(resumeFrom)).train()
     : RoFormerV2.create({ size: config.size, config: { ...config.model, vocab_size: tokenizer.size }, seed: config.seed });

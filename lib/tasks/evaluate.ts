@@ -3,7 +3,7 @@
 
 import type { Trainer } from '../training/trainer.js';
 import { collate, disposeBatch } from './batch.js';
-import { decodePredictions } from './heads.js';
+import { decodePredictions } from './decode.js';
 import { taskMetrics } from './metrics.js';
 import type { Task } from './registry.js';
 import type { Example, LoadedExample, Prediction } from './types.js';

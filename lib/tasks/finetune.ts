@@ -18,6 +18,7 @@ import { openRunDir, writeRunConfig } from '../training/run-dir.js';
 import { runTraining } from '../training/run-loop.js';
 import { linearWarmupDecay } from '../training/schedules.js';
 import { Trainer } from '../training/trainer.js';
+import { MODEL_SUBDIR } from '../training/model-source.js';
 import { joinRanks, leaveRanks } from '../training/distributed.js';
 import { evaluateTask, isLabelled } from './evaluate.js';
 import { resolveTask } from './load.js';
@@ -101,7 +102,6 @@ export interface FinetuneResults {
 export type FinetuneHooks = StageHooks;
 
 export const RESULTS_FILE = 'results.json';
-export const MODEL_SUBDIR = 'model';
 
 /** The gold label index of each example, for the majority baseline (classification and multiple choice). */
 function goldLabels(examples: readonly LoadedExample[]): number[] | null {

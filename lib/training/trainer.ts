@@ -30,7 +30,7 @@ import type {
   Tensor,
 } from '../../bindings/native.js';
 import { configMismatches, CheckpointError, readCheckpoint, writeCheckpoint } from './checkpoint.js';
-import { headMismatches, HeadsError, nativeHeads, readHeads, validateHeadSpecs, writeHeads, type HeadSpecs } from '../tasks/heads.js';
+import { headMismatches, HeadsError, nativeHeads, readHeads, validateHeadSpecs, writeHeads, type HeadSpecs } from './heads.js';
 import { writeModelDir } from '../model/model-dir.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { join } from 'node:path';
@@ -116,7 +116,7 @@ export class Trainer {
   /**
    * A head's outputs on one micro-batch, in eval mode, without updating: class logits,
    * option scores or span score matrices (plus the spans scoring > 0), and the loss when
-   * the batch has labels. decodePredictions() (lib/tasks/heads.ts) turns them into
+   * the batch has labels. decodePredictions() (lib/tasks/decode.ts) turns them into
    * predictions. The caller disposes the returned tensors.
    */
   predict(batch: TaskMicroBatch): Promise<HeadPrediction> {
