@@ -2,7 +2,7 @@
 // and data notes from rank 0 only (the launcher's or torchrun's environment picks the
 // rank), and Ctrl-C → stop after this step with a checkpoint.
 
-import type { StageHooks } from '../tasks/setup.js';
+import type { StageHooks } from '../training/stage.js';
 import { interruptOnCtrlC } from './interrupt.js';
 import { RunProgress } from './progress.js';
 

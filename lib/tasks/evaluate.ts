@@ -8,10 +8,13 @@ import { taskMetrics } from './metrics.js';
 import type { Task } from './registry.js';
 import type { Example, LoadedExample, Prediction } from './types.js';
 
+/** A task's metrics (fractions in [0, 1]). */
+export type Metrics = Partial<Record<'accuracy' | 'precision' | 'recall' | 'f1' | 'em', number>>;
+
 export interface TaskEvaluation {
   task: string;
-  /** The task's metrics (fractions in [0, 1]); empty when no example has a label. */
-  metrics: Partial<Record<'accuracy' | 'precision' | 'recall' | 'f1' | 'em', number>>;
+  /** The task's metrics; empty when no example has a label. */
+  metrics: Metrics;
   /** Mean loss over the labelled examples, or null when none has a label. */
   loss: number | null;
   predictions: Prediction[];

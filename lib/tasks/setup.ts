@@ -9,26 +9,14 @@ import type { ModelSize, RoFormerV2Config } from '../model/config.js';
 import { RoFormerV2 } from '../model/model.js';
 import { loadEncoder } from '../training/model-source.js';
 import { VOCAB_FILE } from '../model/model-dir.js';
-import type { DistributedSettings } from '../training/distributed.js';
-import type { RunEvent } from '../training/run-loop.js';
 import type { InputNoiseOptions } from './batch.js';
 import type { HeadSpec, HeadSpecs } from '../training/heads.js';
 import { formatProblems, loadTaskFile, type LoadedTaskFile } from './load.js';
 import type { Task } from './registry.js';
 import type { RecordProblem } from './types.js';
 
-/** What a supervised stage (finetune(), multitask()) reports to, and takes from, its caller. */
-export interface StageHooks {
-  /** Continue the run in config.out from its latest checkpoint. */
-  resume?: boolean;
-  onEvent?: (event: RunEvent) => void;
-  /** Bad records, truncation and other notes about the data. */
-  onNote?: (message: string) => void;
-  /** Aborting stops the run after the current step, with a checkpoint. */
-  signal?: AbortSignal;
-  /** Data-parallel training: this rank's settings (distributedFromEnv()); rank 0 writes the run directory. */
-  distributed?: DistributedSettings | null;
-}
+/** What a stage reports to, and takes from, its caller: lib/training/stage.ts. */
+export type { StageHooks } from '../training/stage.js';
 
 /** The file every fine-tuned model dir and checkpoint carries: its tasks, labels in head order. */
 export const TASKS_FILE = 'tasks.json';

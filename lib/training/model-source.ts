@@ -31,7 +31,7 @@ export async function loadEncoder(path: string, needsVocab: string): Promise<{ m
   const tokenizer = await Tokenizer.fromFile(vocab);
   const model = await RoFormerV2.fromPretrained(dir);
   if (model.config.vocab_size !== tokenizer.size) {
-    throw new Error(`${dir}: ${CONFIG_FILE} says vocab_size ${model.config.vocab_size} but ${VOCAB_FILE} has ${tokenizer.size} tokens`);
+    throw new Error(`${dir}: ${VOCAB_FILE} has ${tokenizer.size} tokens but the model's vocab_size is ${model.config.vocab_size} (${CONFIG_FILE})`);
   }
   return { model, tokenizer, dir };
 }
