@@ -41,6 +41,7 @@ let eprstmt: { train: string; dev: string; test: string };
 /** The eprstmt run every later test reads from (finetune is tested once, reused by eval and predict). */
 let eprstmtRun: string;
 let finetuneStdout: string;
+let finetuneStderr: string;
 
 beforeAll(async () => {
   data = tmp('data');
@@ -53,7 +54,7 @@ beforeAll(async () => {
   writeFileSync(eprstmt.test, test.join('\n') + '\n');
 
   eprstmtRun = join(tmp('eprstmt'), 'run');
-  ({ stdout: finetuneStdout } = await roformer('finetune', '--task', 'eprstmt', '--train', eprstmt.train, '--dev', eprstmt.dev, '--test', eprstmt.test, '--out', eprstmtRun, ...tinyFlags(10), '--lr', '2e-3'));
+  ({ stdout: finetuneStdout, stderr: finetuneStderr } = await roformer('finetune', '--task', 'eprstmt', '--train', eprstmt.train, '--dev', eprstmt.dev, '--test', eprstmt.test, '--out', eprstmtRun, ...tinyFlags(10), '--lr', '2e-3'));
 }, 120_000);
 
 describe('roformer finetune', () => {
@@ -81,7 +82,8 @@ describe('roformer finetune', () => {
 
   it('prints the metrics beside the majority baseline, the bad record with file:line, and where things are', () => {
     expect(finetuneStdout).toMatch(/new run: .*tasks eprstmt, steps 0 → 10/);
-    expect(finetuneStdout).toMatch(new RegExp(`note: ${eprstmt.test}: 1 bad record\\(s\\) skipped:\\n${eprstmt.test}:3: `));
+    // Notes are diagnostics: on stderr, so that stdout stays the results.
+    expect(finetuneStderr).toMatch(new RegExp(`note: ${eprstmt.test}: 1 bad record\\(s\\) skipped:\\n${eprstmt.test}:3: `));
     const results = JSON.parse(readFileSync(join(eprstmtRun, 'results.json'), 'utf8'));
     const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
     expect(finetuneStdout).toMatch(new RegExp(`accuracy\\s+${pct(results.dev.accuracy)}\\s+${pct(results.test.accuracy)}`));

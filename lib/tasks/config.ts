@@ -7,7 +7,7 @@ import type { Device, GradientNormalization } from '../../bindings/native.js';
 import { checkConfigOverrides, type ModelSize, type RoFormerV2Config } from '../model/config.js';
 import { OPTIMIZERS, TRAINING_DEFAULTS, TRAINING_KINDS, type Optimizer, type Precision } from '../training/defaults.js';
 import { boolean, checkSettings, existingFile, fraction, nonNegativeInteger, oneOf, positiveNumber, text, type ValueKind } from '../util/value-kinds.js';
-import type { Task } from './registry.js';
+import type { JsonlTaskSpec, Task, TaskSpec } from './registry.js';
 
 /** What both supervised stages share. */
 interface SupervisedSettings {
@@ -31,8 +31,8 @@ interface SupervisedSettings {
 }
 
 export interface FinetuneConfig extends SupervisedSettings {
-  /** A task name from the registry (tnews, cluener, …) or a task spec. */
-  task: string | Task;
+  /** A task name from the registry (tnews, cluener, …), a task spec, or a JSONL spec (labels from `train`). */
+  task: string | Task | TaskSpec | JsonlTaskSpec;
   train: string;
   dev?: string;
   test?: string;
@@ -87,6 +87,9 @@ export const MULTITASK_DEFAULTS: Omit<MultitaskConfig, 'tasks' | 'out'> = {
   evalEvery: 100,
   saveEvery: 200,
 };
+
+/** Examples per forward pass when evaluating or predicting (no gradients: larger than a training batch). */
+export const EVAL_BATCH_SIZE = 64;
 
 type Kinds<C> = { readonly [K in keyof C]?: ValueKind<unknown> };
 

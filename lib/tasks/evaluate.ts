@@ -3,6 +3,7 @@
 
 import type { Trainer } from '../training/trainer.js';
 import { collate, disposeBatch } from './batch.js';
+import { EVAL_BATCH_SIZE } from './config.js';
 import { decodePredictions } from './decode.js';
 import { taskMetrics } from './metrics.js';
 import type { Task } from './registry.js';
@@ -38,7 +39,7 @@ export async function evaluateTask(
   examples: readonly LoadedExample[],
   options: { batchSize?: number } = {},
 ): Promise<TaskEvaluation> {
-  const batchSize = options.batchSize ?? 64;
+  const batchSize = options.batchSize ?? EVAL_BATCH_SIZE;
   const predictions: Prediction[] = [];
   let lossSum = 0;
   let lossCount = 0;

@@ -52,7 +52,7 @@ function goldLabels(examples: readonly LoadedExample[]): number[] | null {
 }
 
 export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}): Promise<FinetuneResults> {
-  config = checkFinetuneConfig({ ...FINETUNE_DEFAULTS, ...config });
+  config = checkFinetuneConfig({ ...FINETUNE_DEFAULTS, ...config }, hooks.settingName);
   // A JSONL task's labels come from its training file: resolved once, here.
   const task = await resolveTask(config.task, config.train);
   const entry = { name: task.name, task, files: { train: config.train, dev: config.dev, test: config.test }, weight: 1, batchSize: config.batchSize, maxLength: config.maxLength };

@@ -29,7 +29,7 @@ import { runStage, type StageHooks } from '../training/stage.js';
 import type { Trainer } from '../training/trainer.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { integerAtLeast } from '../util/value-kinds.js';
-import { checkMultitaskConfig, MULTITASK_DEFAULTS, type MultitaskConfig } from './config.js';
+import { checkMultitaskConfig, EVAL_BATCH_SIZE, MULTITASK_DEFAULTS, type MultitaskConfig } from './config.js';
 import { evaluateTask, isLabelled, type Metrics } from './evaluate.js';
 import { resolveTask } from './load.js';
 import { taskFromJSON, type JsonlTaskSpec, type Task, type TaskSpec } from './registry.js';
@@ -207,7 +207,7 @@ export async function trainTasks<R>(spec: TasksRun<R>, hooks: StageHooks = {}): 
           return new SupervisedStage(trainer, items, mlm, {
             seed: config.seed,
             noise: config.noise ? inputNoise(tokenizer) : null,
-            evalBatchSize: 64,
+            evalBatchSize: EVAL_BATCH_SIZE,
             files,
             shard: dist?.shard,
           });
@@ -270,7 +270,7 @@ async function readTasksFile(checkpoint: string): Promise<Task[]> {
  * documents); rank 0 writes the run directory.
  */
 export async function multitask(config: MultitaskConfig, hooks: StageHooks = {}): Promise<MultitaskResults> {
-  config = checkMultitaskConfig({ ...MULTITASK_DEFAULTS, ...config });
+  config = checkMultitaskConfig({ ...MULTITASK_DEFAULTS, ...config }, hooks.settingName);
   const entries = await readTaskList(config.tasks, { batchSize: config.batchSize });
   return trainTasks(
     {

@@ -6,6 +6,7 @@
 // task, labels included, as JSON and reproduce it exactly (taskFromJSON).
 
 import { HEAD_KINDS, type HeadKind } from '../../bindings/native.js';
+import { MIN_SEQUENCE_LENGTH } from '../data/sequence-length.js';
 
 /** How a file is laid out and which record fields hold what. */
 export type FormatName =
@@ -286,8 +287,8 @@ function checkLabels(labels: unknown, where: string): asserts labels is string[]
 }
 
 function checkMaxLength(maxLength: unknown, where: string): void {
-  if (!Number.isInteger(maxLength) || (maxLength as number) < 4) {
-    throw new TaskError(`${where}: maxLength must be an integer ≥ 4, got ${JSON.stringify(maxLength)}`);
+  if (!Number.isInteger(maxLength) || (maxLength as number) < MIN_SEQUENCE_LENGTH) {
+    throw new TaskError(`${where}: maxLength must be an integer ≥ ${MIN_SEQUENCE_LENGTH}, got ${JSON.stringify(maxLength)}`);
   }
 }
 

@@ -32,6 +32,8 @@ export interface StageHooks<E = RunEvent> {
   signal?: AbortSignal;
   /** Data-parallel training: this rank's settings (distributedFromEnv()) or process group; rank 0 writes the run directory. */
   distributed?: DistributedSettings | Distributed | null;
+  /** How the caller names a setting in errors: the CLI, its flag (maxSteps → --max-steps); default the key. */
+  settingName?: (key: string) => string;
 }
 
 /** The settings every stage has, whatever else its config holds. */
