@@ -6,9 +6,9 @@ import { finetuneTable } from './results-table.js';
 import { runStageInTerminal } from './run-stage.js';
 
 /** One fine-tuning run with the terminal view: notes, progress, the results table. */
-export async function runFinetune(config: FinetuneConfig, resume: boolean, label = ''): Promise<FinetuneResults> {
+export async function runFinetune(config: FinetuneConfig, resume: boolean, label = '', modelConfig?: string): Promise<FinetuneResults> {
   const { finetune } = await import('../tasks/finetune.js');
-  const { results, writer } = await runStageInTerminal((hooks) => finetune(config, hooks), { resume });
+  const { results, writer } = await runStageInTerminal((hooks) => finetune(config, hooks), { resume, modelConfig });
   if (!writer) return results;
   console.log(`\n${label || results.task}: ${results.steps} steps (${results.epochs.toFixed(1)} epochs) in ${Math.round(results.seconds)}s on ${results.examples.train} training examples`);
   console.log(finetuneTable(results));

@@ -77,7 +77,7 @@ Examples:
         const config = flags.resume
           ? await resumedConfig<FinetuneConfig>('finetune', flags.out, { epochs: flags.epochs, maxSteps: flags.maxSteps })
           : await newConfig(flags);
-        await runFinetune(config, Boolean(flags.resume));
+        await runFinetune(config, Boolean(flags.resume), '', flags.modelConfig);
       }),
     );
 }

@@ -44,7 +44,7 @@ tasks.json (paths relative to the file; weight, maxLength and batchSize optional
       asRank(async (flags: MultitaskFlags) => {
         const config = flags.resume ? await resumedConfig<MultitaskConfig>('multitask', flags.out, { steps: flags.steps }) : newConfig(flags);
         const { multitask } = await import('../tasks/multitask.js');
-        const { results, writer } = await runStageInTerminal((hooks) => multitask(config, hooks), { resume: Boolean(flags.resume) });
+        const { results, writer } = await runStageInTerminal((hooks) => multitask(config, hooks), { resume: Boolean(flags.resume), modelConfig: flags.modelConfig });
         if (!writer) return;
         const names = Object.keys(results.tasks);
         const metrics = metricNames(names.map((n) => results.tasks[n] ?? null));

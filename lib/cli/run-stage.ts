@@ -15,7 +15,7 @@ import { RunProgress, type ProgressEvent } from './progress.js';
  */
 export async function runStageInTerminal<R extends { interrupted: boolean }>(
   stage: (hooks: StageHooks<ProgressEvent>) => Promise<R>,
-  options: { resume: boolean; logEvery?: number },
+  options: { resume: boolean; logEvery?: number; modelConfig?: string },
 ): Promise<{ results: R; writer: boolean }> {
   const { distributedFromEnv } = await import('../training/distributed.js');
   const distributed = distributedFromEnv();
@@ -29,7 +29,8 @@ export async function runStageInTerminal<R extends { interrupted: boolean }>(
       onEvent: writer ? (e) => progress.event(e) : undefined,
       onNote: writer ? (message) => console.error(`note: ${message}`) : undefined,
       distributed,
-      settingName: flagOf,
+      // Errors name the flag; --model-config also the file (or inline JSON) it was given.
+      settingName: (key) => (key === 'modelConfig' && options.modelConfig ? `--model-config ${options.modelConfig}` : flagOf(key)),
     });
     if (results.interrupted) process.exitCode = 130; // after the checkpoint and results, as Ctrl-C asked
     return { results, writer };

@@ -65,7 +65,7 @@ export const boolean: ValueKind<boolean> = {
 
 /** An input file that exists and is not a directory (FIFOs and devices are the readers' to judge). */
 export const existingFile: ValueKind<string> = {
-  description: 'an existing file',
+  description: 'an existing file (not a directory)',
   accepts: (v): v is string => typeof v === 'string' && v !== '' && existsSync(v) && !statSync(v).isDirectory(),
   fromText: asText,
 };
