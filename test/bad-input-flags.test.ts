@@ -4,11 +4,9 @@
 // CLI and the API share their limits. Plus the output side: predict --out, and
 // diagnostics on stderr so that stdout stays machine-readable.
 
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
@@ -18,21 +16,10 @@ import { FINETUNE_DEFAULTS, MULTITASK_DEFAULTS } from '../lib/tasks/config.js';
 import { finetune } from '../lib/tasks/finetune.js';
 import { multitask, readTaskList } from '../lib/tasks/multitask.js';
 import { checkValue, existingFile, integerAtLeast, outputFile, positiveInteger, probability } from '../lib/util/value-kinds.js';
+import { failure, roformer } from './cli-run.js';
 import { FEWCLUE_DIR } from './fewclue.js';
 
-const exec = promisify(execFile);
-const CLI = 'dist/lib/cli.js';
 const tmp = (name: string) => mkdtempSync(join(tmpdir(), `roformer-flags-${name}-`));
-const roformer = (...args: string[]) => exec(process.execPath, [CLI, ...args], { maxBuffer: 16 << 20 });
-/** A command that must fail: its exit status and stderr. */
-const failure = async (...args: string[]) => {
-  try {
-    await roformer(...args);
-  } catch (error) {
-    return error as { code: number; stderr: string; stdout: string };
-  }
-  throw new Error(`roformer ${args.join(' ')} succeeded`);
-};
 
 const TINY = { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64 };
 const EPRSTMT = join(FEWCLUE_DIR, 'eprstmt');

@@ -3,30 +3,18 @@
 // eprstmt, the CLUE fixtures, JSON Lines written here) with tiny models, and
 // the errors a user meets with the wrong task, file or model.
 
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { readMetrics, RoFormerV2, TASK_NAMES } from '../lib/index.js';
+import { CLI, failure, roformer } from './cli-run.js';
 import { FEWCLUE_DIR } from './fewclue.js';
 
-const exec = promisify(execFile);
-const CLI = 'dist/lib/cli.js';
 const tmp = (name: string) => mkdtempSync(join(tmpdir(), `roformer-cli-${name}-`));
-const roformer = (...args: string[]) => exec(process.execPath, [CLI, ...args], { maxBuffer: 16 << 20 });
-/** The failure of a command that should fail: its exit status and stderr. */
-const failure = async (...args: string[]) => {
-  try {
-    await roformer(...args);
-  } catch (error) {
-    return error as { code: number; stderr: string; stdout: string };
-  }
-  throw new Error(`roformer ${args.join(' ')} succeeded`);
-};
 
 const TINY = JSON.stringify({ num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64 });
 /** Flags every training run here shares: a tiny fresh model, short sequences, a few steps. */

@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { FINETUNE_DEFAULTS as D, FINETUNE_KINDS as K, type FinetuneConfig } from '../tasks/config.js';
 import { runFinetune } from './finetune-run.js';
 import { addLaunchFlags, asRank } from './launch.js';
-import { parse, withDefault } from './options.js';
+import { settingFlags } from './options.js';
 import { resumedConfig } from './run-stage.js';
 import { addTrainingFlags, given, modelConfigFromFlag, taskFromFlags, taskHelp, type JsonlFlags } from './task-options.js';
 
@@ -38,6 +38,8 @@ interface FinetuneFlags extends JsonlFlags {
   precision?: FinetuneConfig['precision'];
 }
 
+const setting = settingFlags(D, K);
+
 export function finetuneCommand(): Command {
   const command = new Command('finetune')
     .description(`fine-tune a RoFormerV2 on one labelled task (defaults: the authors' CLUE recipe: ${D.optimizer}, lr ${D.lr}, batch ${D.batchSize}, ${D.epochs} epochs)`)
@@ -49,9 +51,9 @@ export function finetuneCommand(): Command {
     .option('--out <dir>', 'run directory: checkpoints, metrics.jsonl, report.svg, results.json, model/')
     .option('--demo', 'the built-in demo: three poetry tasks from the chinese-poetry package, a few minutes on CPU')
     .option('--resume', 'continue the run in --out from its latest checkpoint (its own settings; --epochs/--max-steps may extend it)')
-    .option('--epochs <n>', withDefault('passes over the training set', D.epochs), parse(K.epochs!, 'epochs'))
-    .option('--max-steps <n>', withDefault('stop after n optimiser steps even if the epochs are not done (0: no cap)', D.maxSteps), parse(K.maxSteps!, 'max-steps'))
-    .option('--max-length <n>', "tokens per sequence, [CLS]/[SEP] included (default: the task's, 128 for most)", parse(K.maxLength!, 'max-length'))
+    .option(...setting('epochs', '<n>', 'passes over the training set'))
+    .option(...setting('maxSteps', '<n>', 'stop after n optimiser steps even if the epochs are not done (0: no cap)'))
+    .option(...setting('maxLength', '<n>', "tokens per sequence, [CLS]/[SEP] included (default: the task's, 128 for most)"))
     .option('--noise', "the authors' light input noise on training inputs (≈15% of tokens, in adjacent pairs)");
   return addLaunchFlags(addTrainingFlags(command, '--train'))
     .option('--text-field <name>', `--task jsonl: the record field holding the text (default 'text'; 'sentence1' for a pair)`)

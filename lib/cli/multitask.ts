@@ -6,12 +6,14 @@ import { Command } from 'commander';
 
 import { MULTITASK_DEFAULTS as D, MULTITASK_KINDS as K, type MultitaskConfig } from '../tasks/config.js';
 import { addLaunchFlags, asRank } from './launch.js';
-import { parse, withDefault } from './options.js';
+import { settingFlags } from './options.js';
 import { metricNames, percent, table } from './results-table.js';
 import { resumedConfig, runStageInTerminal } from './run-stage.js';
 import { addTrainingFlags, given, modelConfigFromFlag } from './task-options.js';
 
 type MultitaskFlags = Partial<Omit<MultitaskConfig, 'modelConfig'>> & { modelConfig?: string; resume?: boolean };
+
+const setting = settingFlags(D, K);
 
 export function multitaskCommand(): Command {
   const command = new Command('multitask')
@@ -20,13 +22,13 @@ export function multitaskCommand(): Command {
     .option('--model <dir>', 'model dir, checkpoint or run dir to start from (default: a fresh model, vocab built from the training files)')
     .option('--out <dir>', 'run directory: checkpoints, metrics.jsonl, report.svg, results.json, model/')
     .option('--resume', 'continue the run in --out from its latest checkpoint (its own settings; --steps may extend it)')
-    .option('--steps <n>', withDefault('optimiser steps', D.steps), parse(K.steps!, 'steps'))
-    .option('--accumulate <n>', withDefault('micro-batches (each one task) per optimiser step', D.accumulate), parse(K.accumulate!, 'accumulate'))
-    .option('--gradient-normalization <mode>', withDefault("unit (each task's gradient scaled to norm 1 before the sum), pareto (Frank–Wolfe weights) or none (plain sum)", D.gradientNormalization), parse(K.gradientNormalization!, 'gradient-normalization'))
+    .option(...setting('steps', '<n>', 'optimiser steps'))
+    .option(...setting('accumulate', '<n>', 'micro-batches (each one task) per optimiser step'))
+    .option(...setting('gradientNormalization', '<mode>', "unit (each task's gradient scaled to norm 1 before the sum), pareto (Frank–Wolfe weights) or none (plain sum)"))
     .option('--noise', `the authors' light input noise on supervised inputs (default ${D.noise ? 'on' : 'off'})`)
     .option('--no-noise', 'train on the inputs as they are')
-    .option('--warmup-steps <n>', withDefault('linear warm-up steps', D.warmupSteps), parse(K.warmupSteps!, 'warmup-steps'))
-    .option('--field <name>', withDefault('the mlm task\'s JSONL field holding the text (its own "field" in tasks.json overrides it)', D.field));
+    .option(...setting('warmupSteps', '<n>', 'linear warm-up steps'))
+    .option(...setting('field', '<name>', 'the mlm task\'s JSONL field holding the text (its own "field" in tasks.json overrides it)'));
   return addLaunchFlags(addTrainingFlags(command, 'the training files'))
     .addHelpText(
       'after',

@@ -3,7 +3,7 @@
 // (lib/util/value-kinds.ts: the same limits the stages check their configs with),
 // with an error that names the flag.
 
-import { SettingError, type ValueKind } from '../util/value-kinds.js';
+import { flagOf, SettingError, type ValueKind } from '../util/value-kinds.js';
 
 /** A flag's parser: `.option('--steps <n>', '…', parse(positiveInteger, 'steps'))`. */
 export const parse =
@@ -16,3 +16,18 @@ export const parse =
 
 /** Help text that shows a default owned elsewhere: 'learning rate (default 0.0005)'. */
 export const withDefault = (help: string, value: unknown): string => `${help} (default ${String(value)})`;
+
+/**
+ * The flags of a stage's settings, declared from its tables: the flag from the key
+ * (maxLength → --max-length), the parser from its kind, the default shown from its
+ * defaults. `.option(...setting('maxLength', '<n>', 'tokens per sample'))`.
+ */
+export function settingFlags<C extends object>(defaults: Partial<C>, kinds: { readonly [K in keyof C]?: ValueKind<unknown> }) {
+  return (key: keyof C & string, argument: string, help: string, showDefault = true): [string, string, (text: string) => unknown] => {
+    const flag = flagOf(key);
+    const value = showDefault ? defaults[key] : undefined;
+    const kind = kinds[key];
+    if (!kind) throw new Error(`settingFlags: no kind for '${key}'`); // a programming error, caught by --help in the tests
+    return [`${flag} ${argument}`, value === undefined ? help : withDefault(help, value), parse(kind, flag.slice(2))];
+  };
+}

@@ -10,7 +10,7 @@ import type { RoFormerV2Config } from '../model/config.js';
 import { EVAL_BATCH_SIZE, FINETUNE_DEFAULTS as D, FINETUNE_KINDS as K } from '../tasks/config.js';
 import { TASK_NAMES, type JsonlTaskSpec } from '../tasks/registry.js';
 import { outputFile, positiveInteger } from '../util/value-kinds.js';
-import { parse, withDefault } from './options.js';
+import { parse, settingFlags } from './options.js';
 
 /** The name that selects the generic JSON Lines task. */
 export const JSONL_TASK = 'jsonl';
@@ -79,20 +79,24 @@ export function given<T extends object>(flags: T): Partial<T> {
  * The flags finetune and multitask share: the optimiser, a fresh model (size, the
  * vocab built `vocabFrom` its training data, config overrides), seed, device, precision.
  */
+/** The supervised stages' settings as flags (both share these defaults and kinds: lib/tasks/config.ts). */
+const setting = settingFlags(D, K);
+
 export function addTrainingFlags(command: Command, vocabFrom: string): Command {
   // The supervised stages share these defaults (lib/tasks/config.ts).
   return command
-    .option('--optimizer <name>', withDefault('adafactor, adamw or lamb', D.optimizer), parse(K.optimizer!, 'optimizer'))
-    .option('--lr <x>', withDefault('peak learning rate (after the warm-up, constant)', D.lr), parse(K.lr!, 'lr'))
-    .option('--batch-size <n>', withDefault('examples per micro-batch (multitask: unless a task sets its own batchSize)', D.batchSize), parse(K.batchSize!, 'batch-size'))
-    .option('--size <size>', withDefault('fresh model size: small, base, large', D.size), parse(K.size!, 'size'))
-    .option('--vocab-size <n>', withDefault(`fresh model: tokens in the vocab built from ${vocabFrom}`, D.vocabSize), parse(K.vocabSize!, 'vocab-size'))
+    .option(...setting('optimizer', '<name>', 'adafactor, adamw or lamb'))
+    .option(...setting('lr', '<x>', 'peak learning rate (after the warm-up, constant)'))
+    .option(...setting('batchSize', '<n>', 'examples per micro-batch (multitask: unless a task sets its own batchSize)'))
+    .option(...setting('size', '<size>', 'fresh model size: small, base, large'))
+    .option(...setting('vocabSize', '<n>', `fresh model: tokens in the vocab built from ${vocabFrom}`))
     .option('--model-config <json>', 'fresh model: config.json keys overriding --size, as a JSON file or inline JSON, e.g. \'{"num_hidden_layers": 2}\'')
-    .option('--eval-every <n>', 'evaluate on dev every n steps', parse(K.evalEvery!, 'eval-every'))
-    .option('--save-every <n>', 'checkpoint every n steps', parse(K.saveEvery!, 'save-every'))
-    .option('--seed <n>', withDefault('random seed', D.seed), parse(K.seed!, 'seed'))
-    .option('--device <d>', withDefault('cpu, cuda or cuda:N', D.device))
-    .option('--precision <p>', withDefault('fp32, bf16 or fp16', D.precision), parse(K.precision!, 'precision'));
+    // Their defaults differ between finetune and multitask: each command's help says them.
+    .option(...setting('evalEvery', '<n>', 'evaluate on dev every n steps', false))
+    .option(...setting('saveEvery', '<n>', 'checkpoint every n steps', false))
+    .option(...setting('seed', '<n>', 'random seed'))
+    .option(...setting('device', '<d>', 'cpu, cuda or cuda:N'))
+    .option(...setting('precision', '<p>', 'fp32, bf16 or fp16'));
 }
 
 /** The flags eval and predict share: the fine-tuned model, which of its tasks, length and batch size. */
@@ -100,7 +104,7 @@ export function addFineTunedModelFlags(command: Command): Command {
   return command
     .requiredOption('--model <dir>', 'a fine-tuned model dir, a finetune/multitask --out dir, a checkpoint or a run dir')
     .option('--task <name>', 'which of the model’s tasks (needed only when it has several)')
-    .option('--max-length <n>', 'tokens per sequence (default: the length the model was fine-tuned with)', parse(K.maxLength!, 'max-length'))
+    .option(...setting('maxLength', '<n>', 'tokens per sequence (default: the length the model was fine-tuned with)'))
     .option('--batch-size <n>', 'examples per forward pass', parse(positiveInteger, 'batch-size'), EVAL_BATCH_SIZE);
 }
 
