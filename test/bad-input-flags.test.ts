@@ -139,6 +139,10 @@ describe('multitask: the mlm entry says which JSONL field holds the text', () =>
     await expect(multitask({ ...config, tasks: join(dir, 'plain.json'), out: join(dir, 'run2') })).rejects.toThrow(/field "text" missing|training documents/);
     const viaFlag = await multitask({ ...config, tasks: join(dir, 'plain.json'), field: 'sentence', out: join(dir, 'run3') });
     expect(viaFlag.steps).toBe(2);
+    // MLM alone is a task list too.
+    writeFileSync(join(dir, 'mlm-only.json'), JSON.stringify({ tasks: [{ name: 'mlm', files: { corpus: [train] }, field: 'sentence', maxLength: 32 }] }));
+    const mlmOnly = await multitask({ ...config, tasks: join(dir, 'mlm-only.json'), out: join(dir, 'run4') });
+    expect(mlmOnly).toMatchObject({ steps: 2, tasks: {} });
   }, 120_000);
 });
 

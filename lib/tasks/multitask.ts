@@ -133,7 +133,7 @@ export interface TrainedTasks {
   items: StageTask[];
   /** Each task's test examples (files.test; none: empty). */
   tests: LoadedExample[][];
-  /** Micro-batches per epoch of the first task on this rank. */
+  /** Micro-batches per epoch of the first task on this rank (1 without a supervised task). */
   stepsPerEpoch: number;
   /** The final model dir (saved after results()). */
   modelDir: string;
@@ -187,7 +187,9 @@ export async function trainTasks<R>(spec: TasksRun<R>, hooks: StageHooks = {}): 
     async plan({ tokenizer, dir, tasks }, { resumeFrom, dist, shard, writer, note }) {
       const { items, tests } = await loadTasks(supervised, tasks, tokenizer, note);
       const mlm = mlmEntry ? await mlmTask(mlmEntry, tokenizer, { seed: config.seed + shard.rank, shard: dist?.shard, field: config.field, evaluate: config.evalEvery > 0 }) : null;
-      const stepsPerEpoch = Math.ceil(items[0]!.train.length / (items[0]!.batchSize * shard.worldSize));
+      // One epoch of the first task (fine-tuning counts in these); an MLM-only list has none.
+      const first = items[0];
+      const stepsPerEpoch = first ? Math.ceil(first.train.length / (first.batchSize * shard.worldSize)) : 1;
       const schedule = spec.schedule(stepsPerEpoch);
       const files = runFiles(tokenizer, tasks);
       return {
