@@ -72,6 +72,10 @@ export interface EnvironmentModule {
   osRelease(): Record<string, string>;
 }
 
+// Why this layer reaches into scripts/ (and through createRequire): the same probing runs in
+// `npm install` (scripts/install.mjs), before any TypeScript is compiled, so it must be plain
+// JavaScript that the install hook can load; moving it into TypeScript would leave the install
+// hook without it. It is a leaf (it imports nothing of lib/ or bindings/), so no arrow points up.
 const cache = new Map<string, EnvironmentModule>();
 
 /** scripts/libtorch.cjs of the package at `root`. */

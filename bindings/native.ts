@@ -1,7 +1,22 @@
 // The typed surface of the native addon (native/addon.cpp registers these names).
 // Nothing here loads the addon: see ./load.ts.
 
-import type { HeadKind } from '../lib/tasks/types.js';
+/**
+ * The head a task trains, named by what it predicts (native/heads.h builds each). Defined
+ * here, at the binding layer, because the native side needs it; lib/ re-uses it.
+ */
+export type HeadKind =
+  /** [CLS] → linear (no bias) → softmax cross-entropy over the labels. Also pair matching / NLI. */
+  | 'classification'
+  /** [CLS] → linear → one logit per label, multi-label "softmax + cross-entropy" (ZLPR) loss. */
+  | 'multilabel'
+  /** each (context, option) pair: [CLS] → linear(1); softmax across the options. */
+  | 'multiple-choice'
+  /** GlobalPointer: per label, span scores s(i, j), i ≤ j, ZLPR loss (reading comprehension, NER). */
+  | 'span';
+
+/** Every HeadKind, for checks of untrusted input (heads.json, tasks.json). */
+export const HEAD_KINDS: readonly HeadKind[] = ['classification', 'multilabel', 'multiple-choice', 'span'];
 
 /** Element types a Tensor can hold. */
 export type DType =
@@ -104,7 +119,7 @@ export interface NativeModule {
   readonly disposed: boolean;
 }
 
-/** Options of the native trainer (lib/trainer.ts documents them). */
+/** Options of the native trainer (lib/training/trainer.ts documents them). */
 export interface NativeTrainerOptions {
   optimizer?: 'adamw' | 'lamb' | 'adafactor';
   beta1?: number;
@@ -119,7 +134,7 @@ export interface NativeTrainerOptions {
   growthFactor?: number;
   backoffFactor?: number;
   growthInterval?: number;
-  /** Task heads trained with the encoder, by task name (lib/tasks/heads.ts). */
+  /** Task heads trained with the encoder, by task name (lib/training/heads.ts). */
   heads?: Record<string, NativeHeadConfig>;
   /**
    * How the tasks of one step combine: 'none' (sum of the task losses), 'unit' (each

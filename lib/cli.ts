@@ -2,17 +2,18 @@
 // The `roformer` command: one file per command in lib/cli/, shared progress
 // rendering, Ctrl-C handling and error printing there too. `--help` works
 // without libtorch: the addon is loaded only by the commands that need it.
+// This entry point alone ends the process (exit status 1 on an error); the
+// commands set process.exitCode.
 
 import { Command } from 'commander';
 
 import { doctorCommand } from './cli/doctor.js';
-import { exitWithError } from './cli/errors.js';
+import { describeError } from './cli/errors.js';
 import { evalCommand } from './cli/eval.js';
 import { finetuneCommand } from './cli/finetune.js';
 import { fillMaskCommand } from './cli/fill-mask.js';
 import { infoCommand } from './cli/info.js';
 import { initCommand } from './cli/init.js';
-import { extractLaunchFlags, launch, launchEnv, watchLauncher } from './cli/launch.js';
 import { multitaskCommand } from './cli/multitask.js';
 import { predictCommand } from './cli/predict.js';
 import { pretrainCommand } from './cli/pretrain.js';
@@ -33,17 +34,7 @@ const program = new Command()
   .addCommand(fillMaskCommand())
   .addCommand(vocabCommand());
 
-// Data-parallel: --nproc-per-node N starts N ranks of this command (lib/cli/launch.ts);
-// the other launcher flags alone set a rank's environment (MASTER_ADDR, …).
-async function main(): Promise<void> {
-  const { argv, flags } = extractLaunchFlags(process.argv);
-  if (flags.nprocPerNode !== undefined) {
-    process.exitCode = await launch(argv, flags);
-    return;
-  }
-  Object.assign(process.env, launchEnv(flags, {}));
-  watchLauncher();
-  await program.parseAsync(argv);
-}
-
-main().catch(exitWithError);
+program.parseAsync(process.argv).catch((error: unknown) => {
+  console.error(describeError(error));
+  process.exit(1);
+});

@@ -33,15 +33,15 @@ export {
   readHeads,
   writeHeads,
   headMismatches,
-  decodePredictions,
   HeadsError,
   HEADS_CONFIG_FILE,
   HEADS_WEIGHTS_FILE,
-} from './tasks/heads.js';
-export type { HeadSpec, HeadSpecs } from './tasks/heads.js';
+} from './training/heads.js';
+export type { HeadSpec, HeadSpecs } from './training/heads.js';
+export { decodePredictions } from './tasks/decode.js';
 export { collate, addInputNoise, noisyExample, disposeBatch, BatchError } from './tasks/batch.js';
 export type { CollateOptions, InputNoiseOptions } from './tasks/batch.js';
-export { linearWarmupDecay, piecewiseLinear, constant, residualWarmup } from './training/schedules.js';
+export { linearWarmupDecay, warmupThenConstant, piecewiseLinear, constant, residualWarmup } from './training/schedules.js';
 export type { Schedule } from './training/schedules.js';
 export { readCheckpoint, resolveCheckpointDir, CheckpointError } from './training/checkpoint.js';
 export { Tokenizer, TokenizerError, buildVocab, SPECIAL_TOKENS } from './data/tokenizer.js';
@@ -54,7 +54,7 @@ export { MlmPipeline, jiebaSegmenter } from './data/pipeline.js';
 export type { PipelineOptions, PipelinePosition, MlmBatch, Segmenter } from './data/pipeline.js';
 export { pretrain } from './pretrain/pretrain.js';
 export type { PretrainEvent, PretrainResult, PretrainHooks } from './pretrain/pretrain.js';
-export { resolvePretrainConfig, validatePretrainConfig, PretrainConfigError, PRETRAIN_DEFAULTS, DEMO_OVERRIDES } from './pretrain/config.js';
+export { resolvePretrainConfig, validatePretrainConfig, checkPretrainConfig, PretrainConfigError, PRETRAIN_DEFAULTS, DEMO_OVERRIDES } from './pretrain/config.js';
 export type { PretrainConfig } from './pretrain/config.js';
 export { fillMask, loadForInference } from './pretrain/fill-mask.js';
 export type { MaskPrediction } from './pretrain/fill-mask.js';
@@ -104,6 +104,12 @@ export type { MultitaskConfig, MultitaskResults, TaskListEntry } from './tasks/m
 export { loadFineTuned, pickTask } from './tasks/fine-tuned.js';
 export type { FineTunedModel } from './tasks/fine-tuned.js';
 export { prepareEncoder, headFor, headsFor, TASKS_FILE } from './tasks/setup.js';
-export type { StageHooks } from './tasks/setup.js';
+export { runStage } from './training/stage.js';
+export type { StageHooks, StageSettings, StageContext, StagePlan, StageDescription } from './training/stage.js';
+export { TRAINING_DEFAULTS } from './training/defaults.js';
+export { SettingError } from './util/value-kinds.js';
+export { checkFinetuneConfig, checkMultitaskConfig } from './tasks/config.js';
+export { trainTasks } from './tasks/multitask.js';
+export type { TasksRun, TrainedTasks } from './tasks/multitask.js';
 export { Distributed, DistributedError, distributedFromEnv } from './training/distributed.js';
 export type { DistributedSettings, Shard } from './training/distributed.js';

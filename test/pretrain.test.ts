@@ -161,7 +161,7 @@ describe('config', () => {
     writeFileSync(file, JSON.stringify({ corpus: [corpusFile], lrr: 1e-3 }));
     await expect(resolvePretrainConfig({ file })).rejects.toThrow(/run\.json: unknown option 'lrr' \(did you mean 'lr'\?\)/);
     writeFileSync(file, JSON.stringify({ corpus: [corpusFile], steps: -5 }));
-    await expect(resolvePretrainConfig({ file })).rejects.toThrow(/steps must be a non-negative integer, got -5/);
+    await expect(resolvePretrainConfig({ file })).rejects.toThrow(/steps must be an integer >= 1, got -5/);
     writeFileSync(file, '{ "corpus": ');
     await expect(resolvePretrainConfig({ file })).rejects.toThrow(/run\.json: invalid JSON/);
     await expect(resolvePretrainConfig({ flags: { optimizer: 'sgd' as never, corpus: [corpusFile] } })).rejects.toThrow(/optimizer must be one of adamw, lamb, adafactor/);

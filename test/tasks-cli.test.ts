@@ -3,30 +3,18 @@
 // eprstmt, the CLUE fixtures, JSON Lines written here) with tiny models, and
 // the errors a user meets with the wrong task, file or model.
 
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { readMetrics, RoFormerV2, TASK_NAMES } from '../lib/index.js';
+import { CLI, failure, roformer } from './cli-run.js';
 import { FEWCLUE_DIR } from './fewclue.js';
 
-const exec = promisify(execFile);
-const CLI = 'dist/lib/cli.js';
 const tmp = (name: string) => mkdtempSync(join(tmpdir(), `roformer-cli-${name}-`));
-const roformer = (...args: string[]) => exec(process.execPath, [CLI, ...args], { maxBuffer: 16 << 20 });
-/** The failure of a command that should fail: its exit status and stderr. */
-const failure = async (...args: string[]) => {
-  try {
-    await roformer(...args);
-  } catch (error) {
-    return error as { code: number; stderr: string; stdout: string };
-  }
-  throw new Error(`roformer ${args.join(' ')} succeeded`);
-};
 
 const TINY = JSON.stringify({ num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64 });
 /** Flags every training run here shares: a tiny fresh model, short sequences, a few steps. */
@@ -41,6 +29,7 @@ let eprstmt: { train: string; dev: string; test: string };
 /** The eprstmt run every later test reads from (finetune is tested once, reused by eval and predict). */
 let eprstmtRun: string;
 let finetuneStdout: string;
+let finetuneStderr: string;
 
 beforeAll(async () => {
   data = tmp('data');
@@ -53,7 +42,7 @@ beforeAll(async () => {
   writeFileSync(eprstmt.test, test.join('\n') + '\n');
 
   eprstmtRun = join(tmp('eprstmt'), 'run');
-  ({ stdout: finetuneStdout } = await roformer('finetune', '--task', 'eprstmt', '--train', eprstmt.train, '--dev', eprstmt.dev, '--test', eprstmt.test, '--out', eprstmtRun, ...tinyFlags(10), '--lr', '2e-3'));
+  ({ stdout: finetuneStdout, stderr: finetuneStderr } = await roformer('finetune', '--task', 'eprstmt', '--train', eprstmt.train, '--dev', eprstmt.dev, '--test', eprstmt.test, '--out', eprstmtRun, ...tinyFlags(10), '--lr', '2e-3'));
 }, 120_000);
 
 describe('roformer finetune', () => {
@@ -81,7 +70,8 @@ describe('roformer finetune', () => {
 
   it('prints the metrics beside the majority baseline, the bad record with file:line, and where things are', () => {
     expect(finetuneStdout).toMatch(/new run: .*tasks eprstmt, steps 0 → 10/);
-    expect(finetuneStdout).toMatch(new RegExp(`note: ${eprstmt.test}: 1 bad record\\(s\\) skipped:\\n${eprstmt.test}:3: `));
+    // Notes are diagnostics: on stderr, so that stdout stays the results.
+    expect(finetuneStderr).toMatch(new RegExp(`note: ${eprstmt.test}: 1 bad record\\(s\\) skipped:\\n${eprstmt.test}:3: `));
     const results = JSON.parse(readFileSync(join(eprstmtRun, 'results.json'), 'utf8'));
     const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
     expect(finetuneStdout).toMatch(new RegExp(`accuracy\\s+${pct(results.dev.accuracy)}\\s+${pct(results.test.accuracy)}`));

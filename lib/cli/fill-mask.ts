@@ -2,13 +2,14 @@
 
 import { Command } from 'commander';
 
-import { number } from './options.js';
+import { positiveInteger } from '../util/value-kinds.js';
+import { parse } from './options.js';
 
 export function fillMaskCommand(): Command {
   return new Command('fill-mask')
     .description('the most likely tokens at each [MASK] of a text')
     .requiredOption('--model <dir>', 'a model dir, checkpoint dir or run dir (its latest checkpoint)')
-    .option('--top-k <n>', 'candidates per mask', number('top-k'), 5)
+    .option('--top-k <n>', 'candidates per mask', parse(positiveInteger, 'top-k'), 5)
     .option('--json', 'machine-readable output')
     .argument('<text...>', 'text with one or more [MASK]')
     .action(async (words: string[], options: { model: string; topK: number; json?: boolean }) => {

@@ -11,7 +11,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import type { FinetuneConfig, FinetuneResults } from '../tasks/finetune.js';
-import { runFinetune } from './finetune.js';
+import { runFinetune } from './finetune-run.js';
 import { percent, table } from './results-table.js';
 import { given } from './task-options.js';
 
@@ -27,9 +27,7 @@ const PRETRAIN_DEMO = 'runs/demo';
  */
 const DEMO_RECIPE = {
   modelConfig: { num_hidden_layers: 4, hidden_size: 256, num_attention_heads: 4, intermediate_size: 1024 },
-  vocabSize: 8000,
   maxLength: 64,
-  batchSize: 32,
   maxSteps: 100,
   lr: 1e-3,
   evalEvery: 50,
@@ -63,7 +61,7 @@ export async function finetuneDemo(flags: DemoFlags): Promise<void> {
       ? `starting from the pre-training demo's checkpoint: ${pretrained}/latest`
       : `starting from a fresh model (4 layers, 256 wide): run \`roformer pretrain --demo\` first to start from a pre-trained one`,
   );
-  console.log(`demo recipe: at most ${recipe.maxSteps} steps per task (the full recipe is 10 epochs), batch ${recipe.batchSize}, length ${recipe.maxLength}, lr ${recipe.lr}`);
+  console.log(`demo recipe: at most ${recipe.maxSteps} steps per task (the full recipe is ${FINETUNE_DEFAULTS.epochs} epochs), batch ${FINETUNE_DEFAULTS.batchSize}, length ${recipe.maxLength}, lr ${recipe.lr}`);
   console.log(`tasks: ${chosen.map((t) => `${t.task.name} (${t.counts.train}/${t.counts.dev}/${t.counts.test} train/dev/test, ${t.task.labels.length} classes)`).join('; ')}\n`);
 
   const done: Array<{ name: string; results: FinetuneResults }> = [];

@@ -1,5 +1,6 @@
 // Ctrl-C during training: the first stops the run after the current step, with
-// a checkpoint (the run loop watches the signal); a second quits at once.
+// a checkpoint (the run loop watches the signal); a second quits at once (the
+// default SIGINT behaviour, restored and raised again: no process.exit here).
 
 export interface Interrupt {
   signal: AbortSignal;
@@ -10,7 +11,11 @@ export interface Interrupt {
 export function interruptOnCtrlC(): Interrupt {
   const abort = new AbortController();
   const onSigint = () => {
-    if (abort.signal.aborted) process.exit(130);
+    if (abort.signal.aborted) {
+      process.off('SIGINT', onSigint);
+      process.kill(process.pid, 'SIGINT');
+      return;
+    }
     abort.abort();
     process.stderr.write('\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit now)\n');
   };

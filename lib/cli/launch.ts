@@ -11,12 +11,20 @@
 // A rank whose launcher disappears (killed with SIGKILL, say) stops as after Ctrl-C
 // (watchLauncher). Without --nproc-per-node the same flags only set that environment for this one process
 // (a rank started by hand, or by torchrun / Slurm / Kubernetes, which set it themselves).
+//
+// The flags are declared on each of those commands (addLaunchFlags), so their --help shows
+// them; a rank the launcher starts gets the command line without them (extractLaunchFlags)
+// and their settings through its environment.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { constants } from 'node:os';
 
-import { DEFAULT_DIST_TIMEOUT, DEFAULT_MASTER_PORT } from '../training/distributed.js';
+import type { Command } from 'commander';
+
+import { DISTRIBUTED_BACKENDS, DISTRIBUTED_DEFAULTS } from '../training/distributed.js';
+import { nonNegativeInteger, oneOf, positiveInteger, positiveNumber, text, type ValueKind } from '../util/value-kinds.js';
+import { parse, withDefault } from './options.js';
 
 export interface LaunchFlags {
   nprocPerNode?: number;
@@ -28,23 +36,61 @@ export interface LaunchFlags {
   distBackend?: string;
 }
 
-const FLAGS: Record<string, keyof LaunchFlags> = {
-  '--nproc-per-node': 'nprocPerNode',
-  '--nnodes': 'nnodes',
-  '--node-rank': 'nodeRank',
-  '--master-addr': 'masterAddr',
-  '--master-port': 'masterPort',
-  '--dist-timeout': 'distTimeout',
-  '--dist-backend': 'distBackend',
+/** Each launcher flag: its key, kind, help and default (the rendezvous defaults are distributed.ts's). */
+const FLAGS: Record<string, { key: keyof LaunchFlags; kind: ValueKind<unknown>; value: string; help: string; default?: unknown }> = {
+  '--nproc-per-node': { key: 'nprocPerNode', kind: positiveInteger, value: '<n>', help: 'data-parallel: start n ranks of this command on this machine (torchrun\'s name)' },
+  '--nnodes': { key: 'nnodes', kind: positiveInteger, value: '<n>', help: 'data-parallel: machines taking part', default: 1 },
+  '--node-rank': { key: 'nodeRank', kind: nonNegativeInteger, value: '<r>', help: 'data-parallel: this machine\'s index among --nnodes', default: 0 },
+  '--master-addr': { key: 'masterAddr', kind: text, value: '<host>', help: 'data-parallel: rank 0\'s address (MASTER_ADDR)', default: DISTRIBUTED_DEFAULTS.masterAddr },
+  '--master-port': { key: 'masterPort', kind: positiveInteger, value: '<port>', help: 'data-parallel: rank 0\'s rendezvous port (MASTER_PORT)', default: DISTRIBUTED_DEFAULTS.masterPort },
+  '--dist-timeout': { key: 'distTimeout', kind: positiveNumber, value: '<s>', help: 'data-parallel: seconds to wait for the other ranks', default: DISTRIBUTED_DEFAULTS.timeoutSeconds },
+  '--dist-backend': { key: 'distBackend', kind: oneOf(DISTRIBUTED_BACKENDS), value: '<name>', help: 'data-parallel: gloo, nccl or auto (NCCL on CUDA)', default: DISTRIBUTED_DEFAULTS.backend },
 };
-const TEXT_FLAGS = new Set<keyof LaunchFlags>(['masterAddr', 'distBackend']);
 export const DISTRIBUTED_COMMANDS = new Set(['pretrain', 'finetune', 'multitask']);
 
 export class LaunchError extends Error {
   override name = 'LaunchError';
 }
 
-/** Takes the launcher's flags out of `argv` (`--flag value` or `--flag=value`). */
+/** Declares the launcher's flags on a command that can run data-parallel (pretrain, finetune, multitask). */
+export function addLaunchFlags(command: Command): Command {
+  for (const [flag, spec] of Object.entries(FLAGS)) {
+    const name = flag.slice(2);
+    command.option(`${flag} ${spec.value}`, spec.default === undefined ? spec.help : withDefault(spec.help, spec.default), parse(spec.kind, name));
+  }
+  return command;
+}
+
+/**
+ * The launcher's part of a data-parallel command: with --nproc-per-node, start the ranks
+ * and resolve with the exit code the launcher ends with; otherwise set this process's
+ * rank environment from the flags, watch the launcher, and resolve null (run here).
+ */
+export async function launchIfAsked(flags: LaunchFlags): Promise<number | null> {
+  if (flags.nprocPerNode !== undefined) return launch(extractLaunchFlags(process.argv).argv, flags);
+  Object.assign(process.env, launchEnv(flags, {}));
+  watchLauncher();
+  return null;
+}
+
+/**
+ * A data-parallel command's action: the launcher's part first (launchIfAsked), then
+ * `action` with the command's own flags (the launcher's taken out) on this rank.
+ */
+export function asRank<F extends object>(action: (flags: F) => Promise<void>): (flags: F & LaunchFlags) => Promise<void> {
+  return async (flags) => {
+    const launcher = Object.fromEntries(Object.values(FLAGS).map((f) => [f.key, flags[f.key]])) as LaunchFlags;
+    const code = await launchIfAsked(launcher);
+    if (code !== null) {
+      process.exitCode = code;
+      return;
+    }
+    const own = Object.fromEntries(Object.entries(flags).filter(([key]) => !(key in launcher))) as F;
+    await action(own);
+  };
+}
+
+/** Takes the launcher's flags out of `argv` (`--flag value` or `--flag=value`): a rank's command line. */
 export function extractLaunchFlags(argv: readonly string[]): { argv: string[]; flags: LaunchFlags } {
   const rest: string[] = [];
   const flags: LaunchFlags = {};
@@ -52,21 +98,14 @@ export function extractLaunchFlags(argv: readonly string[]): { argv: string[]; f
     const arg = argv[i]!;
     const eq = arg.indexOf('=');
     const name = eq > 0 ? arg.slice(0, eq) : arg;
-    const key = FLAGS[name];
-    if (!key || arg === '--') {
+    const spec = FLAGS[name];
+    if (!spec || arg === '--') {
       rest.push(arg);
       continue;
     }
     const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
     if (value === undefined) throw new LaunchError(`${name} needs a value`);
-    if (TEXT_FLAGS.has(key)) {
-      (flags as Record<string, unknown>)[key] = value;
-    } else {
-      const n = Number(value);
-      const ok = key === 'distTimeout' ? n > 0 : Number.isSafeInteger(n) && n >= (key === 'nodeRank' ? 0 : 1);
-      if (!ok) throw new LaunchError(`${name} must be ${key === 'distTimeout' ? 'a number of seconds > 0' : key === 'nodeRank' ? 'an integer >= 0' : 'an integer >= 1'}, got '${value}'`);
-      (flags as Record<string, unknown>)[key] = n;
-    }
+    (flags as Record<string, unknown>)[spec.key] = parse(spec.kind, name.slice(2))(value);
   }
   return { argv: rest, flags };
 }
@@ -100,7 +139,7 @@ export async function launch(argv: readonly string[], flags: LaunchFlags, log: (
   if (nodeRank >= nnodes) throw new LaunchError(`--node-rank ${nodeRank} must be below --nnodes ${nnodes}`);
   const world = n * nnodes;
   const env = launchEnv(flags);
-  const timeout = Number(env.ROFORMER_DIST_TIMEOUT ?? DEFAULT_DIST_TIMEOUT);
+  const timeout = Number(env.ROFORMER_DIST_TIMEOUT ?? DISTRIBUTED_DEFAULTS.timeoutSeconds);
   // Intra-op threads: the machine's cores split among its ranks, unless set explicitly.
   const threads = env.ROFORMER_NUM_THREADS ?? String(Math.max(1, Math.floor(availableParallelism() / n)));
 
@@ -123,8 +162,8 @@ export async function launch(argv: readonly string[], flags: LaunchFlags, log: (
         LOCAL_RANK: String(local),
         LOCAL_WORLD_SIZE: String(n),
         GROUP_RANK: String(nodeRank),
-        MASTER_ADDR: env.MASTER_ADDR ?? '127.0.0.1',
-        MASTER_PORT: env.MASTER_PORT ?? String(DEFAULT_MASTER_PORT),
+        MASTER_ADDR: env.MASTER_ADDR ?? DISTRIBUTED_DEFAULTS.masterAddr,
+        MASTER_PORT: env.MASTER_PORT ?? String(DISTRIBUTED_DEFAULTS.masterPort),
         ROFORMER_NUM_THREADS: threads,
         ROFORMER_LAUNCHER_PID: String(process.pid),
       },
@@ -188,8 +227,9 @@ export function watchLauncher(env: NodeJS.ProcessEnv = process.env, everyMs = 10
     clearInterval(timer);
     process.stderr.write(`roformer: rank ${env.RANK ?? '?'}: the launcher (pid ${launcher}) is gone; stopping after this step\n`);
     process.kill(process.pid, 'SIGINT');
-    const grace = Number(env.ROFORMER_DIST_TIMEOUT ?? DEFAULT_DIST_TIMEOUT) + 30;
-    setTimeout(() => process.exit(1), grace * 1000).unref();
+    const grace = Number(env.ROFORMER_DIST_TIMEOUT ?? DISTRIBUTED_DEFAULTS.timeoutSeconds) + 30;
+    // Not process.exit (the CLI entry point's alone): the default SIGTERM ends the process.
+    setTimeout(() => process.kill(process.pid, 'SIGTERM'), grace * 1000).unref();
   }, everyMs);
   timer.unref();
 }

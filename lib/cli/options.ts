@@ -1,9 +1,33 @@
 // Option parsing shared by the commands. Commander hands every flag over as a
-// string; these turn them into checked values with errors that name the flag.
+// string; parse() turns it into a checked value of one of the shared kinds
+// (lib/util/value-kinds.ts: the same limits the stages check their configs with),
+// with an error that names the flag.
 
-/** A parser for a numeric flag: `.option('--steps <n>', '…', number('steps'))`. */
-export const number = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${value}'`);
-  return n;
-};
+import { flagOf, SettingError, type ValueKind } from '../util/value-kinds.js';
+
+/** A flag's parser: `.option('--steps <n>', '…', parse(positiveInteger, 'steps'))`. */
+export const parse =
+  <T>(kind: ValueKind<T>, flag: string) =>
+  (text: string): T => {
+    const value = kind.fromText(text);
+    if (!kind.accepts(value)) throw new SettingError(`--${flag} must be ${kind.description}, got '${text}'`);
+    return value;
+  };
+
+/** Help text that shows a default owned elsewhere: 'learning rate (default 0.0005)'. */
+export const withDefault = (help: string, value: unknown): string => `${help} (default ${String(value)})`;
+
+/**
+ * The flags of a stage's settings, declared from its tables: the flag from the key
+ * (maxLength → --max-length), the parser from its kind, the default shown from its
+ * defaults. `.option(...setting('maxLength', '<n>', 'tokens per sample'))`.
+ */
+export function settingFlags<C extends object>(defaults: Partial<C>, kinds: { readonly [K in keyof C]?: ValueKind<unknown> }) {
+  return (key: keyof C & string, argument: string, help: string, showDefault = true): [string, string, (text: string) => unknown] => {
+    const flag = flagOf(key);
+    const value = showDefault ? defaults[key] : undefined;
+    const kind = kinds[key];
+    if (!kind) throw new Error(`settingFlags: no kind for '${key}'`); // a programming error, caught by --help in the tests
+    return [`${flag} ${argument}`, value === undefined ? help : withDefault(help, value), parse(kind, flag.slice(2))];
+  };
+}

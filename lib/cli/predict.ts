@@ -3,18 +3,20 @@
 // index and text, character spans).
 
 import { createWriteStream } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
 import { Command } from 'commander';
 
 import type { Choice, TaskRecord } from '../tasks/formats.js';
 import type { Task } from '../tasks/registry.js';
 import type { LoadedExample, Prediction } from '../tasks/types.js';
-import { addFineTunedModelFlags } from './task-options.js';
+import { addFineTunedModelFlags, predictionsFile } from './task-options.js';
 
 export function predictCommand(): Command {
   const command = new Command('predict').description('predict with a fine-tuned model: one JSON line per record of <file>, in file order');
   return addFineTunedModelFlags(command)
-    .option('--out <file>', 'write the JSON lines here (default: stdout)')
+    .option('--out <file>', 'write the JSON lines here; its directory is created when missing (default: stdout)', predictionsFile)
     .argument('<file>', "records in the task's format (labels not needed)")
     .addHelpText(
       'after',
@@ -39,9 +41,16 @@ Each line is {"id", "line", …} (line: 1-based line of the record in <file>) an
       const records = new Map(data.records.map((r) => [`${r.line}\u0000${r.id}`, r.record]));
       const lines = data.examples.map((e, i) => JSON.stringify(predictionLine(task, e, predictions[i]!, records.get(`${e.line}\u0000${e.id}`))) + '\n');
       if (options.out) {
+        await mkdir(dirname(options.out), { recursive: true }).catch((error: Error) => {
+          throw new Error(`--out ${options.out}: cannot create its directory (${error.message})`);
+        });
         const stream = createWriteStream(options.out);
-        for (const line of lines) stream.write(line);
-        await new Promise<void>((done, fail) => stream.end((error?: Error | null) => (error ? fail(error) : done())));
+        // A write error (no permission, disk full) rejects with the path instead of an unhandled 'error' event.
+        await new Promise<void>((done, fail) => {
+          stream.on('error', (error) => fail(new Error(`--out ${options.out}: ${error.message}`)));
+          for (const line of lines) stream.write(line);
+          stream.end(done);
+        });
         console.error(`wrote ${lines.length} predictions to ${options.out}`);
       } else {
         process.stdout.write(lines.join(''));

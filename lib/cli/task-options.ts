@@ -7,8 +7,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 
 import type { RoFormerV2Config } from '../model/config.js';
+import { EVAL_BATCH_SIZE, FINETUNE_DEFAULTS as D, FINETUNE_KINDS as K } from '../tasks/config.js';
 import { TASK_NAMES, type JsonlTaskSpec } from '../tasks/registry.js';
-import { number } from './options.js';
+import { outputFile, positiveInteger } from '../util/value-kinds.js';
+import { parse, settingFlags } from './options.js';
 
 /** The name that selects the generic JSON Lines task. */
 export const JSONL_TASK = 'jsonl';
@@ -49,7 +51,11 @@ export async function taskFromFlags(name: string, jsonl: JsonlFlags): Promise<st
   return { kind, name: JSONL_TASK, textFields, labelField: jsonl.labelField ?? 'label' };
 }
 
-/** `--model-config`: a JSON file, or the JSON itself ('{"num_hidden_layers": 2}'). */
+/**
+ * `--model-config`: a JSON file, or the JSON itself ('{"num_hidden_layers": 2}').
+ * Its keys' types and values are checked against the model size by the stage,
+ * with errors naming the key and `modelConfigSource(value)`.
+ */
 export function modelConfigFromFlag(value: string | undefined): Partial<RoFormerV2Config> | undefined {
   if (value === undefined) return undefined;
   const inline = value.trim().startsWith('{');
@@ -64,14 +70,6 @@ export function modelConfigFromFlag(value: string | undefined): Partial<RoFormer
   return parsed as Partial<RoFormerV2Config>;
 }
 
-/** One of a fixed set of values, with an error that names the flag and the choices. */
-export const oneOf =
-  <T extends string>(flag: string, values: readonly T[]) =>
-  (value: string): T => {
-    if (!values.includes(value as T)) throw new Error(`--${flag} must be one of ${values.join(', ')}, got '${value}'`);
-    return value as T;
-  };
-
 /** The flags a user actually gave (commander leaves the others undefined), so they override defaults and nothing else. */
 export function given<T extends object>(flags: T): Partial<T> {
   return Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)) as Partial<T>;
@@ -81,15 +79,24 @@ export function given<T extends object>(flags: T): Partial<T> {
  * The flags finetune and multitask share: the optimiser, a fresh model (size, the
  * vocab built `vocabFrom` its training data, config overrides), seed, device, precision.
  */
+/** The supervised stages' settings as flags (both share these defaults and kinds: lib/tasks/config.ts). */
+const setting = settingFlags(D, K);
+
 export function addTrainingFlags(command: Command, vocabFrom: string): Command {
+  // The supervised stages share these defaults (lib/tasks/config.ts).
   return command
-    .option('--optimizer <name>', 'adafactor (default), adamw or lamb', oneOf('optimizer', ['adafactor', 'adamw', 'lamb'] as const))
-    .option('--size <size>', 'fresh model size: small (default), base, large', oneOf('size', ['small', 'base', 'large'] as const))
-    .option('--vocab-size <n>', `fresh model: tokens in the vocab built from ${vocabFrom} (default 8000)`, number('vocab-size'))
+    .option(...setting('optimizer', '<name>', 'adafactor, adamw or lamb'))
+    .option(...setting('lr', '<x>', 'peak learning rate (after the warm-up, constant)'))
+    .option(...setting('batchSize', '<n>', 'examples per micro-batch (multitask: unless a task sets its own batchSize)'))
+    .option(...setting('size', '<size>', 'fresh model size: small, base, large'))
+    .option(...setting('vocabSize', '<n>', `fresh model: tokens in the vocab built from ${vocabFrom}`))
     .option('--model-config <json>', 'fresh model: config.json keys overriding --size, as a JSON file or inline JSON, e.g. \'{"num_hidden_layers": 2}\'')
-    .option('--seed <n>', 'random seed (default 0)', number('seed'))
-    .option('--device <d>', 'cpu (default), cuda or cuda:N')
-    .option('--precision <p>', 'fp32 (default), bf16 or fp16', oneOf('precision', ['fp32', 'bf16', 'fp16'] as const));
+    // Their defaults differ between finetune and multitask: each command's help says them.
+    .option(...setting('evalEvery', '<n>', 'evaluate on dev every n steps', false))
+    .option(...setting('saveEvery', '<n>', 'checkpoint every n steps', false))
+    .option(...setting('seed', '<n>', 'random seed'))
+    .option(...setting('device', '<d>', 'cpu, cuda or cuda:N'))
+    .option(...setting('precision', '<p>', 'fp32, bf16 or fp16'));
 }
 
 /** The flags eval and predict share: the fine-tuned model, which of its tasks, length and batch size. */
@@ -97,6 +104,9 @@ export function addFineTunedModelFlags(command: Command): Command {
   return command
     .requiredOption('--model <dir>', 'a fine-tuned model dir, a finetune/multitask --out dir, a checkpoint or a run dir')
     .option('--task <name>', 'which of the model’s tasks (needed only when it has several)')
-    .option('--max-length <n>', 'tokens per sequence (default: the length the model was fine-tuned with)', number('max-length'))
-    .option('--batch-size <n>', 'examples per forward pass', number('batch-size'), 64);
+    .option(...setting('maxLength', '<n>', 'tokens per sequence (default: the length the model was fine-tuned with)'))
+    .option('--batch-size <n>', 'examples per forward pass', parse(positiveInteger, 'batch-size'), EVAL_BATCH_SIZE);
 }
+
+/** predict --out: a file path (its directory is created when missing); an existing directory is refused. */
+export const predictionsFile = parse(outputFile, 'out');

@@ -2,16 +2,17 @@
 
 import { Command } from 'commander';
 
-import { number } from './options.js';
+import { PRETRAIN_DEFAULTS as D, PRETRAIN_KINDS as K } from '../pretrain/config.js';
+import { parse } from './options.js';
 
 export function vocabCommand(): Command {
   return new Command('vocab')
     .description('build a BERT-style vocab.txt from a corpus')
     .requiredOption('--corpus <paths...>', 'corpus files or directories')
     .requiredOption('--out <file>', 'where to write vocab.txt')
-    .option('--size <n>', 'number of tokens', number('size'), 12000)
-    .option('--format <format>', 'auto, text or jsonl', 'auto')
-    .option('--field <name>', 'JSONL field holding the text', 'text')
+    .option('--size <n>', 'number of tokens', parse(K.vocabSize, 'size'), D.vocabSize)
+    .option('--format <format>', 'auto, text or jsonl', parse(K.format, 'format'), D.format)
+    .option('--field <name>', 'JSONL field holding the text', D.field)
     .action(async (options: { corpus: string[]; out: string; size: number; format: 'auto' | 'text' | 'jsonl'; field: string }) => {
       const { Corpus } = await import('../data/corpus.js');
       const { buildCorpusVocab } = await import('../pretrain/pretrain.js');
@@ -20,7 +21,7 @@ export function vocabCommand(): Command {
       await tokenizer.save(options.out);
       console.log(`wrote ${options.out}: ${tokenizer.size} tokens`);
       if (corpus.problemCount > 0) {
-        console.log(`${corpus.problemCount} bad line(s) skipped, e.g. ${corpus.problems.slice(0, 3).map((p) => `${p.file}:${p.line}: ${p.reason}`).join('; ')}`);
+        console.error(`note: ${corpus.problemCount} bad line(s) skipped, e.g. ${corpus.problems.slice(0, 3).map((p) => `${p.file}:${p.line}: ${p.reason}`).join('; ')}`);
       }
     });
 }

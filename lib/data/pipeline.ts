@@ -12,6 +12,7 @@ import type { Corpus, CorpusPosition } from './corpus.js';
 import { maskSample, Random, type MaskingOptions, type MaskingVocab } from './masking.js';
 import { tensor } from '../model/tensor.js';
 import type { Tokenizer } from './tokenizer.js';
+import { MIN_SEQUENCE_LENGTH } from './sequence-length.js';
 
 export interface PipelineOptions {
   /** Tokens per sample including [CLS] and [SEP] (longer documents are truncated). Default 128. */
@@ -95,7 +96,7 @@ export class MlmPipeline {
     this.maxLength = options.maxLength ?? 128;
     this.batchSize = options.batchSize ?? 32;
     this.bufferBatches = options.bufferBatches ?? 50;
-    if (this.maxLength < 3) throw new RangeError('maxLength must be at least 3');
+    if (this.maxLength < MIN_SEQUENCE_LENGTH) throw new RangeError(`maxLength must be at least ${MIN_SEQUENCE_LENGTH}`);
     if (this.batchSize < 1 || this.bufferBatches < 1) throw new RangeError('batchSize and bufferBatches must be positive');
     if (options.masking?.scheme === 'whole-word' && !segmenter) throw new Error('whole-word masking needs a segmenter');
     this.vocab = {

@@ -159,3 +159,15 @@ export function configToJson(config: RoFormerV2Config): Record<string, unknown> 
     rotary_value: false,
   };
 }
+
+/**
+ * Checks overrides of a fresh model's config (--model-config, a stage's modelConfig)
+ * against the size they override: a bad type or value names the key and `source`.
+ */
+export function checkConfigOverrides(overrides: unknown, size: ModelSize, source: string): Partial<RoFormerV2Config> {
+  if (typeof overrides !== 'object' || overrides === null || Array.isArray(overrides)) {
+    throw new ConfigError(`${source} must be a JSON object of config.json keys, e.g. {"num_hidden_layers": 2}`);
+  }
+  validateConfig({ ...MODEL_SIZES[size], ...overrides }, source);
+  return overrides as Partial<RoFormerV2Config>;
+}

@@ -22,6 +22,8 @@ import { tensorFromBytes } from './tensor.js';
 
 export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
+/** The WordPiece vocab a model was trained with, one token a line (beside config.json, as Hugging Face keeps it). */
+export const VOCAB_FILE = 'vocab.txt';
 
 export class ModelDirError extends Error {
   constructor(message: string) {

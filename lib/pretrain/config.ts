@@ -3,8 +3,37 @@
 
 import { readFile } from 'node:fs/promises';
 
-import type { ModelSize, RoFormerV2Config } from '../model/config.js';
-import { MODEL_SIZES } from '../model/config.js';
+import { checkConfigOverrides, type ModelSize, type RoFormerV2Config } from '../model/config.js';
+import { OPTIMIZERS, TRAINING_DEFAULTS, TRAINING_KINDS, type Optimizer, type Precision } from '../training/defaults.js';
+import {
+  boolean,
+  checkSettings,
+  heldOutFraction,
+  nonNegativeInteger,
+  nonNegativeNumber,
+  oneOf,
+  positiveInteger,
+  probability,
+  SettingError,
+  text,
+  type ValueKind,
+} from '../util/value-kinds.js';
+
+const paths: ValueKind<string[]> = {
+  description: 'an array of paths',
+  accepts: (v): v is string[] => Array.isArray(v) && v.every((p) => typeof p === 'string'),
+  fromText: (t) => [t],
+};
+const pathOrNull: ValueKind<string | null> = {
+  description: 'a path or null',
+  accepts: (v): v is string | null => v === null || (typeof v === 'string' && v !== ''),
+  fromText: (t) => t,
+};
+const object: ValueKind<object> = {
+  description: 'an object',
+  accepts: (v): v is object => typeof v === 'object' && v !== null && !Array.isArray(v),
+  fromText: (t) => t,
+};
 
 export interface PretrainConfig {
   /** Corpus files or directories (plain text or JSONL). Empty with `demo`: the built-in poetry corpus. */
@@ -27,7 +56,7 @@ export interface PretrainConfig {
   /** Micro-batches per optimiser step (gradient accumulation). */
   accumulate: number;
   steps: number;
-  optimizer: 'adamw' | 'lamb' | 'adafactor';
+  optimizer: Optimizer;
   lr: number;
   warmupSteps: number;
   finalLr: number;
@@ -35,7 +64,7 @@ export interface PretrainConfig {
   maxGradNorm: number;
   /** Residual α warm-up length (0: α = 1 from the start). */
   alphaWarmupSteps: number;
-  precision: 'fp32' | 'bf16' | 'fp16';
+  precision: Precision;
   device: string;
   masking: 'token' | 'whole-word';
   maskProbability: number;
@@ -51,28 +80,24 @@ export interface PretrainConfig {
 }
 
 export const PRETRAIN_DEFAULTS: PretrainConfig = {
+  ...TRAINING_DEFAULTS,
   corpus: [],
   format: 'auto',
   field: 'text',
   documents: 'line',
   out: 'runs/pretrain',
-  size: 'small',
   model: {},
   vocab: null,
   vocabSize: 12000,
   maxLength: 128,
-  batchSize: 32,
   accumulate: 1,
   steps: 1000,
   optimizer: 'adamw',
-  lr: 5e-4,
   warmupSteps: 100,
   finalLr: 0,
   weightDecay: 0.01,
   maxGradNorm: 1,
   alphaWarmupSteps: 0,
-  precision: 'fp32',
-  device: 'cpu',
   masking: 'token',
   maskProbability: 0.15,
   evalEvery: 100,
@@ -81,7 +106,6 @@ export const PRETRAIN_DEFAULTS: PretrainConfig = {
   saveEvery: 500,
   keepLast: 2,
   logEvery: 10,
-  seed: 0,
   demo: false,
 };
 
@@ -113,41 +137,28 @@ export class PretrainConfigError extends Error {
   }
 }
 
-type Kind = 'string' | 'number' | 'integer' | 'boolean' | 'string[]' | 'object' | 'string|null' | readonly string[];
-
-const KINDS: Record<keyof PretrainConfig, Kind> = {
-  corpus: 'string[]',
-  format: ['auto', 'text', 'jsonl'],
-  field: 'string',
-  documents: ['line', 'blank-line'],
-  out: 'string',
-  size: Object.keys(MODEL_SIZES),
-  model: 'object',
-  vocab: 'string|null',
-  vocabSize: 'integer',
-  maxLength: 'integer',
-  batchSize: 'integer',
-  accumulate: 'integer',
-  steps: 'integer',
-  optimizer: ['adamw', 'lamb', 'adafactor'],
-  lr: 'number',
-  warmupSteps: 'integer',
-  finalLr: 'number',
-  weightDecay: 'number',
-  maxGradNorm: 'number',
-  alphaWarmupSteps: 'integer',
-  precision: ['fp32', 'bf16', 'fp16'],
-  device: 'string',
-  masking: ['token', 'whole-word'],
-  maskProbability: 'number',
-  evalEvery: 'integer',
-  evalBatches: 'integer',
-  evalFraction: 'number',
-  saveEvery: 'integer',
-  keepLast: 'integer',
-  logEvery: 'integer',
-  seed: 'integer',
-  demo: 'boolean',
+/** Each key's kind: the one set of limits for the config file, the flags and pretrain()'s own check. */
+export const PRETRAIN_KINDS: Record<keyof PretrainConfig, ValueKind<unknown>> = {
+  ...TRAINING_KINDS,
+  corpus: paths,
+  format: oneOf(['auto', 'text', 'jsonl'] as const),
+  field: text,
+  documents: oneOf(['line', 'blank-line'] as const),
+  out: text,
+  model: object,
+  vocab: pathOrNull,
+  optimizer: oneOf(OPTIMIZERS, 'adamw'),
+  finalLr: nonNegativeNumber,
+  weightDecay: nonNegativeNumber,
+  maxGradNorm: nonNegativeNumber,
+  alphaWarmupSteps: nonNegativeInteger,
+  masking: oneOf(['token', 'whole-word'] as const),
+  maskProbability: probability,
+  evalBatches: nonNegativeInteger,
+  evalFraction: heldOutFraction,
+  keepLast: nonNegativeInteger,
+  logEvery: positiveInteger,
+  demo: boolean,
 };
 
 /** Edit distance, for "did you mean" on unknown keys. */
@@ -165,45 +176,24 @@ function distance(a: string, b: string): number {
   return row[b.length]!;
 }
 
-function checkValue(key: keyof PretrainConfig, value: unknown, source: string): void {
-  const kind = KINDS[key];
-  const fail = (expected: string): never => {
-    throw new PretrainConfigError(`${source}: ${key} must be ${expected}, got ${JSON.stringify(value)}`);
-  };
-  if (Array.isArray(kind)) {
-    if (!kind.includes(value as string)) fail(`one of ${kind.join(', ')}`);
-  } else if (kind === 'string') {
-    if (typeof value !== 'string' || value === '') fail('a non-empty string');
-  } else if (kind === 'string|null') {
-    if (value !== null && (typeof value !== 'string' || value === '')) fail('a path or null');
-  } else if (kind === 'number') {
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) fail('a non-negative number');
-  } else if (kind === 'integer') {
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) fail('a non-negative integer');
-  } else if (kind === 'boolean') {
-    if (typeof value !== 'boolean') fail('true or false');
-  } else if (kind === 'string[]') {
-    if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) fail('an array of paths');
-  } else if (kind === 'object') {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('an object');
-  }
-}
-
 /** Checks a partial config (from a file or flags): unknown keys and bad values are errors naming them. */
 export function validatePretrainConfig(raw: unknown, source: string): Partial<PretrainConfig> {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new PretrainConfigError(`${source}: must be a JSON object`);
   }
-  const known = Object.keys(KINDS);
-  for (const [key, value] of Object.entries(raw)) {
-    if (!(key in KINDS)) {
+  const known = Object.keys(PRETRAIN_KINDS);
+  for (const key of Object.keys(raw)) {
+    if (!(key in PRETRAIN_KINDS)) {
       const suggestion = known.map((k) => [k, distance(key, k)] as const).sort((a, b) => a[1] - b[1])[0]!;
       const hint = suggestion[1] <= 3 ? ` (did you mean '${suggestion[0]}'?)` : '';
       throw new PretrainConfigError(`${source}: unknown option '${key}'${hint}`);
     }
-    checkValue(key as keyof PretrainConfig, value, source);
   }
-  return raw as Partial<PretrainConfig>;
+  try {
+    return checkSettings(raw as Partial<PretrainConfig>, PRETRAIN_KINDS, (key) => `${source}: ${key}`);
+  } catch (error) {
+    throw error instanceof SettingError ? new PretrainConfigError(error.message) : error;
+  }
 }
 
 /** Defaults ← demo defaults (with --demo) ← config file ← flags, checked as a whole. */
@@ -225,15 +215,19 @@ export async function resolvePretrainConfig(options: { file?: string; flags?: Pa
   }
   const flags = validatePretrainConfig(options.flags ?? {}, 'command line');
   const demo = flags.demo ?? fromFile.demo ?? false;
-  const config: PretrainConfig = { ...PRETRAIN_DEFAULTS, ...(demo ? DEMO_OVERRIDES : {}), ...fromFile, ...flags, demo };
+  return checkPretrainConfig({ ...PRETRAIN_DEFAULTS, ...(demo ? DEMO_OVERRIDES : {}), ...fromFile, ...flags, demo });
+}
+
+/** A whole config, checked (pretrain() does this at its entry; resolvePretrainConfig() too). */
+export function checkPretrainConfig(config: PretrainConfig, source = 'config'): PretrainConfig {
+  validatePretrainConfig(config, source);
   if (config.corpus.length === 0 && !config.demo) {
     throw new PretrainConfigError('no corpus: pass --corpus <files or dirs> (or --demo for the built-in poetry corpus)');
   }
-  if (config.maxLength < 3) throw new PretrainConfigError('maxLength must be at least 3');
-  for (const key of ['batchSize', 'accumulate', 'steps', 'vocabSize'] as const) {
-    if (config[key] < 1) throw new PretrainConfigError(`${key} must be at least 1`);
+  try {
+    checkConfigOverrides(config.model, config.size, `${source}: model`);
+  } catch (error) {
+    throw new PretrainConfigError((error as Error).message);
   }
-  if (config.maskProbability <= 0 || config.maskProbability >= 1) throw new PretrainConfigError('maskProbability must be in (0, 1)');
-  if (config.evalFraction >= 1) throw new PretrainConfigError('evalFraction must be below 1');
   return config;
 }

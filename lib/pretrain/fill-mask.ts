@@ -1,12 +1,9 @@
 // Fill-mask: the most likely tokens at each [MASK] of a text, with probabilities.
 
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-
-import { resolveCheckpointDir } from '../training/checkpoint.js';
-import { RoFormerV2 } from '../model/model.js';
+import type { Tokenizer } from '../data/tokenizer.js';
+import type { RoFormerV2 } from '../model/model.js';
 import { tensor } from '../model/tensor.js';
-import { Tokenizer } from '../data/tokenizer.js';
+import { loadEncoder } from '../training/model-source.js';
 
 export interface MaskPrediction {
   /** Index of the [MASK] among the text's masks. */
@@ -16,15 +13,7 @@ export interface MaskPrediction {
 
 /** A model dir, a checkpoint dir, or a run dir (its latest checkpoint) → model + tokenizer. */
 export async function loadForInference(path: string): Promise<{ model: RoFormerV2; tokenizer: Tokenizer; dir: string }> {
-  const dir = existsSync(join(path, 'config.json')) ? path : await resolveCheckpointDir(path);
-  const vocab = join(dir, 'vocab.txt');
-  if (!existsSync(vocab)) throw new Error(`${dir}: no vocab.txt next to the model, so its text cannot be tokenized`);
-  const tokenizer = await Tokenizer.fromFile(vocab);
-  const model = await RoFormerV2.fromPretrained(dir);
-  if (model.config.vocab_size !== tokenizer.size) {
-    throw new Error(`${dir}: vocab.txt has ${tokenizer.size} tokens but the model's vocab_size is ${model.config.vocab_size}`);
-  }
-  return { model, tokenizer, dir };
+  return loadEncoder(path, 'its text cannot be tokenized without the vocab the model was trained with');
 }
 
 export async function fillMask(model: RoFormerV2, tokenizer: Tokenizer, text: string, topK = 5): Promise<MaskPrediction[]> {

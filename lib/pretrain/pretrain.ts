@@ -6,10 +6,10 @@
 //        → the MLM stage: training batches, held-out evaluation, vocab.txt in each checkpoint
 //        → runTraining(trainer, stage)
 //
-// A run lives in one directory. `resume` continues it exactly: model, optimiser,
+// The run itself (run dir, ranks, trainer, loop, resume, teardown) is runStage()'s
+// (lib/training/stage.ts); `resume` continues a run exactly: model, optimiser,
 // random state and data position all come from the latest checkpoint.
 
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { Corpus } from '../data/corpus.js';
@@ -17,14 +17,15 @@ import { ensureDemoCorpus } from '../data/demo-corpus.js';
 import { jiebaSegmenter, MlmPipeline, type MlmBatch, type PipelinePosition } from '../data/pipeline.js';
 import { buildVocab, Tokenizer } from '../data/tokenizer.js';
 import type { Device, MicroBatch } from '../../bindings/native.js';
+import { VOCAB_FILE } from '../model/model-dir.js';
 import { RoFormerV2 } from '../model/model.js';
 import type { EvalMetric } from '../training/metrics.js';
-import { openRunDir, readRunConfig as readRunDirConfig, RUN_CONFIG_FILE, writeRunConfig } from '../training/run-dir.js';
-import { runTraining, type EvalFigures, type RunEvent, type TrainingBatch, type TrainingStage } from '../training/run-loop.js';
+import { readRunConfig as readRunDirConfig, RUN_CONFIG_FILE } from '../training/run-dir.js';
+import type { EvalFigures, RunEvent, TrainingBatch, TrainingStage } from '../training/run-loop.js';
 import { linearWarmupDecay } from '../training/schedules.js';
-import { Trainer } from '../training/trainer.js';
-import { joinRanks, leaveRanks, type Distributed, type DistributedSettings } from '../training/distributed.js';
-import type { PretrainConfig } from './config.js';
+import { runStage, type StageHooks } from '../training/stage.js';
+import type { Trainer } from '../training/trainer.js';
+import { checkPretrainConfig, type PretrainConfig } from './config.js';
 
 export { RUN_CONFIG_FILE };
 
@@ -42,18 +43,8 @@ export interface PretrainResult {
   tokenizer: Tokenizer;
 }
 
-export interface PretrainHooks {
-  /** Continue the run in `config.out` from its latest checkpoint (required when there is one). */
-  resume?: boolean;
-  onEvent?: (event: PretrainEvent) => void;
-  /** Aborting stops after the current step, with a checkpoint (Ctrl-C). */
-  signal?: AbortSignal;
-  /**
-   * Data-parallel training: this rank's settings (distributedFromEnv()) or process group.
-   * Each rank reads its own documents of the corpus; rank 0 writes the run directory.
-   */
-  distributed?: DistributedSettings | Distributed | null;
-}
+/** The stage hooks (lib/training/stage.ts); data-parallel, each rank reads its own documents of the corpus. */
+export type PretrainHooks = StageHooks<PretrainEvent>;
 
 async function openCorpus(config: PretrainConfig): Promise<Corpus> {
   const paths = config.demo && config.corpus.length === 0 ? await ensureDemoCorpus(join(config.out, 'corpus')) : config.corpus;
@@ -130,7 +121,7 @@ class MlmStage implements TrainingStage<MicroBatch> {
   }
 
   checkpointFiles(): Record<string, string> {
-    return { 'vocab.txt': this.vocabText };
+    return { [VOCAB_FILE]: this.vocabText };
   }
 
   problems() {
@@ -144,72 +135,62 @@ class MlmStage implements TrainingStage<MicroBatch> {
 }
 
 export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}): Promise<PretrainResult> {
-  await mkdir(config.out, { recursive: true });
+  config = checkPretrainConfig(config);
   const corpus = await openCorpus(config);
-  const resumeFrom = await openRunDir(config.out, Boolean(hooks.resume));
-
-  // The model and its vocab: the checkpoint's when resuming, new ones otherwise.
-  const tokenizer = resumeFrom ? await Tokenizer.fromFile(join(resumeFrom, 'vocab.txt')) : await prepareTokenizer(config, corpus);
-  const model = resumeFrom
-    ? (await RoFormerV2.fromPretrained(resumeFrom)).train()
-    : RoFormerV2.create({ size: config.size, config: { ...config.model, vocab_size: tokenizer.size }, seed: config.seed });
-  if (model.config.vocab_size !== tokenizer.size) {
-    throw new Error(`the model's vocab_size (${model.config.vocab_size}) differs from the vocab's ${tokenizer.size} tokens`);
-  }
-  const place = await joinRanks(hooks.distributed, config.device as Device, config.seed);
-  if (place.device !== 'cpu') model.to(place.device);
-  const dist = place.dist;
-  const shard = dist?.shard ?? { rank: 0, worldSize: 1 };
-  // The settings this attempt runs with (e.g. a longer --steps) are the run's settings from now on.
-  if (dist?.isWriter ?? true) await writeRunConfig(config.out, config);
-
-  const trainer = new Trainer(model, {
-    optimizer: config.optimizer,
-    lr: linearWarmupDecay({ peak: config.lr, warmupSteps: Math.min(config.warmupSteps, config.steps), totalSteps: config.steps, final: config.finalLr }),
-    weightDecay: config.weightDecay,
-    maxGradNorm: config.maxGradNorm,
-    alphaWarmupSteps: config.alphaWarmupSteps,
-    precision: config.precision,
-    distributed: dist,
+  let vocabSize = 0; // the start event names it; known once the vocab is
+  const onEvent = hooks.onEvent && ((e: RunEvent) => hooks.onEvent!(e.type === 'start' ? { ...e, vocabSize } : e));
+  return runStage({ out: config.out, device: config.device as Device, seed: config.seed, runConfig: config }, { ...hooks, onEvent }, {
+    // The model and its vocab: the checkpoint's when resuming, new ones otherwise.
+    async prepare(resumeFrom) {
+      const tokenizer = resumeFrom ? await Tokenizer.fromFile(join(resumeFrom, VOCAB_FILE)) : await prepareTokenizer(config, corpus);
+      const model = resumeFrom
+        ? (await RoFormerV2.fromPretrained(resumeFrom)).train()
+        : RoFormerV2.create({ size: config.size, config: { ...config.model, vocab_size: tokenizer.size }, seed: config.seed });
+      if (model.config.vocab_size !== tokenizer.size) {
+        throw new Error(`the model's vocab_size (${model.config.vocab_size}) differs from the vocab's ${tokenizer.size} tokens`);
+      }
+      vocabSize = tokenizer.size;
+      return { model, tokenizer };
+    },
+    async plan({ model, tokenizer }, { shard }) {
+      return {
+        trainer: {
+          optimizer: config.optimizer,
+          lr: linearWarmupDecay({ peak: config.lr, warmupSteps: Math.min(config.warmupSteps, config.steps), totalSteps: config.steps, final: config.finalLr }),
+          weightDecay: config.weightDecay,
+          maxGradNorm: config.maxGradNorm,
+          alphaWarmupSteps: config.alphaWarmupSteps,
+          precision: config.precision,
+        },
+        loop: {
+          steps: config.steps,
+          accumulate: config.accumulate,
+          evalEvery: config.evalEvery,
+          saveEvery: config.saveEvery,
+          keepLast: config.keepLast,
+          reportTitle: 'RoFormerV2 MLM pre-training',
+        },
+        async stage(trainer) {
+          const segmenter = config.masking === 'whole-word' ? await jiebaSegmenter() : undefined;
+          const masking = { scheme: config.masking, probability: config.maskProbability };
+          const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: config.maxLength, batchSize: config.batchSize, masking, seed: config.seed + shard.rank, shard }, segmenter);
+          const evalBatches = config.evalEvery > 0 ? await pipeline.evalBatches(config.evalBatches) : [];
+          return new MlmStage(pipeline, corpus, trainer, evalBatches, tokenizer.tokens.join('\n') + '\n');
+        },
+        async finish(run) {
+          return {
+            step: run.step,
+            interrupted: run.interrupted,
+            checkpoint: run.checkpoint,
+            lastEval: run.lastEval[0] ?? null,
+            loopOverhead: run.loopOverhead,
+            model,
+            tokenizer,
+          };
+        },
+      };
+    },
   });
-  const segmenter = config.masking === 'whole-word' ? await jiebaSegmenter() : undefined;
-  const pipeline = new MlmPipeline(
-    corpus,
-    tokenizer,
-    { maxLength: config.maxLength, batchSize: config.batchSize, masking: { scheme: config.masking, probability: config.maskProbability }, seed: config.seed + shard.rank, shard },
-    segmenter,
-  );
-  const evalBatches = config.evalEvery > 0 ? await pipeline.evalBatches(config.evalBatches) : [];
-  const stage = new MlmStage(pipeline, corpus, trainer, evalBatches, tokenizer.tokens.join('\n') + '\n');
-
-  try {
-    const result = await runTraining(trainer, stage, {
-      out: config.out,
-      steps: config.steps,
-      accumulate: config.accumulate,
-      evalEvery: config.evalEvery,
-      saveEvery: config.saveEvery,
-      keepLast: config.keepLast,
-      resumeFrom,
-      signal: hooks.signal,
-      onEvent: hooks.onEvent && ((e) => hooks.onEvent!(e.type === 'start' ? { ...e, vocabSize: tokenizer.size } : e)),
-      reportTitle: 'RoFormerV2 MLM pre-training',
-      distributed: dist,
-    });
-    await leaveRanks(place, true);
-    return {
-      step: result.step,
-      interrupted: result.interrupted,
-      checkpoint: result.checkpoint,
-      lastEval: result.lastEval[0] ?? null,
-      loopOverhead: result.loopOverhead,
-      model,
-      tokenizer,
-    };
-  } finally {
-    stage.dispose();
-    await leaveRanks(place, false);
-  }
 }
 
 /** The settings a run was started with (for --resume). */

@@ -8,6 +8,7 @@ import type { CharSpan, Choice, TaskRecord } from './formats.js';
 import { RecordError } from './formats.js';
 import type { Task } from './registry.js';
 import type { EncodedText, Example, TokenSpan } from './types.js';
+import { MIN_SEQUENCE_LENGTH } from '../data/sequence-length.js';
 
 export interface Encoded {
   example: Example;
@@ -104,7 +105,7 @@ export class Encoder {
     readonly tokenizer: Tokenizer,
     readonly maxLength: number,
   ) {
-    if (!Number.isInteger(maxLength) || maxLength < 4) throw new RangeError(`maxLength must be an integer ≥ 4, got ${maxLength}`);
+    if (!Number.isInteger(maxLength) || maxLength < MIN_SEQUENCE_LENGTH) throw new RangeError(`maxLength must be an integer ≥ ${MIN_SEQUENCE_LENGTH}, got ${maxLength}`);
     this.labelIndex = new Map(task.labels.map((l, i) => [l, i]));
   }
 

@@ -3,15 +3,19 @@
 
 import type { Trainer } from '../training/trainer.js';
 import { collate, disposeBatch } from './batch.js';
-import { decodePredictions } from './heads.js';
+import { EVAL_BATCH_SIZE } from './config.js';
+import { decodePredictions } from './decode.js';
 import { taskMetrics } from './metrics.js';
 import type { Task } from './registry.js';
 import type { Example, LoadedExample, Prediction } from './types.js';
 
+/** A task's metrics (fractions in [0, 1]). */
+export type Metrics = Partial<Record<'accuracy' | 'precision' | 'recall' | 'f1' | 'em', number>>;
+
 export interface TaskEvaluation {
   task: string;
-  /** The task's metrics (fractions in [0, 1]); empty when no example has a label. */
-  metrics: Partial<Record<'accuracy' | 'precision' | 'recall' | 'f1' | 'em', number>>;
+  /** The task's metrics; empty when no example has a label. */
+  metrics: Metrics;
   /** Mean loss over the labelled examples, or null when none has a label. */
   loss: number | null;
   predictions: Prediction[];
@@ -35,7 +39,7 @@ export async function evaluateTask(
   examples: readonly LoadedExample[],
   options: { batchSize?: number } = {},
 ): Promise<TaskEvaluation> {
-  const batchSize = options.batchSize ?? 64;
+  const batchSize = options.batchSize ?? EVAL_BATCH_SIZE;
   const predictions: Prediction[] = [];
   let lossSum = 0;
   let lossCount = 0;

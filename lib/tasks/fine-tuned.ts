@@ -8,9 +8,10 @@ import { join } from 'node:path';
 
 import { Tokenizer } from '../data/tokenizer.js';
 import { RoFormerV2 } from '../model/model.js';
-import { resolveCheckpointDir } from '../training/checkpoint.js';
+import { resolveModelDir } from '../training/model-source.js';
+import { VOCAB_FILE } from '../model/model-dir.js';
 import { Trainer } from '../training/trainer.js';
-import { HEADS_CONFIG_FILE } from './heads.js';
+import { HEADS_CONFIG_FILE } from '../training/heads.js';
 import { taskFromJSON, type Task } from './registry.js';
 import { headsFor, TASKS_FILE } from './setup.js';
 
@@ -23,22 +24,15 @@ export interface FineTunedModel {
   trainer: Trainer;
 }
 
-/** The model dir inside what a user may point at: a model dir, a finetune --out dir, a checkpoint or run dir. */
-async function modelDirOf(path: string): Promise<string> {
-  if (existsSync(join(path, 'config.json'))) return path;
-  if (existsSync(join(path, 'model', 'config.json'))) return join(path, 'model');
-  return resolveCheckpointDir(path);
-}
-
 export async function loadFineTuned(path: string): Promise<FineTunedModel> {
-  const dir = await modelDirOf(path);
-  for (const file of [TASKS_FILE, HEADS_CONFIG_FILE, 'vocab.txt']) {
+  const dir = await resolveModelDir(path);
+  for (const file of [TASKS_FILE, HEADS_CONFIG_FILE, VOCAB_FILE]) {
     if (!existsSync(join(dir, file))) throw new Error(`${dir} is not a fine-tuned model dir: it has no ${file} (fine-tune one with roformer finetune)`);
   }
   const raw = JSON.parse(await readFile(join(dir, TASKS_FILE), 'utf8')) as unknown;
   if (!Array.isArray(raw)) throw new Error(`${join(dir, TASKS_FILE)}: expected a JSON array of tasks`);
   const tasks = raw.map((t, i) => taskFromJSON(t, `${join(dir, TASKS_FILE)}[${i}]`) as Task);
-  const tokenizer = await Tokenizer.fromFile(join(dir, 'vocab.txt'));
+  const tokenizer = await Tokenizer.fromFile(join(dir, VOCAB_FILE));
   const model = await RoFormerV2.fromPretrained(dir);
   const trainer = new Trainer(model, { optimizer: 'adafactor', heads: headsFor(tasks) });
   await trainer.loadHeads(dir);

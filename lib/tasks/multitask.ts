@@ -14,26 +14,28 @@
 //       { "name": "mlm",   "task": "mlm", "files": { "corpus": ["poems.txt"] }, "weight": 0.5 } ] }
 
 import { existsSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 
-import type { Device, GradientNormalization } from '../../bindings/native.js';
+import type { GradientNormalization } from '../../bindings/native.js';
 import { Corpus } from '../data/corpus.js';
 import { MlmPipeline } from '../data/pipeline.js';
-import type { ModelSize, RoFormerV2Config } from '../model/config.js';
+import { MIN_SEQUENCE_LENGTH } from '../data/sequence-length.js';
+import type { Tokenizer } from '../data/tokenizer.js';
+import { MODEL_SUBDIR } from '../training/model-source.js';
+import type { RunResult } from '../training/run-loop.js';
+import { warmupThenConstant } from '../training/schedules.js';
+import { runStage, type StageHooks } from '../training/stage.js';
+import type { Trainer } from '../training/trainer.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
-import { joinRanks, leaveRanks } from '../training/distributed.js';
-import { openRunDir, writeRunConfig } from '../training/run-dir.js';
-import { runTraining } from '../training/run-loop.js';
-import { linearWarmupDecay } from '../training/schedules.js';
-import { Trainer } from '../training/trainer.js';
-import { evaluateTask, isLabelled } from './evaluate.js';
-import type { Metrics } from './finetune.js';
-import { MODEL_SUBDIR, RESULTS_FILE } from './finetune.js';
+import { integerAtLeast } from '../util/value-kinds.js';
+import { checkMultitaskConfig, EVAL_BATCH_SIZE, MULTITASK_DEFAULTS, type MultitaskConfig } from './config.js';
+import { evaluateTask, isLabelled, type Metrics } from './evaluate.js';
 import { resolveTask } from './load.js';
-import type { JsonlTaskSpec, TaskSpec } from './registry.js';
-import { headsFor, inputNoise, loadExamples, prepareEncoder, runFiles, type StageHooks } from './setup.js';
+import { taskFromJSON, type JsonlTaskSpec, type Task, type TaskSpec } from './registry.js';
+import { headsFor, inputNoise, loadExamples, prepareEncoder, runFiles, TASKS_FILE } from './setup.js';
 import { MLM_TASK, SupervisedStage, type StageMlm, type StageTask } from './supervised-stage.js';
+import type { LoadedExample } from './types.js';
 
 export class TaskListError extends Error {
   constructor(message: string) {
@@ -47,7 +49,10 @@ export interface TaskListEntry {
   name: string;
   /** A registry task name, a user's JSONL spec, or 'mlm'. */
   task: string | JsonlTaskSpec | TaskSpec;
-  files: { train?: string; dev?: string; corpus?: string[] };
+  /** test: evaluated once, at the end (fine-tuning's test set). */
+  files: { train?: string; dev?: string; test?: string; corpus?: string[] };
+  /** mlm: the JSONL field holding the text (default: the stage's --field). */
+  field?: string;
   weight: number;
   maxLength?: number;
   batchSize: number;
@@ -86,12 +91,14 @@ export async function readTaskList(path: string, defaults: { batchSize: number }
     if (typeof weight !== 'number' || !(weight > 0)) throw new TaskListError(`${path}: ${where}.weight must be a positive number`);
     const batchSize = e.batchSize ?? defaults.batchSize;
     if (!Number.isInteger(batchSize) || (batchSize as number) < 1) throw new TaskListError(`${path}: ${where}.batchSize must be a positive integer`);
-    if (e.maxLength !== undefined && (!Number.isInteger(e.maxLength) || (e.maxLength as number) < 3)) throw new TaskListError(`${path}: ${where}.maxLength must be an integer ≥ 3`);
+    if (e.maxLength !== undefined && !integerAtLeast(MIN_SEQUENCE_LENGTH).accepts(e.maxLength)) throw new TaskListError(`${path}: ${where}.maxLength must be an integer >= ${MIN_SEQUENCE_LENGTH}`);
     const isMlm = task === MLM_TASK;
     if (isMlm) {
       const corpus = Array.isArray(files.corpus) ? files.corpus : files.corpus !== undefined ? [files.corpus] : [];
       if (corpus.length === 0) throw new TaskListError(`${path}: ${where}: the mlm task needs files.corpus (text or JSONL files)`);
-      return { name: MLM_TASK, task: MLM_TASK, files: { corpus: corpus.map((c, k) => at(c, `${where}.files.corpus[${k}]`)) }, weight, batchSize: batchSize as number, maxLength: e.maxLength as number | undefined };
+      if (e.field !== undefined && (typeof e.field !== 'string' || e.field === '')) throw new TaskListError(`${path}: ${where}.field must be the name of the JSONL field holding the text`);
+      const field = e.field as string | undefined;
+      return { name: MLM_TASK, task: MLM_TASK, files: { corpus: corpus.map((c, k) => at(c, `${where}.files.corpus[${k}]`)) }, weight, batchSize: batchSize as number, maxLength: e.maxLength as number | undefined, ...(field ? { field } : {}) };
     }
     return {
       name,
@@ -104,47 +111,8 @@ export async function readTaskList(path: string, defaults: { batchSize: number }
   });
 }
 
-export interface MultitaskConfig {
-  tasks: string;
-  model?: string;
-  out: string;
-  size: ModelSize;
-  /** Fresh model only: config keys overriding the size. */
-  modelConfig?: Partial<RoFormerV2Config>;
-  vocabSize: number;
-  steps: number;
-  /** Micro-batches (each one task) per optimiser step. */
-  accumulate: number;
-  batchSize: number;
-  lr: number;
-  optimizer: 'adamw' | 'lamb' | 'adafactor';
-  warmupSteps: number;
-  gradientNormalization: GradientNormalization;
-  noise: boolean;
-  evalEvery: number;
-  saveEvery: number;
-  seed: number;
-  device: Device;
-  precision: 'fp32' | 'bf16' | 'fp16';
-}
-
-export const MULTITASK_DEFAULTS: Omit<MultitaskConfig, 'tasks' | 'out'> = {
-  size: 'small',
-  vocabSize: 8000,
-  steps: 1000,
-  accumulate: 4,
-  batchSize: 32,
-  lr: 5e-4,
-  optimizer: 'adafactor',
-  warmupSteps: 50,
-  gradientNormalization: 'unit',
-  noise: true,
-  evalEvery: 100,
-  saveEvery: 200,
-  seed: 0,
-  device: 'cpu',
-  precision: 'fp32',
-};
+export type { MultitaskConfig } from './config.js';
+export { MULTITASK_DEFAULTS } from './config.js';
 
 export interface MultitaskResults {
   tasks: Record<string, Metrics | null>;
@@ -154,93 +122,175 @@ export interface MultitaskResults {
   interrupted: boolean;
 }
 
+/** The file a supervised run writes its results to, in its --out. */
+export const RESULTS_FILE = 'results.json';
+
+/** What trainTasks() hands a stage's results() once the run has ended. */
+export interface TrainedTasks {
+  run: RunResult;
+  trainer: Trainer;
+  /** Each supervised task with its training and dev examples, in tasks.json order. */
+  items: StageTask[];
+  /** Each task's test examples (files.test; none: empty). */
+  tests: LoadedExample[][];
+  /** Micro-batches per epoch of the first task on this rank (1 without a supervised task). */
+  stepsPerEpoch: number;
+  /** The final model dir (saved after results()). */
+  modelDir: string;
+}
+
+/** A supervised run: multi-task training, or fine-tuning as its one-task case. */
+export interface TasksRun<R> {
+  config: Omit<MultitaskConfig, 'tasks' | 'steps' | 'accumulate' | 'warmupSteps' | 'gradientNormalization' | 'field'> & {
+    accumulate?: number;
+    gradientNormalization?: GradientNormalization;
+    field?: string;
+  };
+  entries: readonly TaskListEntry[];
+  /** run_config.json. */
+  runConfig: unknown;
+  /** Steps, warm-up and the evaluation/checkpoint interval, given one epoch of the first task. */
+  schedule(stepsPerEpoch: number): { steps: number; warmupSteps: number; evalEvery: number; saveEvery: number };
+  /** Load the starting model dir's heads when it has them (fine-tuning a fine-tuned model further). */
+  continueHeads: boolean;
+  reportTitle(tasks: readonly string[]): string;
+  /** The stage's results (written to results.json by rank 0). */
+  results(trained: TrainedTasks): Promise<R>;
+}
+
+/**
+ * The supervised stage on runStage(): the encoder (a model dir, the checkpoint when
+ * resuming, or a fresh model with a vocab built from the training files), each
+ * task's examples, the MLM pipeline when tasks.json has one, one head per task.
+ */
+export async function trainTasks<R>(spec: TasksRun<R>, hooks: StageHooks = {}): Promise<R> {
+  const { config, entries } = spec;
+  const supervised = entries.filter((e) => e.task !== MLM_TASK);
+  const mlmEntry = entries.find((e) => e.task === MLM_TASK);
+  return runStage({ out: config.out, device: config.device, seed: config.seed, runConfig: spec.runConfig }, hooks, {
+    async prepare(resumeFrom) {
+      // A resumed run trains its tasks exactly as before (labels in head order): the checkpoint's tasks.json.
+      const saved = resumeFrom ? await readTasksFile(resumeFrom) : [];
+      // An entry's maxLength is stored with its task (tasks.json), so that eval and predict truncate alike.
+      const tasks = await Promise.all(
+        supervised.map(async (e) => {
+          const resolved = await resolveTask(e.task, e.files.train);
+          const name = e.name || resolved.name;
+          const task = saved.find((t) => t.name === name) ?? resolved;
+          return { ...task, name, ...(e.maxLength ? { maxLength: e.maxLength } : {}) };
+        }),
+      );
+      const vocabFiles = [...supervised.map((e) => e.files.train!), ...(mlmEntry?.files.corpus ?? [])];
+      const encoder = await prepareEncoder({ model: resumeFrom ?? config.model, size: config.size, config: config.modelConfig, vocabSize: config.vocabSize, seed: config.seed }, vocabFiles);
+      return { ...encoder, tasks };
+    },
+    async plan({ tokenizer, dir, tasks }, { resumeFrom, dist, shard, writer, note }) {
+      const { items, tests } = await loadTasks(supervised, tasks, tokenizer, note);
+      const mlm = mlmEntry ? await mlmTask(mlmEntry, tokenizer, { seed: config.seed + shard.rank, shard: dist?.shard, field: config.field, evaluate: config.evalEvery > 0 }) : null;
+      // One epoch of the first task (fine-tuning counts in these); an MLM-only list has none.
+      const first = items[0];
+      const stepsPerEpoch = first ? Math.ceil(first.train.length / (first.batchSize * shard.worldSize)) : 1;
+      const schedule = spec.schedule(stepsPerEpoch);
+      const files = runFiles(tokenizer, tasks);
+      return {
+        trainer: {
+          optimizer: config.optimizer,
+          lr: warmupThenConstant({ peak: config.lr, warmupSteps: schedule.warmupSteps }),
+          precision: config.precision,
+          heads: headsFor(tasks),
+          ...(config.gradientNormalization ? { gradientNormalization: config.gradientNormalization } : {}),
+        },
+        loop: { steps: schedule.steps, accumulate: config.accumulate, evalEvery: schedule.evalEvery, saveEvery: schedule.saveEvery, reportTitle: spec.reportTitle([...tasks.map((t) => t.name), ...(mlm ? [MLM_TASK] : [])]) },
+        async stage(trainer) {
+          // A model dir fine-tuned on these tasks before brings its heads along.
+          if (spec.continueHeads && dir && !resumeFrom) {
+            await trainer.loadHeads(dir).catch(() => note(`${dir}: no ${tasks.map((t) => t.name).join(', ')} head saved there; the head starts fresh`));
+          }
+          return new SupervisedStage(trainer, items, mlm, {
+            seed: config.seed,
+            noise: config.noise ? inputNoise(tokenizer) : null,
+            evalBatchSize: EVAL_BATCH_SIZE,
+            files,
+            shard: dist?.shard,
+          });
+        },
+        async finish(run, trainer) {
+          const modelDir = join(config.out, MODEL_SUBDIR);
+          const results = await spec.results({ run, trainer, items, tests, stepsPerEpoch, modelDir });
+          if (writer) {
+            await trainer.saveModel(modelDir, { files });
+            await writeFileAtomic(join(config.out, RESULTS_FILE), [JSON.stringify(results, null, 2) + '\n']);
+          }
+          return results;
+        },
+      };
+    },
+  });
+}
+
+/** Each supervised task's training (labelled only), dev and test examples. */
+async function loadTasks(
+  entries: readonly TaskListEntry[],
+  tasks: readonly Task[],
+  tokenizer: Tokenizer,
+  note: (message: string) => void,
+): Promise<{ items: StageTask[]; tests: LoadedExample[][] }> {
+  const items: StageTask[] = [];
+  const tests: LoadedExample[][] = [];
+  for (const [i, entry] of entries.entries()) {
+    const task = tasks[i]!;
+    const load = async (file: string | undefined) => (file ? (await loadExamples(task, file, tokenizer, entry.maxLength, note)).examples : []);
+    const train = (await load(entry.files.train)).filter((e) => isLabelled(e.example));
+    if (train.length === 0) throw new TaskListError(`${entry.files.train}: task ${task.name} has no labelled training examples`);
+    items.push({ task, train, dev: await load(entry.files.dev), weight: entry.weight, batchSize: entry.batchSize });
+    tests.push(await load(entry.files.test));
+  }
+  return { items, tests };
+}
+
+/** MLM kept in the mix: this rank's pipeline over the entry's corpus, and held-out batches to evaluate on. */
+async function mlmTask(
+  entry: TaskListEntry,
+  tokenizer: Tokenizer,
+  options: { seed: number; shard?: { rank: number; worldSize: number }; field?: string; evaluate: boolean },
+): Promise<StageMlm> {
+  const corpus = await Corpus.open({ paths: entry.files.corpus!, evalFraction: 0.01, field: entry.field ?? options.field });
+  const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: entry.maxLength ?? 128, batchSize: entry.batchSize, seed: options.seed, shard: options.shard });
+  return { pipeline, weight: entry.weight, evalBatches: options.evaluate ? await pipeline.evalBatches(4) : [] };
+}
+
+/** The tasks a checkpoint was trained with (its tasks.json), labels in head order. */
+async function readTasksFile(checkpoint: string): Promise<Task[]> {
+  const path = join(checkpoint, TASKS_FILE);
+  if (!existsSync(path)) return [];
+  return (JSON.parse(await readFile(path, 'utf8')) as unknown[]).map((t, i) => taskFromJSON(t, `${path}[${i}]`) as Task);
+}
+
 /**
  * Data-parallel (hooks.distributed): every rank draws the same task for each
  * micro-batch and takes its own slice of that task's examples (MLM: its own
  * documents); rank 0 writes the run directory.
  */
 export async function multitask(config: MultitaskConfig, hooks: StageHooks = {}): Promise<MultitaskResults> {
-  const note = hooks.onNote ?? (() => {});
+  config = checkMultitaskConfig({ ...MULTITASK_DEFAULTS, ...config }, hooks.settingName);
   const entries = await readTaskList(config.tasks, { batchSize: config.batchSize });
-  await mkdir(config.out, { recursive: true });
-  const resumeFrom = await openRunDir(config.out, Boolean(hooks.resume));
-
-  const supervised = entries.filter((e) => e.task !== MLM_TASK);
-  const mlmEntry = entries.find((e) => e.task === MLM_TASK);
-  // An entry's maxLength is stored with its task (tasks.json), so that eval and predict truncate alike.
-  const tasks = await Promise.all(
-    supervised.map(async (e) => ({ ...(await resolveTask(e.task, e.files.train)), name: e.name, ...(e.maxLength ? { maxLength: e.maxLength } : {}) })),
+  return trainTasks(
+    {
+      config,
+      entries,
+      runConfig: config,
+      schedule: () => ({ steps: config.steps, warmupSteps: Math.min(config.warmupSteps, config.steps), evalEvery: config.evalEvery, saveEvery: config.saveEvery }),
+      continueHeads: false,
+      reportTitle: (tasks) => `RoFormerV2 multi-task training (${tasks.join(', ')})`,
+      async results({ run, trainer, items, modelDir }) {
+        const tasks: Record<string, Metrics | null> = {};
+        for (const item of items) {
+          const r = item.dev.length > 0 ? await evaluateTask(trainer, item.task, item.dev) : null;
+          tasks[item.task.name] = r && Object.keys(r.metrics).length > 0 ? r.metrics : null;
+        }
+        return { tasks, steps: run.step, seconds: run.seconds, model: modelDir, interrupted: run.interrupted };
+      },
+    },
+    hooks,
   );
-  const vocabFiles = [...supervised.map((e) => e.files.train!), ...(mlmEntry?.files.corpus ?? [])];
-  const { model, tokenizer } = await prepareEncoder({ model: resumeFrom ?? config.model, size: config.size, config: config.modelConfig, vocabSize: config.vocabSize, seed: config.seed }, vocabFiles);
-  const place = await joinRanks(hooks.distributed, config.device, config.seed);
-  if (place.device !== 'cpu') model.to(place.device);
-  const dist = place.dist;
-  const writer = dist?.isWriter ?? true;
-
-  const items: StageTask[] = [];
-  for (const [i, entry] of supervised.entries()) {
-    const task = tasks[i]!;
-    const train = (await loadExamples(task, entry.files.train!, tokenizer, entry.maxLength, note)).examples.filter((e) => isLabelled(e.example));
-    if (train.length === 0) throw new TaskListError(`${entry.files.train}: task ${task.name} has no labelled training examples`);
-    const dev = entry.files.dev ? (await loadExamples(task, entry.files.dev, tokenizer, entry.maxLength, note)).examples : [];
-    items.push({ task, train, dev, weight: entry.weight, batchSize: entry.batchSize });
-  }
-  let mlm: StageMlm | null = null;
-  if (mlmEntry) {
-    const corpus = await Corpus.open({ paths: mlmEntry.files.corpus!, evalFraction: 0.01 });
-    const pipeline = new MlmPipeline(corpus, tokenizer, {
-      maxLength: mlmEntry.maxLength ?? 128,
-      batchSize: mlmEntry.batchSize,
-      seed: config.seed + (dist?.rank ?? 0),
-      shard: dist?.shard,
-    });
-    mlm = { pipeline, weight: mlmEntry.weight, evalBatches: config.evalEvery > 0 ? await pipeline.evalBatches(4) : [] };
-  }
-
-  const trainer = new Trainer(model, {
-    optimizer: config.optimizer,
-    lr: linearWarmupDecay({ peak: config.lr, warmupSteps: Math.min(config.warmupSteps, config.steps), totalSteps: config.steps, final: config.lr }),
-    precision: config.precision,
-    heads: headsFor(tasks),
-    gradientNormalization: config.gradientNormalization,
-    distributed: dist,
-  });
-  if (writer) await writeRunConfig(config.out, config);
-  const files = runFiles(tokenizer, tasks);
-  const stage = new SupervisedStage(trainer, items, mlm, {
-    seed: config.seed,
-    noise: config.noise ? inputNoise(tokenizer) : null,
-    evalBatchSize: 64,
-    files,
-    shard: dist?.shard,
-  });
-  try {
-    const run = await runTraining(trainer, stage, {
-      out: config.out,
-      steps: config.steps,
-      accumulate: config.accumulate,
-      evalEvery: config.evalEvery,
-      saveEvery: config.saveEvery,
-      resumeFrom,
-      signal: hooks.signal,
-      onEvent: hooks.onEvent,
-      reportTitle: `RoFormerV2 multi-task training (${stage.tasks.join(', ')})`,
-      distributed: dist,
-    });
-    const results: Record<string, Metrics | null> = {};
-    for (const item of items) {
-      const r = item.dev.length > 0 ? await evaluateTask(trainer, item.task, item.dev) : null;
-      results[item.task.name] = r && Object.keys(r.metrics).length > 0 ? r.metrics : null;
-    }
-    const modelDir = join(config.out, MODEL_SUBDIR);
-    if (writer) await trainer.saveModel(modelDir, { files });
-    const out: MultitaskResults = { tasks: results, steps: run.step, seconds: run.seconds, model: modelDir, interrupted: run.interrupted };
-    if (writer) await writeFileAtomic(join(config.out, RESULTS_FILE), [JSON.stringify(out, null, 2) + '\n']);
-    await leaveRanks(place, true);
-    return out;
-  } finally {
-    stage.dispose();
-    await leaveRanks(place, false);
-  }
 }

@@ -5,7 +5,8 @@
 // A task is plain data (no functions), so a model dir can store the resolved
 // task, labels included, as JSON and reproduce it exactly (taskFromJSON).
 
-import type { HeadKind } from './types.js';
+import { HEAD_KINDS, type HeadKind } from '../../bindings/native.js';
+import { MIN_SEQUENCE_LENGTH } from '../data/sequence-length.js';
 
 /** How a file is laid out and which record fields hold what. */
 export type FormatName =
@@ -286,13 +287,12 @@ function checkLabels(labels: unknown, where: string): asserts labels is string[]
 }
 
 function checkMaxLength(maxLength: unknown, where: string): void {
-  if (!Number.isInteger(maxLength) || (maxLength as number) < 4) {
-    throw new TaskError(`${where}: maxLength must be an integer ≥ 4, got ${JSON.stringify(maxLength)}`);
+  if (!Number.isInteger(maxLength) || (maxLength as number) < MIN_SEQUENCE_LENGTH) {
+    throw new TaskError(`${where}: maxLength must be an integer ≥ ${MIN_SEQUENCE_LENGTH}, got ${JSON.stringify(maxLength)}`);
   }
 }
 
 const FORMATS: readonly FormatName[] = ['jsonl', 'cluewsc', 'csl', 'chid', 'c3', 'cmrc2018', 'cluener'];
-const HEADS: readonly HeadKind[] = ['classification', 'multilabel', 'multiple-choice', 'span'];
 const METRICS: readonly MetricName[] = ['accuracy', 'precision', 'recall', 'f1', 'em'];
 
 /**
@@ -307,7 +307,7 @@ export function taskFromJSON(value: unknown, source: string): TaskSpec {
   const t = { ...(value as Record<string, unknown>) };
   if (typeof t.name !== 'string' || !t.name) fail('task.name must be a non-empty string');
   if (!FORMATS.includes(t.format as FormatName)) fail(`task.format must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(t.format)}`);
-  if (!HEADS.includes(t.head as HeadKind)) fail(`task.head must be one of ${HEADS.join(', ')}, got ${JSON.stringify(t.head)}`);
+  if (!HEAD_KINDS.includes(t.head as HeadKind)) fail(`task.head must be one of ${HEAD_KINDS.join(', ')}, got ${JSON.stringify(t.head)}`);
   if (t.labels !== undefined) checkLabels(t.labels, source);
   if (t.labelDescriptions !== undefined) {
     checkLabels(t.labelDescriptions, `${source} (labelDescriptions)`);

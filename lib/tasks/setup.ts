@@ -2,37 +2,23 @@
 // encoder and its vocab (a given model dir, or a fresh model with a vocab built
 // from the training files), the tasks' examples, and the heads they train.
 
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 
 import { buildVocab, SPECIAL_TOKENS, Tokenizer } from '../data/tokenizer.js';
 import type { ModelSize, RoFormerV2Config } from '../model/config.js';
 import { RoFormerV2 } from '../model/model.js';
-import { resolveCheckpointDir } from '../training/checkpoint.js';
-import type { DistributedSettings } from '../training/distributed.js';
-import type { RunEvent } from '../training/run-loop.js';
+import { loadEncoder } from '../training/model-source.js';
+import { VOCAB_FILE } from '../model/model-dir.js';
 import type { InputNoiseOptions } from './batch.js';
-import type { HeadSpec, HeadSpecs } from './heads.js';
+import type { HeadSpec, HeadSpecs } from '../training/heads.js';
 import { formatProblems, loadTaskFile, type LoadedTaskFile } from './load.js';
 import type { Task } from './registry.js';
 import type { RecordProblem } from './types.js';
 
+/** What a stage reports to, and takes from, its caller: lib/training/stage.ts. */
+export type { StageHooks } from '../training/stage.js';
+
 /** The file every fine-tuned model dir and checkpoint carries: its tasks, labels in head order. */
-
-/** What a supervised stage (finetune(), multitask()) reports to, and takes from, its caller. */
-export interface StageHooks {
-  /** Continue the run in config.out from its latest checkpoint. */
-  resume?: boolean;
-  onEvent?: (event: RunEvent) => void;
-  /** Bad records, truncation and other notes about the data. */
-  onNote?: (message: string) => void;
-  /** Aborting stops the run after the current step, with a checkpoint. */
-  signal?: AbortSignal;
-  /** Data-parallel training: this rank's settings (distributedFromEnv()); rank 0 writes the run directory. */
-  distributed?: DistributedSettings | null;
-}
-
 export const TASKS_FILE = 'tasks.json';
 
 export interface EncoderChoice {
@@ -53,14 +39,7 @@ export interface EncoderChoice {
  */
 export async function prepareEncoder(choice: EncoderChoice, vocabFiles: readonly string[]): Promise<{ model: RoFormerV2; tokenizer: Tokenizer; dir: string | null }> {
   if (choice.model) {
-    const dir = existsSync(join(choice.model, 'config.json')) ? choice.model : await resolveCheckpointDir(choice.model);
-    const vocab = join(dir, 'vocab.txt');
-    if (!existsSync(vocab)) throw new Error(`${dir} has no vocab.txt: a model dir to fine-tune needs the vocab it was trained with`);
-    const tokenizer = await Tokenizer.fromFile(vocab);
-    const model = await RoFormerV2.fromPretrained(dir);
-    if (model.config.vocab_size !== tokenizer.size) {
-      throw new Error(`${dir}: config.json says vocab_size ${model.config.vocab_size} but vocab.txt has ${tokenizer.size} tokens`);
-    }
+    const { model, tokenizer, dir } = await loadEncoder(choice.model, 'a model dir to fine-tune needs the vocab it was trained with');
     return { model: model.train(), tokenizer, dir };
   }
   async function* texts() {
@@ -101,7 +80,7 @@ export async function loadExamples(
 
 /** What every checkpoint and the final model dir of a supervised run carry besides the weights. */
 export function runFiles(tokenizer: Tokenizer, tasks: readonly Task[]): Record<string, string> {
-  return { 'vocab.txt': tokenizer.tokens.join('\n') + '\n', [TASKS_FILE]: JSON.stringify(tasks, null, 2) + '\n' };
+  return { [VOCAB_FILE]: tokenizer.tokens.join('\n') + '\n', [TASKS_FILE]: JSON.stringify(tasks, null, 2) + '\n' };
 }
 
 /** The authors' light input noise for this vocab: [MASK] replaces, special tokens are never touched. */

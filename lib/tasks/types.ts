@@ -2,16 +2,8 @@
 // example of each kind looks like, and what a prediction is. Formats (loaders)
 // produce examples; heads and batching consume them; metrics compare predictions.
 
-/** The head a task trains, named by what it predicts. */
-export type HeadKind =
-  /** [CLS] → linear (no bias) → softmax cross-entropy over `labels`. Also pair matching / NLI. */
-  | 'classification'
-  /** [CLS] → linear → one logit per label, multi-label "softmax + cross-entropy" (ZLPR) loss. */
-  | 'multilabel'
-  /** each (context, option) pair: [CLS] → linear(1); softmax across the options. */
-  | 'multiple-choice'
-  /** GlobalPointer: per label, span scores s(i, j), i ≤ j, ZLPR loss (reading comprehension, NER). */
-  | 'span';
+/** The head a task trains: owned by the binding layer (the native side builds it). */
+export type { HeadKind } from '../../bindings/native.js';
 
 /** Token ids of one sequence: [CLS] … [SEP] (… [SEP]) with segment ids. */
 export interface EncodedText {

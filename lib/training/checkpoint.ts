@@ -9,7 +9,7 @@
 //       model.safetensors         /
 //       vocab.txt                 when a tokenizer exists
 //       heads.json                \  task heads, when the trainer has any
-//       heads.safetensors         /  (lib/tasks/heads.ts)
+//       heads.safetensors         /  (lib/tasks/decode.ts)
 //       optimizer.safetensors     optimiser moments and random generator states
 //       trainer_state.json        step, loss-scale state, options, data position
 //
@@ -27,7 +27,7 @@ import type { RoFormerV2Config } from '../model/config.js';
 import { readSafetensors, writeSafetensorsAtomic, type SafetensorsDtype } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { tensorFromBytes } from '../model/tensor.js';
-import { readHeads, writeHeads, type HeadSpecs } from '../tasks/heads.js';
+import { readHeads, writeHeads, type HeadSpecs } from './heads.js';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';

@@ -33,8 +33,15 @@ export class DistributedError extends Error {
   override name = 'DistributedError';
 }
 
-export const DEFAULT_MASTER_PORT = 29500;
-export const DEFAULT_DIST_TIMEOUT = 60;
+/** The rendezvous defaults (torchrun's), for a rank's environment and the launcher's flags alike. */
+export const DISTRIBUTED_DEFAULTS = {
+  masterAddr: '127.0.0.1',
+  masterPort: 29500,
+  timeoutSeconds: 60,
+  backend: 'auto',
+} as const satisfies Omit<DistributedSettings, 'rank' | 'worldSize' | 'localRank'>;
+
+export const DISTRIBUTED_BACKENDS: readonly DistributedSettings['backend'][] = ['auto', 'gloo', 'nccl'];
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback?: number): number {
   const text = env[name];
@@ -58,16 +65,16 @@ export function distributedFromEnv(env: NodeJS.ProcessEnv = process.env): Distri
   const rank = integer(env, 'RANK');
   if (worldSize < 1) throw new DistributedError(`WORLD_SIZE must be >= 1, got ${worldSize}`);
   if (rank < 0 || rank >= worldSize) throw new DistributedError(`RANK ${rank} is outside [0, WORLD_SIZE = ${worldSize})`);
-  const timeoutSeconds = Number(env.ROFORMER_DIST_TIMEOUT ?? DEFAULT_DIST_TIMEOUT);
+  const timeoutSeconds = Number(env.ROFORMER_DIST_TIMEOUT ?? DISTRIBUTED_DEFAULTS.timeoutSeconds);
   if (!(timeoutSeconds > 0)) throw new DistributedError(`ROFORMER_DIST_TIMEOUT must be a number of seconds > 0, got '${env.ROFORMER_DIST_TIMEOUT}'`);
-  const backend = (env.ROFORMER_DIST_BACKEND ?? 'auto') as DistributedSettings['backend'];
-  if (!['auto', 'gloo', 'nccl'].includes(backend)) throw new DistributedError(`ROFORMER_DIST_BACKEND must be auto, gloo or nccl, got '${backend}'`);
+  const backend = (env.ROFORMER_DIST_BACKEND ?? DISTRIBUTED_DEFAULTS.backend) as DistributedSettings['backend'];
+  if (!DISTRIBUTED_BACKENDS.includes(backend)) throw new DistributedError(`ROFORMER_DIST_BACKEND must be auto, gloo or nccl, got '${backend}'`);
   return {
     rank,
     worldSize,
     localRank: integer(env, 'LOCAL_RANK', rank),
-    masterAddr: env.MASTER_ADDR || '127.0.0.1',
-    masterPort: integer(env, 'MASTER_PORT', DEFAULT_MASTER_PORT),
+    masterAddr: env.MASTER_ADDR || DISTRIBUTED_DEFAULTS.masterAddr,
+    masterPort: integer(env, 'MASTER_PORT', DISTRIBUTED_DEFAULTS.masterPort),
     timeoutSeconds,
     backend,
   };

@@ -18,6 +18,13 @@ export function linearWarmupDecay(options: { peak: number; warmupSteps: number; 
   };
 }
 
+/** Linear warm-up from 0 to `peak` over `warmupSteps`, then `peak` for good (the fine-tuning recipes). */
+export function warmupThenConstant(options: { peak: number; warmupSteps: number }): Schedule {
+  const { peak, warmupSteps } = options;
+  if (!(warmupSteps >= 0)) throw new RangeError('warmupThenConstant: warmupSteps must be >= 0');
+  return (step) => (step < warmupSteps ? (peak * (step + 1)) / (warmupSteps + 1) : peak);
+}
+
 /**
  * Piecewise-linear multiplier of `peak` through (step, factor) points, as the
  * RoFormerV2 authors' pre-training schedule: e.g. [[0, 0], [4000, 1], [100000, 0.5],

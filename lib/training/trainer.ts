@@ -30,13 +30,14 @@ import type {
   Tensor,
 } from '../../bindings/native.js';
 import { configMismatches, CheckpointError, readCheckpoint, writeCheckpoint } from './checkpoint.js';
-import { headMismatches, HeadsError, nativeHeads, readHeads, validateHeadSpecs, writeHeads, type HeadSpecs } from '../tasks/heads.js';
+import { headMismatches, HeadsError, nativeHeads, readHeads, validateHeadSpecs, writeHeads, type HeadSpecs } from './heads.js';
 import { writeModelDir } from '../model/model-dir.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { join } from 'node:path';
 import type { RobertaBaseline, RoFormerV2 } from '../model/model.js';
 import { constant, residualWarmup, type Schedule } from './schedules.js';
 import type { Distributed } from './distributed.js';
+import { TRAINING_DEFAULTS } from './defaults.js';
 
 export type { AnyMicroBatch, HeadPrediction, MicroBatch, StepResult, TaskMicroBatch, TaskStepResult, GradientNormalization } from '../../bindings/native.js';
 
@@ -50,7 +51,7 @@ export interface TrainerOptions extends Omit<NativeTrainerOptions, 'heads' | 'pr
   distributed?: Distributed;
   /** Task heads trained with the encoder, by task name. */
   heads?: HeadSpecs;
-  /** Learning rate: a number or a schedule of the step number. Default 1e-4. */
+  /** Learning rate: a number or a schedule of the step number. Default: the stages' (TRAINING_DEFAULTS.lr), constant. */
   lr?: number | Schedule;
   /** Residual scale α warmed from 0 to 1 over this many steps (0: α = 1 throughout). */
   alphaWarmupSteps?: number;
@@ -76,7 +77,7 @@ export class Trainer {
     readonly model: RoFormerV2 | RobertaBaseline,
     readonly options: TrainerOptions = {},
   ) {
-    const { lr = 1e-4, alphaWarmupSteps = 0, heads = {}, distributed, ...nativeOptions } = options;
+    const { lr = TRAINING_DEFAULTS.lr, alphaWarmupSteps = 0, heads = {}, distributed, ...nativeOptions } = options;
     this.lr = typeof lr === 'number' ? constant(lr) : lr;
     this.alpha = residualWarmup(alphaWarmupSteps);
     this.heads = validateHeadSpecs(heads);
@@ -116,7 +117,7 @@ export class Trainer {
   /**
    * A head's outputs on one micro-batch, in eval mode, without updating: class logits,
    * option scores or span score matrices (plus the spans scoring > 0), and the loss when
-   * the batch has labels. decodePredictions() (lib/tasks/heads.ts) turns them into
+   * the batch has labels. decodePredictions() (lib/tasks/decode.ts) turns them into
    * predictions. The caller disposes the returned tensors.
    */
   predict(batch: TaskMicroBatch): Promise<HeadPrediction> {

@@ -1,5 +1,6 @@
-// Task heads: what each is (a spec), how a model dir or checkpoint stores them, and
-// how their raw outputs become predictions.
+// Task heads: what each is (a spec) and how a model dir or checkpoint stores them. Here,
+// below the stages, so that the trainer and checkpoints reach them without importing a
+// stage; how a head's raw outputs become predictions is the tasks' (lib/tasks/decode.ts).
 //
 //   <model dir or checkpoint>/
 //     config.json, model.safetensors   the encoder (RoFormerV2.fromPretrained loads it alone)
@@ -12,16 +13,14 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import type { HeadPrediction, NativeHeadConfig, Tensor } from '../../bindings/native.js';
+import { HEAD_KINDS, type HeadKind, type NativeHeadConfig, type Tensor } from '../../bindings/native.js';
 import { readSafetensors, writeSafetensorsAtomic, type SafetensorsDtype } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { tensorFromBytes } from '../model/tensor.js';
-import type { Example, HeadKind, Prediction } from './types.js';
 
 export const HEADS_CONFIG_FILE = 'heads.json';
 export const HEADS_WEIGHTS_FILE = 'heads.safetensors';
 const FORMAT = 'roformer-v2-heads/1';
-const KINDS: readonly HeadKind[] = ['classification', 'multilabel', 'multiple-choice', 'span'];
 
 /** One head: enough to rebuild it. */
 export interface HeadSpec {
@@ -52,7 +51,7 @@ export function validateHeadSpecs(raw: unknown, source = 'heads'): HeadSpecs {
     if (!task || task === 'mlm' || task.includes('.')) throw new HeadsError(`${where}: a task name is non-empty, has no '.', and is not 'mlm'`);
     const spec = value as Partial<HeadSpec> | null;
     if (typeof spec !== 'object' || spec === null) throw new HeadsError(`${where} must be an object {kind, numLabels}`);
-    if (!KINDS.includes(spec.kind as HeadKind)) throw new HeadsError(`${where}.kind must be one of ${KINDS.join(', ')}, got ${JSON.stringify(spec.kind)}`);
+    if (!HEAD_KINDS.includes(spec.kind as HeadKind)) throw new HeadsError(`${where}.kind must be one of ${HEAD_KINDS.join(', ')}, got ${JSON.stringify(spec.kind)}`);
     const numLabels = spec.numLabels ?? (spec.kind === 'multiple-choice' ? 1 : undefined);
     if (!Number.isInteger(numLabels) || numLabels! < 1) throw new HeadsError(`${where}.numLabels must be a positive integer, got ${JSON.stringify(spec.numLabels)}`);
     if (spec.headSize !== undefined && (!Number.isInteger(spec.headSize) || spec.headSize < 2 || spec.headSize % 2 !== 0)) {
@@ -135,61 +134,4 @@ export async function readHeads(dir: string): Promise<{ specs: HeadSpecs; state:
     state[name] = tensorFromBytes(entry.data, entry.shape, dtype);
   }
   return { specs, state };
-}
-
-// ---------------------------------------------------------------------------
-// Raw head outputs → predictions
-// ---------------------------------------------------------------------------
-
-function rowsOf(t: Tensor): Float32Array[] {
-  const [rows, cols] = t.shape as [number, number];
-  const data = t.toArray() as Float32Array;
-  return Array.from({ length: rows }, (_, r) => data.subarray(r * cols, (r + 1) * cols));
-}
-
-function argmax(values: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
-  return best;
-}
-
-/**
- * The predictions of one predict() output, one per example in batch order (the
- * examples it was collated from give span offsets and text). Classification: the
- * argmax; multilabel: every label scoring > 0; multiple choice: the best real option;
- * span: every entry scoring > 0, best first, mapped to characters of the text.
- */
-export function decodePredictions(output: HeadPrediction, examples: readonly Example[]): Prediction[] {
-  switch (output.kind) {
-    case 'classification':
-      return rowsOf(output.scores).map((row) => ({ kind: 'classification', label: argmax(row), scores: Array.from(row) }));
-    case 'multilabel':
-      return rowsOf(output.scores).map((row) => ({
-        kind: 'multilabel',
-        labels: Array.from(row.keys()).filter((i) => row[i]! > 0),
-        scores: Array.from(row),
-      }));
-    case 'multiple-choice':
-      return rowsOf(output.scores).map((row, e) => {
-        const count = (examples[e] as Extract<Example, { kind: 'multiple-choice' }> | undefined)?.choices.length ?? row.length;
-        const scores = Array.from(row.subarray(0, count));
-        return { kind: 'multiple-choice', label: argmax(scores), scores };
-      });
-    case 'span': {
-      const result: Array<Extract<Prediction, { kind: 'span' }>> = examples.map(() => ({ kind: 'span', spans: [] }));
-      if (!output.spans || !output.spanScores) return result;
-      const rows = output.spans.toArray() as BigInt64Array;
-      const scores = output.spanScores.toArray() as Float32Array;
-      for (let n = 0; n < scores.length; n++) {
-        const [e, label, start, end] = [0, 1, 2, 3].map((c) => Number(rows[n * 4 + c]!)) as [number, number, number, number];
-        const example = examples[e];
-        if (!example || example.kind !== 'span') continue;
-        const charStart = example.offsets[start]?.[0] ?? 0;
-        const charEnd = example.offsets[end]?.[1] ?? charStart;
-        result[e]!.spans.push({ label, start, end, score: scores[n]!, charStart, charEnd, text: example.text.slice(charStart, charEnd) });
-      }
-      for (const p of result) p.spans.sort((a, b) => b.score - a.score);
-      return result;
-    }
-  }
 }
