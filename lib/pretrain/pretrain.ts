@@ -175,7 +175,7 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
           const masking = { scheme: config.masking, probability: config.maskProbability };
           const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: config.maxLength, batchSize: config.batchSize, masking, seed: config.seed + shard.rank, shard }, segmenter);
           const evalBatches = config.evalEvery > 0 ? await pipeline.evalBatches(config.evalBatches) : [];
-          return new MlmStage(pipeline, corpus, trainer, evalBatches, tokenizer.tokens.join('\n') + '\n');
+          return new MlmStage(pipeline, corpus, trainer, evalBatches, tokenizer.vocabFileText());
         },
         async finish(run) {
           return {

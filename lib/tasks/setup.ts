@@ -80,7 +80,7 @@ export async function loadExamples(
 
 /** What every checkpoint and the final model dir of a supervised run carry besides the weights. */
 export function runFiles(tokenizer: Tokenizer, tasks: readonly Task[]): Record<string, string> {
-  return { [VOCAB_FILE]: tokenizer.tokens.join('\n') + '\n', [TASKS_FILE]: JSON.stringify(tasks, null, 2) + '\n' };
+  return { [VOCAB_FILE]: tokenizer.vocabFileText(), [TASKS_FILE]: JSON.stringify(tasks, null, 2) + '\n' };
 }
 
 /** The authors' light input noise for this vocab: [MASK] replaces, special tokens are never touched. */

@@ -12,8 +12,8 @@ import { SPECIAL_TOKENS } from './special-tokens.js';
 import { isCjkCodePoint, isPunctuationCodePoint } from './unicode-classes.js';
 import { PieceTrie } from './wordpiece.js';
 
-/** The name of a vocabulary file in a model or run directory: one token per line, line n = id n - 1. */
-export const VOCAB_FILE = 'vocab.txt';
+/** The name of a vocabulary file (one token per line, line n = id n - 1) is the model dir's to own. */
+export { VOCAB_FILE } from '../../model/model-dir.js';
 
 export class TokenizerError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -314,9 +314,14 @@ export class Tokenizer {
     return text;
   }
 
-  /** Writes the vocabulary file (VOCAB_FILE: one token per line) atomically. */
+  /** The contents of the vocabulary file (VOCAB_FILE): one token per line. */
+  vocabFileText(): string {
+    return this.tokens.join('\n') + '\n';
+  }
+
+  /** Writes the vocabulary file (VOCAB_FILE) atomically. */
   async save(path: string): Promise<void> {
-    await writeFileAtomic(path, [this.tokens.join('\n') + '\n']);
+    await writeFileAtomic(path, [this.vocabFileText()]);
   }
 
   /** @internal id of a CJK/punctuation code point as a standalone token. */
