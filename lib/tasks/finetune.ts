@@ -129,8 +129,8 @@ export async function finetune(config: FinetuneConfig, hooks: FinetuneHooks = {}
   if (place.device !== 'cpu') model.to(place.device);
   const dist = place.dist;
   const writer = dist?.isWriter ?? true;
-  const load = (file: string) => loadExamples(task, file, tokenizer, config.maxLength, note);
-  const train = (await load(config.train)).examples.filter((e) => isLabelled(e.example));
+  const load = (file: string, training = false) => loadExamples(task, file, tokenizer, config.maxLength, note, { training });
+  const train = (await load(config.train, true)).examples.filter((e) => isLabelled(e.example));
   if (train.length === 0) throw new Error(`${config.train}: no labelled training examples`);
   const dev = config.dev ? (await load(config.dev)).examples : [];
   const test = config.test ? (await load(config.test)).examples : [];

@@ -31,7 +31,7 @@ import { evaluateTask, isLabelled } from './evaluate.js';
 import type { Metrics } from './finetune.js';
 import { MODEL_SUBDIR, RESULTS_FILE } from './finetune.js';
 import { resolveTask } from './load.js';
-import type { JsonlTaskSpec, TaskSpec } from './registry.js';
+import { toTaskSpec, type JsonlTaskSpec, type TaskSpec } from './registry.js';
 import { headsFor, inputNoise, loadExamples, prepareEncoder, runFiles, type StageHooks } from './setup.js';
 import { MLM_TASK, SupervisedStage, type StageMlm, type StageTask } from './supervised-stage.js';
 
@@ -79,6 +79,14 @@ export async function readTaskList(path: string, defaults: { batchSize: number }
     if (typeof task !== 'string' && (typeof task !== 'object' || task === null)) throw new TaskListError(`${path}: ${where}.task must be a task name or a task spec`);
     const name = typeof e.name === 'string' ? e.name : typeof task === 'string' ? task : '';
     if (!name) throw new TaskListError(`${path}: ${where}.name is required for a task given as a spec`);
+    if (typeof task === 'object') {
+      // Checked here, under the entry's name, so that an error names the task and this file.
+      try {
+        toTaskSpec({ ...(task as JsonlTaskSpec), name });
+      } catch (error) {
+        throw new TaskListError(`${path}: ${where}.task: ${(error as Error).message}`);
+      }
+    }
     if (names.has(name)) throw new TaskListError(`${path}: ${where}: task name '${name}' is used twice`);
     names.add(name);
     const files = (e.files ?? {}) as Record<string, unknown>;
@@ -181,7 +189,7 @@ export async function multitask(config: MultitaskConfig, hooks: StageHooks = {})
   const items: StageTask[] = [];
   for (const [i, entry] of supervised.entries()) {
     const task = tasks[i]!;
-    const train = (await loadExamples(task, entry.files.train!, tokenizer, entry.maxLength, note)).examples.filter((e) => isLabelled(e.example));
+    const train = (await loadExamples(task, entry.files.train!, tokenizer, entry.maxLength, note, { training: true })).examples.filter((e) => isLabelled(e.example));
     if (train.length === 0) throw new TaskListError(`${entry.files.train}: task ${task.name} has no labelled training examples`);
     const dev = entry.files.dev ? (await loadExamples(task, entry.files.dev, tokenizer, entry.maxLength, note)).examples : [];
     items.push({ task, train, dev, weight: entry.weight, batchSize: entry.batchSize });
