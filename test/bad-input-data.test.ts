@@ -174,22 +174,20 @@ describe('a training record without its label is skipped and reported, the same 
 
 describe('repairs are kept, counted and reported with file:line', () => {
   it('invalid UTF-8 reads as U+FFFD and is reported, in JSON Lines and in a whole-file format', async () => {
-    const bad = Buffer.from([0xff, 0xfe]);
-    const lines = write('utf8.json', Buffer.concat([
-      Buffer.from('{"id": 0, "sentence": "很好", "label": "Positive"}\n{"id": 1, "sentence": "不'),
-      bad,
-      Buffer.from('好", "label": "Negative"}\n'),
-    ]));
+    /** `before`, two bytes that are not UTF-8, `after`. */
+    const withBadBytes = (name: string, before: string, after: string) =>
+      write(name, Buffer.concat([Buffer.from(before), Buffer.from([0xff, 0xfe]), Buffer.from(after)]));
+    const lines = withBadBytes('utf8.json', '{"id": 0, "sentence": "很好", "label": "Positive"}\n{"id": 1, "sentence": "不', '好", "label": "Negative"}\n');
     const read = await readTaskFile('eprstmt', lines);
     expect(read.records).toHaveLength(2);
     expect(read.records[1]!.record).toMatchObject({ text: '不\uFFFD\uFFFD好' });
     expect(read.repairs).toEqual([{ file: lines, line: 2, message: 'invalid UTF-8: the bad bytes were read as U+FFFD' }]);
 
-    const c3 = write('utf8-c3.json', Buffer.concat([
-      Buffer.from('[\n[["上下文"], [{"question": "问题", "choice": ["甲", "乙"], "answer": "甲"}], "a"],\n[["上下'),
-      bad,
-      Buffer.from('文"], [{"question": "问题", "choice": ["甲", "乙"], "answer": "乙"}], "b"]\n]\n'),
-    ]));
+    const c3 = withBadBytes(
+      'utf8-c3.json',
+      '[\n[["上下文"], [{"question": "问题", "choice": ["甲", "乙"], "answer": "甲"}], "a"],\n[["上下',
+      '文"], [{"question": "问题", "choice": ["甲", "乙"], "answer": "乙"}], "b"]\n]\n',
+    );
     const c3Read = await readTaskFile('c3', c3);
     expect(c3Read.records).toHaveLength(2);
     expect(c3Read.repairs.map((r) => [r.file, r.line])).toEqual([[c3, 3]]);
