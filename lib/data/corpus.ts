@@ -224,7 +224,7 @@ export class Corpus {
         try {
           await checkDataFile(f.path);
         } catch (e) {
-          if (e instanceof DataFileError) throw new CorpusError(`corpus file ${f.path === abs ? p : f.path}: ${e.reason}`);
+          if (e instanceof DataFileError) throw new CorpusError(`corpus path ${e.reason}: ${f.path === abs ? p : f.path}`);
           throw e;
         }
         const ext = path.extname(f.path).toLowerCase();

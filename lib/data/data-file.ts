@@ -13,13 +13,13 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 
-/** A data file that cannot be read; `reason` is the message without the path. */
+/** A data file that cannot be read; `reason` is what follows the path ("is a directory, …"). */
 export class DataFileError extends Error {
   constructor(
     readonly path: string,
     readonly reason: string,
   ) {
-    super(`${path}: ${reason}`);
+    super(`${path} ${reason}`);
     this.name = 'DataFileError';
   }
 }
@@ -42,9 +42,9 @@ function kindOf(stats: fs.Stats): string {
 
 function accessReason(error: unknown): string {
   const code = (error as NodeJS.ErrnoException)?.code;
-  if (code === 'ENOENT' || code === 'ENOTDIR') return 'no such file';
-  if (code === 'EACCES' || code === 'EPERM') return `not readable (${code})`;
-  return (error as Error)?.message ?? String(error);
+  if (code === 'ENOENT' || code === 'ENOTDIR') return 'does not exist';
+  if (code === 'EACCES' || code === 'EPERM') return `is not readable (${code})`;
+  return `cannot be read (${(error as Error)?.message ?? String(error)})`;
 }
 
 /**
@@ -61,7 +61,7 @@ export async function checkDataFile(path: string): Promise<fs.Stats> {
   if (!stats.isFile()) {
     throw new DataFileError(
       path,
-      `it is ${kindOf(stats)}, not a regular file (data is read from files, some of them more than once: save it to a file first)`,
+      `is ${kindOf(stats)}, not a regular file (data is read from files, some of them more than once: save it to a file first)`,
     );
   }
   try {
@@ -169,7 +169,7 @@ export async function* scanLines(path: string, sink: LineSink, options: ScanOpti
       }
     } catch (error) {
       if (typeof (error as NodeJS.ErrnoException)?.code !== 'string') throw error;
-      throw new DataFileError(path, `cannot read: ${(error as Error).message}`);
+      throw new DataFileError(path, `cannot be read (${(error as Error).message})`);
     }
     // A last line without '\n'.
     if (base > lineStart) {

@@ -142,7 +142,7 @@ export async function readTaskFile(taskLike: string | TaskSpec | JsonlTaskSpec, 
       ctx.index++;
     }
   } catch (err) {
-    if (err instanceof DataFileError) throw cannotRead(err.reason);
+    if (err instanceof DataFileError) throw cannotRead(`it ${err.reason}`);
     if (err instanceof WholeFileTooLargeError) throw cannotRead(err.message);
     if (err instanceof FileFormatError) throw fail(err.message);
     throw err;
