@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Corpus } from '../lib/data/corpus.js';
+import { textLines } from '../lib/data/data-file.js';
 import { buildVocab, Tokenizer } from '../lib/data/tokenizer.js';
 import { loadTaskFile, readTaskFile, resolveTask } from '../lib/tasks/load.js';
 import { readTaskList } from '../lib/tasks/multitask.js';
@@ -191,6 +192,19 @@ describe('repairs are kept, counted and reported with file:line', () => {
     const c3Read = await readTaskFile('c3', c3);
     expect(c3Read.records).toHaveLength(2);
     expect(c3Read.repairs.map((r) => [r.file, r.line])).toEqual([[c3, 3]]);
+  });
+
+  it('the shared line reader: CRLF and LF lines, bad bytes flagged on their own line only', async () => {
+    const file = write('crlf.txt', Buffer.concat([Buffer.from('a\r\nb'), Buffer.from([0xff]), Buffer.from('\r\n\r\nc\r\r\nd')]));
+    const lines = [];
+    for await (const batch of textLines(file)) lines.push(...batch);
+    expect(lines.map((l) => [l.line, l.text, l.invalidUtf8])).toEqual([
+      [1, 'a', false],
+      [2, 'b\uFFFD', true],
+      [3, '', false],
+      [4, 'c\r', false],
+      [5, 'd', false],
+    ]);
   });
 
   it('c3: a plain-string context is read as one line and reported, first record or sixth alike', async () => {

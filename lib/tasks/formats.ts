@@ -62,8 +62,8 @@ export interface ParseContext {
 export interface Format {
   /** What a file of this format looks like, for the wrong-format error. */
   expected(task: TaskSpec): string;
-  /** Splits a file's lines into raw records with their first lines. */
-  records(lines: AsyncIterable<TextLine>): AsyncIterable<RawRecord>;
+  /** Splits a file's lines (in batches) into raw records with their first lines (in batches). */
+  records(lines: AsyncIterable<TextLine[]>): AsyncIterable<RawRecord[]>;
   /** Turns one raw record into examples' records; throws RecordError. */
   parse(value: unknown, ctx: ParseContext): ParsedItem[];
 }
@@ -113,7 +113,7 @@ function idOf(obj: Record<string, unknown>, ctx: ParseContext): string | number 
 }
 
 /** JSON Lines, unless the file is plainly one JSON array / pretty-printed JSON (then the caller's error says so). */
-const jsonLinesRecords = (lines: AsyncIterable<TextLine>) => jsonLines(lines);
+const jsonLinesRecords = (lines: AsyncIterable<TextLine[]>) => jsonLines(lines);
 
 // ---------------------------------------------------------------------------
 // jsonl: classification, sentence pairs, multi-label
@@ -296,7 +296,7 @@ const isC3Record = (first: RawRecord) => !('value' in first) || (Array.isArray(f
 const c3: Format = {
   expected: () => 'one JSON array of C3 records [[context…], [{question, choice[], answer}], id]',
   async *records(lines) {
-    yield* jsonValues(await wholeText(lines), isC3Record);
+    yield [...jsonValues(await wholeText(lines), isC3Record)];
   },
   parse(value, ctx) {
     if (!Array.isArray(value) || value.length < 2) {
@@ -340,8 +340,11 @@ const c3: Format = {
 // cmrc2018: SQuAD JSON. The whole file is one object; each qa is a record,
 // found at the line of its id.
 
-async function* squadRecords(lines: AsyncIterable<TextLine>): AsyncGenerator<RawRecord> {
-  const text = await wholeText(lines);
+async function* squadRecords(lines: AsyncIterable<TextLine[]>): AsyncGenerator<RawRecord[]> {
+  yield [...squadValues(await wholeText(lines))];
+}
+
+function* squadValues(text: string): Generator<RawRecord> {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -429,15 +432,15 @@ const cmrc2018: Format = {
 // written with exclusive ends (every check would fail, naming the mismatch).
 
 /** JSON Lines when the first non-blank line is a whole object, else multi-line JSON (pretty-printed copies). */
-async function* linesOrValues(lines: AsyncIterable<TextLine>): AsyncGenerator<RawRecord> {
+async function* linesOrValues(lines: AsyncIterable<TextLine[]>): AsyncGenerator<RawRecord[]> {
   const iterator = lines[Symbol.asyncIterator]();
-  const head: TextLine[] = [];
+  const head: TextLine[][] = [];
   let first: TextLine | undefined;
   while (first === undefined) {
     const next = await iterator.next();
     if (next.done) break;
     head.push(next.value);
-    if (next.value.tooLong || next.value.text.trim() !== '') first = next.value;
+    first = next.value.find((l) => l.tooLong || l.text.trim() !== '');
   }
   let isLines = false;
   if (first !== undefined && !first.tooLong) {
@@ -449,12 +452,12 @@ async function* linesOrValues(lines: AsyncIterable<TextLine>): AsyncGenerator<Ra
     }
   }
   // The lines read to decide, then the rest.
-  async function* all(): AsyncGenerator<TextLine> {
+  async function* all(): AsyncGenerator<TextLine[]> {
     yield* head;
     for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
   }
   if (isLines) yield* jsonLines(all());
-  else yield* jsonValues(await wholeText(all()));
+  else yield [...jsonValues(await wholeText(all()))];
 }
 
 const cluener: Format = {

@@ -24,33 +24,39 @@ export class WholeFileTooLargeError extends Error {}
 
 const tooLong = `line longer than ${MAX_LINE_BYTES} bytes`;
 
-/** One value per non-blank line. */
-export async function* jsonLines(lines: AsyncIterable<TextLine>): AsyncGenerator<RawRecord> {
-  for await (const { line, text, tooLong: dropped } of lines) {
-    if (dropped) {
-      yield { line, error: tooLong };
-      continue;
+/** One value per non-blank line; a batch of records per batch of lines. */
+export async function* jsonLines(batches: AsyncIterable<TextLine[]>): AsyncGenerator<RawRecord[]> {
+  for await (const batch of batches) {
+    const records: RawRecord[] = [];
+    for (const { line, text, tooLong: dropped } of batch) {
+      if (dropped) {
+        records.push({ line, error: tooLong });
+        continue;
+      }
+      const trimmed = text.trim();
+      if (trimmed === '') continue;
+      try {
+        records.push({ line, value: JSON.parse(trimmed) });
+      } catch (err) {
+        records.push({ line, error: `not valid JSON (${(err as Error).message})` });
+      }
     }
-    const trimmed = text.trim();
-    if (trimmed === '') continue;
-    try {
-      yield { line, value: JSON.parse(trimmed) };
-    } catch (err) {
-      yield { line, error: `not valid JSON (${(err as Error).message})` };
-    }
+    yield records;
   }
 }
 
 /** The whole file as one string (lines joined by '\n', so line numbers stay), for the read-whole layouts. */
-export async function wholeText(lines: AsyncIterable<TextLine>): Promise<string> {
+export async function wholeText(batches: AsyncIterable<TextLine[]>): Promise<string> {
   const parts: string[] = [];
   let chars = 0;
   const readWhole = 'a file in this layout is one JSON document, read whole (JSON Lines files are streamed at any size)';
-  for await (const { line, text, tooLong: dropped } of lines) {
-    if (dropped) throw new WholeFileTooLargeError(`line ${line}: ${tooLong}; ${readWhole}`);
-    chars += text.length + 1;
-    if (chars > MAX_WHOLE_FILE_CHARS) throw new WholeFileTooLargeError(`larger than ${MAX_WHOLE_FILE_CHARS} characters; ${readWhole}`);
-    parts.push(text);
+  for await (const batch of batches) {
+    for (const { line, text, tooLong: dropped } of batch) {
+      if (dropped) throw new WholeFileTooLargeError(`line ${line}: ${tooLong}; ${readWhole}`);
+      chars += text.length + 1;
+      if (chars > MAX_WHOLE_FILE_CHARS) throw new WholeFileTooLargeError(`larger than ${MAX_WHOLE_FILE_CHARS} characters; ${readWhole}`);
+      parts.push(text);
+    }
   }
   return parts.join('\n');
 }

@@ -112,16 +112,16 @@ export async function readTaskFile(taskLike: string | TaskSpec | JsonlTaskSpec, 
   let line = 0; // of the record being parsed
   const ctx: ParseContext = { task, index: 0, repair: (message) => repairs.push({ file, line, message }) };
   /** The file's lines; a line with invalid UTF-8 is kept (bad bytes read as U+FFFD) and reported. */
-  async function* lines(): AsyncGenerator<TextLine> {
-    for await (const l of textLines(file)) {
-      if (l.invalidUtf8) repairs.push({ file, line: l.line, message: 'invalid UTF-8: the bad bytes were read as U+FFFD' });
-      yield l;
+  async function* lines(): AsyncGenerator<TextLine[]> {
+    for await (const batch of textLines(file)) {
+      for (const l of batch) if (l.invalidUtf8) repairs.push({ file, line: l.line, message: 'invalid UTF-8: the bad bytes were read as U+FFFD' });
+      yield batch;
     }
   }
   let count = 0;
   try {
     if (task.format === 'chid') ctx.chidAnswers = await chidAnswers(file, options, warnings);
-    for await (const raw of format.records(lines())) {
+    for await (const batch of format.records(lines())) for (const raw of batch) {
       count++;
       line = raw.line;
       if ('error' in raw) {

@@ -64,7 +64,7 @@ export async function prepareEncoder(choice: EncoderChoice, vocabFiles: readonly
     return { model: model.train(), tokenizer, dir };
   }
   async function* texts() {
-    for (const file of vocabFiles) for await (const line of textLines(file)) yield line.text;
+    for (const file of vocabFiles) for await (const lines of textLines(file)) yield lines.map((l) => l.text).join('\n');
   }
   const tokenizer = Tokenizer.fromTokens(await buildVocab(texts(), { size: choice.vocabSize }), 'built from the training files');
   const model = RoFormerV2.create({ size: choice.size, config: { ...choice.config, vocab_size: tokenizer.size }, seed: choice.seed });
