@@ -404,8 +404,10 @@ describe('errors', () => {
     // root reads everything: check as the unprivileged user `nobody` in a child process (the built dist/).
     // A copy of the module inside the (made world-readable) temp dir, wherever the checkout lives.
     fs.chmodSync(dir, 0o755);
-    const corpusModule = path.join(dir, 'corpus.mjs');
+    const corpusModule = path.join(dir, 'corpus.js');
     fs.copyFileSync(path.resolve('dist/lib/data/corpus.js'), corpusModule);
+    fs.copyFileSync(path.resolve('dist/lib/data/data-file.js'), path.join(dir, 'data-file.js')); // corpus.js imports it
+    fs.writeFileSync(path.join(dir, 'package.json'), '{"type": "module"}\n');
     const script = `import(${JSON.stringify(corpusModule)}).then(m => m.Corpus.open({ paths: [${JSON.stringify(file)}] })).then(() => console.log('opened'), e => console.log(e.message))`;
     const output = execFileSync('runuser', ['-u', 'nobody', '--', process.execPath, '-e', script], { encoding: 'utf8' });
     expect(output).toMatch(/EACCES.*secret\.txt/);

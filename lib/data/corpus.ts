@@ -1,10 +1,10 @@
 /**
  * Streaming corpus reader for MLM pre-training.
  *
- * - Any file size, bounded memory: files are read with `fs.createReadStream`
- *   in 1 MiB chunks and split on '\n' at the Buffer level; byte offsets and
- *   line numbers are tracked here, so every training document carries the
- *   exact position at which reading resumes after it.
+ * - Any file size, bounded memory: files are streamed line by line with
+ *   exact byte offsets and line numbers (scanLines, shared with the task
+ *   loader), so every training document carries the exact position at which
+ *   reading resumes after it.
  * - Bad input never crashes a run: invalid UTF-8, invalid JSON, a missing or
  *   non-string JSONL field, or an absurdly long line is reported as a
  *   {@link CorpusProblem} (file:line) and skipped.
@@ -17,6 +17,8 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+
+import { checkDataFile, DataFileError, INVALID_UTF8, MAX_LINE_BYTES, scanLines, type LineSink } from './data-file.js';
 
 export type CorpusFormat = 'text' | 'jsonl';
 
@@ -68,10 +70,9 @@ export class CorpusError extends Error {
 
 const CORPUS_EXTENSIONS = new Set(['.txt', '.text', '.jsonl', '.json', '.ndjson']);
 const JSONL_EXTENSIONS = new Set(['.jsonl', '.ndjson', '.json']);
-const CHUNK_BYTES = 1 << 20;
 /** Longer lines (or blank-line paragraphs) are skipped and reported, so one
  * pathological line cannot take unbounded memory. */
-const MAX_DOCUMENT_BYTES = 64 << 20;
+const MAX_DOCUMENT_BYTES = MAX_LINE_BYTES;
 const MAX_KEPT_PROBLEMS = 50;
 
 interface FileEntry {
@@ -214,18 +215,17 @@ export class Corpus {
             `corpus directory contains no corpus files (${[...CORPUS_EXTENSIONS].join(' ')}): ${p}`,
           );
         }
-      } else if (st.isFile()) {
-        found = [{ path: abs, rel: path.basename(abs) }];
       } else {
-        throw new CorpusError(`corpus path is neither a file nor a directory: ${p}`);
+        found = [{ path: abs, rel: path.basename(abs) }];
       }
       for (const f of found) {
         if (seen.has(f.path)) continue;
         seen.add(f.path);
         try {
-          await fsp.access(f.path, fs.constants.R_OK);
+          await checkDataFile(f.path);
         } catch (e) {
-          throw pathError(f.path, e);
+          if (e instanceof DataFileError) throw new CorpusError(`corpus path ${e.reason}: ${f.path === abs ? p : f.path}`);
+          throw e;
         }
         const ext = path.extname(f.path).toLowerCase();
         entries.push({
@@ -440,10 +440,8 @@ export class Corpus {
       }
     };
 
-    /** One complete line: bytes buf[s, e) ('\n' excluded) at file offsets
-     * [lineStart, lineEnd). */
+    /** One complete line (see LineSink.line). */
     const onLine = (buf: Buffer, s: number, e: number, lineNo: number, lineStart: number, lineEnd: number, nextLine: number) => {
-      if (e > s && buf[e - 1] === 13) e--;
       if (e === s) {
         if (paragraphs) flushParagraph();
         return;
@@ -452,7 +450,7 @@ export class Corpus {
       try {
         text = decoder.decode(buf.subarray(s, e));
       } catch {
-        badLine(lineNo, lineStart, lineEnd, nextLine, 'invalid UTF-8');
+        badLine(lineNo, lineStart, lineEnd, nextLine, INVALID_UTF8);
         return;
       }
       if (isBlank(text)) {
@@ -500,92 +498,25 @@ export class Corpus {
 
     const iv: Interval = { file: fileIdx, start, end: start };
     this.#live.add(iv);
-    let stream: fs.ReadStream | undefined;
+    const sink: LineSink = {
+      line: onLine,
+      tooLong: (lineNo, lineStart, lineEnd, nextLine) => badLine(lineNo, lineStart, lineEnd, nextLine, `line longer than ${MAX_DOCUMENT_BYTES} bytes`),
+      end: () => {
+        if (paragraphs) flushParagraph();
+      },
+    };
     try {
-      if (until !== undefined && until <= start) return;
-      stream = fs.createReadStream(entry.path, {
-        start,
-        end: until === undefined ? undefined : until - 1,
-        highWaterMark: CHUNK_BYTES,
-      });
-      let base = start; // file offset of chunk[0]
-      let lineStart = start; // file offset where the pending line starts
-      let lineNo = startLine;
-      let bomCheck = start === 0;
-      // Pieces of a line that spans chunks (dropped once it gets too long).
-      let parts: Buffer[] = [];
-      let partsBytes = 0;
-      let overflow = false;
-      try {
-        for await (const chunkAny of stream) {
-          const chunk = chunkAny as Buffer;
-          let i = 0;
-          if (bomCheck) {
-            bomCheck = false;
-            if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) {
-              i = 3;
-              lineStart = 3;
-            }
-          }
-          for (;;) {
-            const nl = chunk.indexOf(10, i);
-            if (nl < 0) {
-              if (i < chunk.length) {
-                if (!overflow) {
-                  partsBytes += chunk.length - i;
-                  if (partsBytes > MAX_DOCUMENT_BYTES) {
-                    overflow = true;
-                    parts = [];
-                  } else {
-                    // Copy: a slice would pin the whole 1 MiB chunk.
-                    parts.push(Buffer.from(chunk.subarray(i)));
-                  }
-                }
-              }
-              break;
-            }
-            const lineEnd = base + nl + 1;
-            if (overflow) {
-              badLine(lineNo, lineStart, lineEnd, lineNo + 1, `line longer than ${MAX_DOCUMENT_BYTES} bytes`);
-            } else if (parts.length > 0) {
-              parts.push(chunk.subarray(i, nl));
-              const whole = Buffer.concat(parts);
-              onLine(whole, 0, whole.length, lineNo, lineStart, lineEnd, lineNo + 1);
-            } else {
-              onLine(chunk, i, nl, lineNo, lineStart, lineEnd, lineNo + 1);
-            }
-            parts = [];
-            partsBytes = 0;
-            overflow = false;
-            lineNo++;
-            lineStart = lineEnd;
-            i = nl + 1;
-          }
-          base += chunk.length;
-          iv.end = lineStart;
-          if (out.length > 0) {
-            yield out;
-            out.clear();
-          }
-        }
-      } catch (err) {
-        if (err instanceof CorpusError) throw err;
-        throw new CorpusError(`error reading ${entry.path}: ${(err as Error).message}`);
-      }
-      // A last line without '\n'.
-      if (base > lineStart) {
-        if (overflow) {
-          badLine(lineNo, lineStart, base, lineNo, `line longer than ${MAX_DOCUMENT_BYTES} bytes`);
-        } else {
-          const whole = parts.length === 1 ? parts[0] : Buffer.concat(parts);
-          onLine(whole, 0, whole.length, lineNo, lineStart, base, lineNo);
+      for await (const reached of scanLines(entry.path, sink, { start, startLine, until, maxLineBytes: MAX_DOCUMENT_BYTES })) {
+        iv.end = reached;
+        if (out.length > 0) {
+          yield out;
+          out.clear();
         }
       }
-      if (paragraphs) flushParagraph();
-      iv.end = base;
-      if (out.length > 0) yield out;
+    } catch (err) {
+      if (err instanceof DataFileError) throw new CorpusError(`error reading ${entry.path}: ${err.reason}`);
+      throw err;
     } finally {
-      stream?.destroy();
       this.#finishInterval(iv);
     }
   }

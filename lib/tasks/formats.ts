@@ -4,9 +4,12 @@
 //
 // A record that cannot be used throws RecordError (the loader skips it and
 // reports file:line); a file that is not in the format at all throws
-// FileFormatError (the loader turns it into one error naming the format).
+// FileFormatError (the loader turns it into one error naming the format). A
+// record repaired on the way in (a field read in a documented lenient way) is
+// kept and reported through ParseContext.repair (file:line, counted).
 
-import { jsonLines, jsonValues, lineAt, stripBom, type RawRecord } from './json-records.js';
+import type { TextLine } from '../data/data-file.js';
+import { jsonLines, jsonValues, lineAt, wholeText, type RawRecord } from './json-records.js';
 import type { FormatName, TaskSpec } from './registry.js';
 
 /** A character span [start, end) of a text (end exclusive, JS string indices), with its label. */
@@ -52,13 +55,15 @@ export interface ParseContext {
   index: number;
   /** CLUE chid: blank tag (#idiom000123#) → index of the right candidate. */
   chidAnswers?: Map<string, number>;
+  /** Reports a repair made to the record being parsed (the loader adds file:line). */
+  repair(message: string): void;
 }
 
 export interface Format {
   /** What a file of this format looks like, for the wrong-format error. */
   expected(task: TaskSpec): string;
-  /** Splits a file's text into raw records with their first lines. */
-  records(text: string): Iterable<RawRecord>;
+  /** Splits a file's lines (in batches) into raw records with their first lines (in batches). */
+  records(lines: AsyncIterable<TextLine[]>): AsyncIterable<RawRecord[]>;
   /** Turns one raw record into examples' records; throws RecordError. */
   parse(value: unknown, ctx: ParseContext): ParsedItem[];
 }
@@ -108,7 +113,7 @@ function idOf(obj: Record<string, unknown>, ctx: ParseContext): string | number 
 }
 
 /** JSON Lines, unless the file is plainly one JSON array / pretty-printed JSON (then the caller's error says so). */
-const jsonLinesRecords = (text: string) => jsonLines(text);
+const jsonLinesRecords = (lines: AsyncIterable<TextLine[]>) => jsonLines(lines);
 
 // ---------------------------------------------------------------------------
 // jsonl: classification, sentence pairs, multi-label
@@ -132,7 +137,11 @@ const jsonl: Format = {
           return label;
         });
       }
-      else if (raw !== undefined && raw !== null) labels = [labelOf(raw, field)!];
+      else if (raw !== undefined && raw !== null) {
+        // Like c3's plain-string context: a single value where an array belongs is read as one element, and reported.
+        labels = [labelOf(raw, field)!];
+        ctx.repair(`field "${field}" is ${describe(raw)}, not an array of labels (a multi-label task): read as the one label [${JSON.stringify(labels[0])}]`);
+      }
       return [{ id: idOf(obj, ctx), record: { kind: 'multilabel', text: a, ...(b !== undefined ? { textB: b } : {}), labels } }];
     }
     const label = labelOf(raw, field);
@@ -276,16 +285,31 @@ const chid: Format = {
 // c3: [[context lines…], [{question, choice[], answer}], id]; one example per question,
 // each option read as (context, question + option).
 
+/**
+ * Whether the first element of a top-level array is a C3 record (the file is
+ * an array of them) rather than the context of a single record: a record's
+ * element 1 is its questions array, a context's element 1 a line of text. A
+ * first element that is not valid JSON is taken as a broken record.
+ */
+const isC3Record = (first: RawRecord) => !('value' in first) || (Array.isArray(first.value) && Array.isArray(first.value[1]));
+
 const c3: Format = {
   expected: () => 'one JSON array of C3 records [[context…], [{question, choice[], answer}], id]',
-  records: (text) =>
-    jsonValues(text, (first) => 'value' in first && Array.isArray(first.value) && Array.isArray(first.value[0])),
+  async *records(lines) {
+    yield [...jsonValues(await wholeText(lines), isC3Record)];
+  },
   parse(value, ctx) {
     if (!Array.isArray(value) || value.length < 2) {
       throw new RecordError(`expected [[context…], [{question, choice, answer}], id], got ${describe(value)}`);
     }
     const [rawContext, questions, rawId] = value as unknown[];
-    const context = typeof rawContext === 'string' ? rawContext : strings(rawContext, 'context (element 0)').join('\n');
+    let context: string;
+    if (typeof rawContext === 'string') {
+      ctx.repair('the context (element 0) is a plain string, not an array of lines: read as one line');
+      context = rawContext;
+    } else {
+      context = strings(rawContext, 'context (element 0)').join('\n');
+    }
     if (!Array.isArray(questions) || questions.length === 0) {
       throw new RecordError(`element 1 must be a non-empty array of {question, choice, answer}, got ${describe(questions)}`);
     }
@@ -316,10 +340,14 @@ const c3: Format = {
 // cmrc2018: SQuAD JSON. The whole file is one object; each qa is a record,
 // found at the line of its id.
 
-function* squadRecords(text: string): Generator<RawRecord> {
+async function* squadRecords(lines: AsyncIterable<TextLine[]>): AsyncGenerator<RawRecord[]> {
+  yield [...squadValues(await wholeText(lines))];
+}
+
+function* squadValues(text: string): Generator<RawRecord> {
   let doc: unknown;
   try {
-    doc = JSON.parse(stripBom(text));
+    doc = JSON.parse(text);
   } catch (err) {
     throw new FileFormatError(`not valid JSON (${(err as Error).message})`);
   }
@@ -360,7 +388,7 @@ function* squadRecords(text: string): Generator<RawRecord> {
 const cmrc2018: Format = {
   expected: () => 'SQuAD JSON {"data": [{"paragraphs": [{"context", "qas": [{"id", "question", "answers": [{"text", "answer_start"}]}]}]}]}',
   records: squadRecords,
-  parse(value) {
+  parse(value, ctx) {
     const { context, qa } = value as { context: unknown; qa: unknown };
     if (typeof context !== 'string') throw new RecordError(`the paragraph's "context" must be a string, got ${describe(context)}`);
     const obj = asObject(qa);
@@ -386,6 +414,9 @@ const cmrc2018: Format = {
         }
         at = best;
       }
+      if (at >= 0 && at !== start) {
+        ctx.repair(`qa ${JSON.stringify(id)}: answer_start ${describe(start)} does not point at the answer ${JSON.stringify(answerText)}; moved to ${at}, where it occurs`);
+      }
       if (at >= 0 && answerText && !spans.some((s) => s.start === at && s.end === at + answerText.length)) {
         spans.push({ label: 'answer', start: at, end: at + answerText.length });
       }
@@ -401,18 +432,32 @@ const cmrc2018: Format = {
 // written with exclusive ends (every check would fail, naming the mismatch).
 
 /** JSON Lines when the first non-blank line is a whole object, else multi-line JSON (pretty-printed copies). */
-function* linesOrValues(text: string): Generator<RawRecord> {
-  const first = stripBom(text).split('\n').find((l) => l.trim() !== '');
+async function* linesOrValues(lines: AsyncIterable<TextLine[]>): AsyncGenerator<RawRecord[]> {
+  const iterator = lines[Symbol.asyncIterator]();
+  const head: TextLine[][] = [];
+  let first: TextLine | undefined;
+  while (first === undefined) {
+    const next = await iterator.next();
+    if (next.done) break;
+    head.push(next.value);
+    first = next.value.find((l) => l.tooLong || l.text.trim() !== '');
+  }
   let isLines = false;
-  if (first !== undefined) {
+  if (first !== undefined && !first.tooLong) {
     try {
-      const v = JSON.parse(first);
+      const v = JSON.parse(first.text);
       isLines = !!v && typeof v === 'object' && !Array.isArray(v);
     } catch {
       isLines = false;
     }
   }
-  yield* isLines ? jsonLines(text) : jsonValues(text);
+  // The lines read to decide, then the rest.
+  async function* all(): AsyncGenerator<TextLine[]> {
+    yield* head;
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+  }
+  if (isLines) yield* jsonLines(all());
+  else yield [...jsonValues(await wholeText(all()))];
 }
 
 const cluener: Format = {

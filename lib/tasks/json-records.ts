@@ -3,32 +3,62 @@
 // instead of failing the whole file.
 //
 // Two layouts cover every CLUE/FewCLUE file:
-//   - JSON Lines: one value per line (FewCLUE, CLUE classification files);
+//   - JSON Lines: one value per line (FewCLUE, CLUE classification files),
+//     streamed line by line, so a training file may have any size;
 //   - JSON values: one or more top-level values spread over any number of
 //     lines (pretty-printed CLUENER copies, C3's whole-file array, CMRC2018's
-//     SQuAD object). Each value's extent is found by bracket matching, so a
-//     broken record costs only itself.
+//     SQuAD object). Such a file is one JSON document, read whole (up to
+//     MAX_WHOLE_FILE_CHARS); each value's extent is found by bracket
+//     matching, so a broken record costs only itself.
+
+import { MAX_LINE_BYTES, type TextLine } from '../data/data-file.js';
 
 /** A record's raw JSON value, or why it could not be parsed, with its 1-based first line. */
 export type RawRecord = { line: number; value: unknown } | { line: number; error: string };
 
-/** Strips a UTF-8 byte-order mark (some Windows-made copies of CLUE files have one). */
-export function stripBom(text: string): string {
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+/** Files read whole are capped well below V8's ~512 Mi-character string limit. */
+export const MAX_WHOLE_FILE_CHARS = 256 << 20;
+
+/** A file in a read-whole layout that is too large to be read whole. */
+export class WholeFileTooLargeError extends Error {}
+
+const tooLong = `line longer than ${MAX_LINE_BYTES} bytes`;
+
+/** One value per non-blank line; a batch of records per batch of lines. */
+export async function* jsonLines(batches: AsyncIterable<TextLine[]>): AsyncGenerator<RawRecord[]> {
+  for await (const batch of batches) {
+    const records: RawRecord[] = [];
+    for (const { line, text, tooLong: dropped } of batch) {
+      if (dropped) {
+        records.push({ line, error: tooLong });
+        continue;
+      }
+      const trimmed = text.trim();
+      if (trimmed === '') continue;
+      try {
+        records.push({ line, value: JSON.parse(trimmed) });
+      } catch (err) {
+        records.push({ line, error: `not valid JSON (${(err as Error).message})` });
+      }
+    }
+    yield records;
+  }
 }
 
-/** One value per non-blank line. */
-export function* jsonLines(text: string): Generator<RawRecord> {
-  const lines = stripBom(text).split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trim();
-    if (line === '') continue;
-    try {
-      yield { line: i + 1, value: JSON.parse(line) };
-    } catch (err) {
-      yield { line: i + 1, error: `not valid JSON (${(err as Error).message})` };
+/** The whole file as one string (lines joined by '\n', so line numbers stay), for the read-whole layouts. */
+export async function wholeText(batches: AsyncIterable<TextLine[]>): Promise<string> {
+  const parts: string[] = [];
+  let chars = 0;
+  const readWhole = 'a file in this layout is one JSON document, read whole (JSON Lines files are streamed at any size)';
+  for await (const batch of batches) {
+    for (const { line, text, tooLong: dropped } of batch) {
+      if (dropped) throw new WholeFileTooLargeError(`line ${line}: ${tooLong}; ${readWhole}`);
+      chars += text.length + 1;
+      if (chars > MAX_WHOLE_FILE_CHARS) throw new WholeFileTooLargeError(`larger than ${MAX_WHOLE_FILE_CHARS} characters; ${readWhole}`);
+      parts.push(text);
     }
   }
+  return parts.join('\n');
 }
 
 /** Index just past the JSON value starting at `start` (bracket matching that skips strings). */
@@ -110,12 +140,11 @@ export function* jsonValues(
   text: string,
   arrayOfRecords: (firstElement: RawRecord) => boolean = () => true,
 ): Generator<RawRecord> {
-  const source = stripBom(text);
-  const scanner = new ValueScanner(source);
+  const scanner = new ValueScanner(text);
   let c = scanner.skip();
   if (c === '[') {
     // Peek at the first element to decide between "array of records" and "a record that is an array".
-    const probe = new ValueScanner(source);
+    const probe = new ValueScanner(text);
     probe.skip();
     probe.enterArray();
     const firstChar = probe.skip();

@@ -9,9 +9,11 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
+import { checkDataFile, DataFileError, textLines, type TextLine } from '../data/data-file.js';
 import type { Tokenizer } from '../data/tokenizer.js';
 import { Encoder } from './encode.js';
 import { FileFormatError, FORMATS, RecordError, type ParseContext, type TaskRecord } from './formats.js';
+import { WholeFileTooLargeError } from './json-records.js';
 import { sortLabels, TaskError, toTaskSpec, type JsonlTaskSpec, type Task, type TaskSpec } from './registry.js';
 import type { LoadedExample, RecordProblem } from './types.js';
 
@@ -34,6 +36,12 @@ export interface ReadOptions {
 export interface LoadOptions extends ReadOptions {
   /** Maximum tokens per sequence ([CLS]/[SEP] included); default: the task's maxLength. */
   maxLength?: number;
+  /**
+   * A training file: a record without its gold label (missing or null) is
+   * skipped and reported with file:line, instead of being loaded unlabelled
+   * (as test records are).
+   */
+  requireLabels?: boolean;
 }
 
 /** A record of the file, format-neutral, with where it came from. */
@@ -47,6 +55,8 @@ export interface ReadTaskFile {
   file: string;
   records: ReadRecord[];
   problems: RecordProblem[];
+  /** Records kept after a documented repair (e.g. invalid UTF-8 read as U+FFFD), with what was done. */
+  repairs: RecordProblem[];
   /** Records in the file (good and bad; c3/chid records can hold several examples). */
   count: number;
   /** Things worth telling the user that are not a bad record (e.g. no chid answer file found). */
@@ -69,6 +79,7 @@ async function chidAnswers(file: string, options: ReadOptions, warnings: string[
   if (!path) return undefined;
   let map: unknown;
   try {
+    await checkDataFile(path);
     map = JSON.parse(await readFile(path, 'utf8'));
   } catch (err) {
     throw new TaskFormatError(`${path}: cannot read the chid answer file: ${(err as Error).message}`);
@@ -82,31 +93,37 @@ async function chidAnswers(file: string, options: ReadOptions, warnings: string[
 
 /**
  * Reads `file` in `task`'s format into format-neutral records, skipping bad
- * ones (reported in `problems` with file:line). Throws TaskFormatError when
- * the file cannot be read, holds no record, or none of its records is in the
- * format (a file of another task or format).
+ * ones (reported in `problems` with file:line) and listing repaired ones in
+ * `repairs`. Throws TaskFormatError when the file cannot be read (not a
+ * readable regular file, too large for a read-whole format), holds no record,
+ * or none of its records is in the format (a file of another task or format).
+ * JSON Lines files are streamed, never read whole.
  */
 export async function readTaskFile(taskLike: string | TaskSpec | JsonlTaskSpec, file: string, options: ReadOptions = {}): Promise<ReadTaskFile> {
   const task = toTaskSpec(taskLike);
   const format = FORMATS[task.format];
   const expected = format.expected(task);
   const fail = (why: string) => new TaskFormatError(`${file}: not a ${task.name} file (expected ${expected}): ${why}`);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new TaskFormatError(`${file}: cannot read the ${task.name} file: ${(err as Error).message}`);
-  }
+  const cannotRead = (why: string) => new TaskFormatError(`${file}: cannot read the ${task.name} file: ${why}`);
   const warnings: string[] = [];
-  const ctx: ParseContext = { task, index: 0 };
-  if (task.format === 'chid') ctx.chidAnswers = await chidAnswers(file, options, warnings);
-
   const records: ReadRecord[] = [];
   const problems: RecordProblem[] = [];
+  const repairs: RecordProblem[] = [];
+  let line = 0; // of the record being parsed
+  const ctx: ParseContext = { task, index: 0, repair: (message) => repairs.push({ file, line, message }) };
+  /** The file's lines; a line with invalid UTF-8 is kept (bad bytes read as U+FFFD) and reported. */
+  async function* lines(): AsyncGenerator<TextLine[]> {
+    for await (const batch of textLines(file)) {
+      for (const l of batch) if (l.invalidUtf8) repairs.push({ file, line: l.line, message: 'invalid UTF-8: the bad bytes were read as U+FFFD' });
+      yield batch;
+    }
+  }
   let count = 0;
   try {
-    for (const raw of format.records(text)) {
+    if (task.format === 'chid') ctx.chidAnswers = await chidAnswers(file, options, warnings);
+    for await (const batch of format.records(lines())) for (const raw of batch) {
       count++;
+      line = raw.line;
       if ('error' in raw) {
         problems.push({ file, line: raw.line, message: raw.error });
       } else {
@@ -125,15 +142,32 @@ export async function readTaskFile(taskLike: string | TaskSpec | JsonlTaskSpec, 
       ctx.index++;
     }
   } catch (err) {
+    if (err instanceof DataFileError) throw cannotRead(`it ${err.reason}`);
+    if (err instanceof WholeFileTooLargeError) throw cannotRead(err.message);
     if (err instanceof FileFormatError) throw fail(err.message);
     throw err;
   }
+  repairs.sort((a, b) => a.line - b.line);
   if (count === 0) throw fail('the file holds no record');
   if (records.length === 0) throw fail(`no record could be used; line ${problems[0].line}: ${problems[0].message}`);
   if (task.format === 'chid' && records.every((r) => r.record.kind === 'multiple-choice' && r.record.answer === null)) {
     warnings.push(`${file}: no answers (none inline, no answer file): loaded for prediction only`);
   }
-  return { file, records, problems, count, warnings };
+  return { file, records, problems, repairs, count, warnings };
+}
+
+/** Whether a record carries its gold answer (test files' records don't). */
+function hasLabel(record: TaskRecord): boolean {
+  switch (record.kind) {
+    case 'classification':
+      return record.label !== null;
+    case 'multilabel':
+      return record.labels !== null;
+    case 'multiple-choice':
+      return record.answer !== null;
+    case 'span':
+      return record.spans !== null;
+  }
 }
 
 /** The labels a file's records use, sorted (numerically when all are integers). */
@@ -183,6 +217,10 @@ export async function loadTaskFile(task: Task, file: string, tokenizer: Tokenize
   let truncated = 0;
   let droppedSpans = 0;
   for (const { record, line, id } of read.records) {
+    if (options.requireLabels && !hasLabel(record)) {
+      problems.push({ file, line, message: 'no gold label (missing or null): a training record needs one' });
+      continue;
+    }
     try {
       const encoded = encoder.encode(record);
       const loaded: LoadedExample = { example: encoded.example, line, id };

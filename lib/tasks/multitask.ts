@@ -32,7 +32,7 @@ import { integerAtLeast } from '../util/value-kinds.js';
 import { checkMultitaskConfig, EVAL_BATCH_SIZE, MULTITASK_DEFAULTS, type MultitaskConfig } from './config.js';
 import { evaluateTask, isLabelled, type Metrics } from './evaluate.js';
 import { resolveTask } from './load.js';
-import { taskFromJSON, type JsonlTaskSpec, type Task, type TaskSpec } from './registry.js';
+import { taskFromJSON, toTaskSpec, type JsonlTaskSpec, type Task, type TaskSpec } from './registry.js';
 import { headsFor, inputNoise, loadExamples, prepareEncoder, runFiles, TASKS_FILE } from './setup.js';
 import { MLM_TASK, SupervisedStage, type StageMlm, type StageTask } from './supervised-stage.js';
 import type { LoadedExample } from './types.js';
@@ -84,6 +84,14 @@ export async function readTaskList(path: string, defaults: { batchSize: number }
     if (typeof task !== 'string' && (typeof task !== 'object' || task === null)) throw new TaskListError(`${path}: ${where}.task must be a task name or a task spec`);
     const name = typeof e.name === 'string' ? e.name : typeof task === 'string' ? task : '';
     if (!name) throw new TaskListError(`${path}: ${where}.name is required for a task given as a spec`);
+    if (typeof task === 'object') {
+      // Checked here, under the entry's name, so that an error names the task and this file.
+      try {
+        toTaskSpec({ ...(task as JsonlTaskSpec), name });
+      } catch (error) {
+        throw new TaskListError(`${path}: ${where}.task: ${(error as Error).message}`);
+      }
+    }
     if (names.has(name)) throw new TaskListError(`${path}: ${where}: task name '${name}' is used twice`);
     names.add(name);
     const files = (e.files ?? {}) as Record<string, unknown>;
@@ -239,8 +247,9 @@ async function loadTasks(
   const tests: LoadedExample[][] = [];
   for (const [i, entry] of entries.entries()) {
     const task = tasks[i]!;
-    const load = async (file: string | undefined) => (file ? (await loadExamples(task, file, tokenizer, entry.maxLength, note)).examples : []);
-    const train = (await load(entry.files.train)).filter((e) => isLabelled(e.example));
+    const load = async (file: string | undefined, training = false) =>
+      file ? (await loadExamples(task, file, tokenizer, entry.maxLength, note, { training })).examples : [];
+    const train = (await load(entry.files.train, true)).filter((e) => isLabelled(e.example));
     if (train.length === 0) throw new TaskListError(`${entry.files.train}: task ${task.name} has no labelled training examples`);
     items.push({ task, train, dev: await load(entry.files.dev), weight: entry.weight, batchSize: entry.batchSize });
     tests.push(await load(entry.files.test));

@@ -2,8 +2,8 @@
 // encoder and its vocab (a given model dir, or a fresh model with a vocab built
 // from the training files), the tasks' examples, and the heads they train.
 
-import { readFile } from 'node:fs/promises';
 
+import { textLines } from '../data/data-file.js';
 import { buildVocab, SPECIAL_TOKENS, Tokenizer } from '../data/tokenizer.js';
 import type { ModelSize, RoFormerV2Config } from '../model/config.js';
 import { RoFormerV2 } from '../model/model.js';
@@ -43,7 +43,7 @@ export async function prepareEncoder(choice: EncoderChoice, vocabFiles: readonly
     return { model: model.train(), tokenizer, dir };
   }
   async function* texts() {
-    for (const file of vocabFiles) yield await readFile(file, 'utf8');
+    for (const file of vocabFiles) for await (const lines of textLines(file)) yield lines.map((l) => l.text).join('\n');
   }
   const tokenizer = Tokenizer.fromTokens(await buildVocab(texts(), { size: choice.vocabSize }), 'built from the training files');
   const model = RoFormerV2.create({ size: choice.size, config: { ...choice.config, vocab_size: tokenizer.size }, seed: choice.seed });
@@ -61,17 +61,21 @@ export function headsFor(tasks: readonly Task[]): HeadSpecs {
   return Object.fromEntries(tasks.map((t) => [t.name, headFor(t)]));
 }
 
-/** Loads one file of a task, reporting bad records (file:line) through `report`. */
+/** Loads one file of a task, reporting bad and repaired records (file:line) through `report`. */
 export async function loadExamples(
   task: Task,
   file: string,
   tokenizer: Tokenizer,
   maxLength: number | undefined,
   report: (message: string) => void,
+  { training = false } = {},
 ): Promise<LoadedTaskFile> {
-  const loaded = await loadTaskFile(task, file, tokenizer, { maxLength });
+  const loaded = await loadTaskFile(task, file, tokenizer, { maxLength, requireLabels: training });
   if (loaded.problems.length > 0) {
     report(`${file}: ${loaded.problems.length} bad record(s) skipped:\n${formatProblems(loaded.problems as RecordProblem[])}`);
+  }
+  if (loaded.repairs.length > 0) {
+    report(`${file}: ${loaded.repairs.length} repair(s), records kept:\n${formatProblems(loaded.repairs as RecordProblem[])}`);
   }
   for (const warning of loaded.warnings) report(`${file}: ${warning}`);
   if (loaded.droppedSpans > 0) report(`${file}: ${loaded.droppedSpans} gold span(s) cut by truncation to ${maxLength ?? task.maxLength} tokens were dropped`);
