@@ -5,6 +5,7 @@
 
 import { Command } from 'commander';
 
+import { convertCommand } from './cli/convert.js';
 import { doctorCommand } from './cli/doctor.js';
 import { exitWithError } from './cli/errors.js';
 import { evalCommand } from './cli/eval.js';
@@ -31,6 +32,7 @@ const program = new Command()
   .addCommand(evalCommand())
   .addCommand(predictCommand())
   .addCommand(fillMaskCommand())
+  .addCommand(convertCommand())
   .addCommand(vocabCommand());
 
 // Data-parallel: --nproc-per-node N starts N ranks of this command (lib/cli/launch.ts);
