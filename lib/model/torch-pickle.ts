@@ -116,8 +116,9 @@ export function unpickleStateDict(bytes: Uint8Array, source: string): PickleValu
   const u64 = (): number => Number(view.getBigUint64(need(8), true));
   const raw = (n: number): Uint8Array => bytes.subarray(need(n), pos);
   const text = (n: number): string => {
+    const encoded = raw(n);
     try {
-      return utf8.decode(raw(n));
+      return utf8.decode(encoded);
     } catch {
       return fail(`invalid UTF-8 in a string at byte ${pos - n}`);
     }
