@@ -109,6 +109,10 @@ describe('reading the tensors torch.save wrote', () => {
     });
   }
 
+  it('bf16 holds a Parameter (torch._utils._rebuild_parameter), read as its tensor above', () => {
+    expect(fs.readFileSync(path.join(FIXTURES, 'bf16', 'pytorch_model.bin')).includes('_rebuild_parameter')).toBe(true);
+  });
+
   it('a decoder saved tied to the word embeddings (one shared storage) reads as the same values', async () => {
     const tensors = await readPytorchBin(path.join(FIXTURES, 'fp32-tied', 'pytorch_model.bin'));
     const decoder = tensors.get('cls.predictions.decoder.weight')!;
