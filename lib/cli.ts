@@ -7,6 +7,7 @@
 
 import { Command } from 'commander';
 
+import { convertCommand } from './cli/convert.js';
 import { doctorCommand } from './cli/doctor.js';
 import { describeError } from './cli/errors.js';
 import { evalCommand } from './cli/eval.js';
@@ -32,6 +33,7 @@ const program = new Command()
   .addCommand(evalCommand())
   .addCommand(predictCommand())
   .addCommand(fillMaskCommand())
+  .addCommand(convertCommand())
   .addCommand(vocabCommand());
 
 program.parseAsync(process.argv).catch((error: unknown) => {

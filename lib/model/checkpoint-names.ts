@@ -53,3 +53,11 @@ export function toHuggingFaceName(nativeName: string): string {
 export function fromHuggingFaceName(hfName: string): string | undefined {
   return translate(hfName, FROM_HF);
 }
+
+/**
+ * RoFormerModel (the bare encoder) saves its weights without the `roformer.` prefix
+ * that RoFormerForMaskedLM's carry: `encoder.layer.0.…`, `embeddings.…`. Both load.
+ */
+export function withRoformerPrefix(hfName: string): string {
+  return /^(embeddings|encoder)\./.test(hfName) ? `roformer.${hfName}` : hfName;
+}

@@ -1,4 +1,5 @@
-// Model directories in the Hugging Face RoFormerV2 layout: config.json + model.safetensors.
+// Model directories in the Hugging Face RoFormerV2 layout: config.json + model.safetensors
+// (or, as the released PyTorch checkpoints ship, pytorch_model.bin: read, never written).
 //
 // Loading is strict: every missing, unexpected or mis-shaped tensor is named in
 // one error, before any weight is touched. Saving is atomic per file: a failed
@@ -9,12 +10,21 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import type { DType, Tensor } from '../../bindings/native.js';
-import { fromHuggingFaceName, SINUSOIDAL_TABLE_NAME, TIED_DECODER_NAME, toHuggingFaceName, WORD_EMBEDDINGS_NAME } from './checkpoint-names.js';
+import {
+  fromHuggingFaceName,
+  SINUSOIDAL_TABLE_NAME,
+  TIED_DECODER_NAME,
+  toHuggingFaceName,
+  withRoformerPrefix,
+  WORD_EMBEDDINGS_NAME,
+} from './checkpoint-names.js';
 import { configToJson, validateConfig, type RoFormerV2Config } from './config.js';
+import { readPytorchBin } from './pytorch-bin.js';
 import {
   readSafetensors,
   writeSafetensorsAtomic,
   type SafetensorsDtype,
+  type SafetensorsEntry,
   type SafetensorsTensorInput,
 } from './safetensors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
@@ -24,6 +34,8 @@ export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
 /** The WordPiece vocab a model was trained with, one token a line (beside config.json, as Hugging Face keeps it). */
 export const VOCAB_FILE = 'vocab.txt';
+/** The PyTorch port's weights file, read when a dir has no model.safetensors. */
+export const PYTORCH_WEIGHTS_FILE = 'pytorch_model.bin';
 
 export class ModelDirError extends Error {
   constructor(message: string) {
@@ -83,19 +95,14 @@ export async function readModelConfig(dir: string): Promise<RoFormerV2Config> {
  */
 export async function readModelDir(dir: string): Promise<{ config: RoFormerV2Config; state: Record<string, Tensor> }> {
   const config = await readModelConfig(dir);
-  const path = join(dir, WEIGHTS_FILE);
-  if (!existsSync(path)) {
-    const hint = existsSync(join(dir, 'pytorch_model.bin'))
-      ? ' (only pytorch_model.bin is there: convert it to safetensors, the pickle format is not read)'
-      : '';
-    throw new ModelDirError(`${path}: not found${hint}`);
-  }
-  const file = await readSafetensors(path);
+  const weights = await readWeights(dir);
+  const path = weights.path;
+  const tensors = withModelPrefix(weights.tensors);
 
   const expected = expectedParameterShapes(config);
   const problems: string[] = [];
   const found = new Map<string, { shape: number[]; dtype: DType; data: Buffer }>();
-  for (const [name, entry] of file.tensors) {
+  for (const [name, entry] of tensors) {
     if (name === TIED_DECODER_NAME) continue; // checked against the embeddings below
     if (name === SINUSOIDAL_TABLE_NAME && entry.shape.length === 2 && entry.shape[1] === config.hidden_size / config.num_attention_heads) {
       continue; // the HF port's fixed RoPE table: recomputed here for any length
@@ -117,10 +124,10 @@ export async function readModelDir(dir: string): Promise<{ config: RoFormerV2Con
   }
   for (const nativeName of expected.keys()) {
     const name = toHuggingFaceName(nativeName);
-    if (!file.tensors.has(name)) problems.push(`missing tensor ${name}`);
+    if (!tensors.has(name)) problems.push(`missing tensor ${name}`);
   }
-  const decoder = file.tensors.get(TIED_DECODER_NAME);
-  const embeddings = file.tensors.get(WORD_EMBEDDINGS_NAME);
+  const decoder = tensors.get(TIED_DECODER_NAME);
+  const embeddings = tensors.get(WORD_EMBEDDINGS_NAME);
   if (decoder && embeddings) {
     if (JSON.stringify(decoder.shape) !== JSON.stringify(embeddings.shape)) {
       problems.push(`tensor ${TIED_DECODER_NAME} has shape ${JSON.stringify(decoder.shape)}, expected ${JSON.stringify(embeddings.shape)} (tied to the word embeddings)`);
@@ -135,6 +142,20 @@ export async function readModelDir(dir: string): Promise<{ config: RoFormerV2Con
   const state: Record<string, Tensor> = {};
   for (const [name, { shape, dtype, data }] of found) state[name] = tensorFromBytes(data, shape, dtype);
   return { config, state };
+}
+
+/** The tensors of model.safetensors or, failing that, of pytorch_model.bin, with the file read. */
+async function readWeights(dir: string): Promise<{ path: string; tensors: Map<string, SafetensorsEntry> }> {
+  const safetensorsPath = join(dir, WEIGHTS_FILE);
+  if (existsSync(safetensorsPath)) return { path: safetensorsPath, tensors: (await readSafetensors(safetensorsPath)).tensors };
+  const pytorchPath = join(dir, PYTORCH_WEIGHTS_FILE);
+  if (existsSync(pytorchPath)) return { path: pytorchPath, tensors: await readPytorchBin(pytorchPath) };
+  throw new ModelDirError(`${safetensorsPath}: not found (nor ${PYTORCH_WEIGHTS_FILE})`);
+}
+
+/** The same tensors with the encoder's names as RoFormerForMaskedLM saves them (see withRoformerPrefix). */
+function withModelPrefix(tensors: Map<string, SafetensorsEntry>): Map<string, SafetensorsEntry> {
+  return new Map([...tensors].map(([name, entry]) => [withRoformerPrefix(name), entry]));
 }
 
 /**
