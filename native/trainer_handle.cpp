@@ -73,8 +73,12 @@ MicroBatch parse_batch(const Napi::Value& value, const std::string& what) {
   return b;
 }
 
-// A JS object of Tensors by name, e.g. saved optimiser or head state.
-std::map<std::string, torch::Tensor> named_tensors(const Napi::Object& given) {
+// The argument of loadHeadParameters / loadStateTensors / loadRandomState: a JS object
+// of Tensors by name (saved head, optimiser or random state); `signature` names the
+// method in the TypeError when it is not an object.
+std::map<std::string, torch::Tensor> state_argument(const Napi::CallbackInfo& info, const char* signature) {
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(info.Env(), signature);
+  auto given = info[0].As<Napi::Object>();
   std::map<std::string, torch::Tensor> state;
   auto keys = given.GetPropertyNames();
   for (uint32_t i = 0; i < keys.Length(); ++i) {
@@ -82,6 +86,14 @@ std::map<std::string, torch::Tensor> named_tensors(const Napi::Object& given) {
     state[key] = TensorHandle::unwrap(given.Get(key), "state['" + key + "']");
   }
   return state;
+}
+
+// Tensors by name as a JS object of Tensor handles.
+template <typename NamedTensorList>
+Napi::Object tensors_object(Napi::Env env, const NamedTensorList& tensors) {
+  auto result = Napi::Object::New(env);
+  for (const auto& [name, tensor] : tensors) result.Set(name, TensorHandle::wrap(env, tensor));
+  return result;
 }
 
 Napi::Array task_results(Napi::Env env, const std::vector<TaskStepResult>& tasks) {
@@ -307,18 +319,15 @@ Napi::Value TrainerHandle::heads(const Napi::CallbackInfo& info) {
 Napi::Value TrainerHandle::head_parameters(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    auto result = Napi::Object::New(env);
-    auto& trainer = idle_trainer("headParameters");
-    for (const auto& [name, tensor] : trainer.head_parameters()) result.Set(name, TensorHandle::wrap(env, tensor));
-    return result;
+    return tensors_object(env, idle_trainer("headParameters").head_parameters());
   });
 }
 
 Napi::Value TrainerHandle::load_head_parameters(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadHeadParameters(state: object)");
-    idle_trainer("loadHeadParameters").load_head_parameters(named_tensors(info[0].As<Napi::Object>()));
+    auto state = state_argument(info, "loadHeadParameters(state: object)");
+    idle_trainer("loadHeadParameters").load_head_parameters(state);
     return env.Undefined();
   });
 }
@@ -326,18 +335,15 @@ Napi::Value TrainerHandle::load_head_parameters(const Napi::CallbackInfo& info) 
 Napi::Value TrainerHandle::state_tensors(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    auto& trainer = idle_trainer("stateTensors");
-    auto result = Napi::Object::New(env);
-    for (const auto& [key, tensor] : trainer.state_tensors()) result.Set(key, TensorHandle::wrap(env, tensor));
-    return result;
+    return tensors_object(env, idle_trainer("stateTensors").state_tensors());
   });
 }
 
 Napi::Value TrainerHandle::load_state_tensors(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadStateTensors(state: object)");
-    idle_trainer("loadStateTensors").load_state_tensors(named_tensors(info[0].As<Napi::Object>()));
+    auto state = state_argument(info, "loadStateTensors(state: object)");
+    idle_trainer("loadStateTensors").load_state_tensors(state);
     return env.Undefined();
   });
 }
@@ -345,17 +351,15 @@ Napi::Value TrainerHandle::load_state_tensors(const Napi::CallbackInfo& info) {
 Napi::Value TrainerHandle::random_state(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    auto o = Napi::Object::New(env);
-    for (auto& [key, tensor] : trainer("randomState").random_state()) o.Set(key, TensorHandle::wrap(env, tensor));
-    return o;
+    return tensors_object(env, trainer("randomState").random_state());
   });
 }
 
 Napi::Value TrainerHandle::load_random_state(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadRandomState(state: object)");
-    idle_trainer("loadRandomState").load_random_state(named_tensors(info[0].As<Napi::Object>()));
+    auto state = state_argument(info, "loadRandomState(state: object)");
+    idle_trainer("loadRandomState").load_random_state(state);
     return env.Undefined();
   });
 }
