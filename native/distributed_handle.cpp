@@ -4,16 +4,15 @@ namespace roformer::js {
 
 namespace {
 
-double number_field(const Napi::Object& o, const char* key, double fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  if (!o.Get(key).IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("createProcessGroup: ") + key + " must be a number");
-  return o.Get(key).As<Napi::Number>().DoubleValue();
-}
+// Options are named in errors as "createProcessGroup: <key>".
+const std::string kOption = "createProcessGroup: ";
 
-std::string string_field(const Napi::Object& o, const char* key, const std::string& fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  if (!o.Get(key).IsString()) throw Napi::TypeError::New(o.Env(), std::string("createProcessGroup: ") + key + " must be a string");
-  return o.Get(key).As<Napi::String>().Utf8Value();
+// A JS array of the values (numbers or strings).
+template <typename T>
+Napi::Value to_js_array(Napi::Env env, const std::vector<T>& values) {
+  auto out = Napi::Array::New(env, values.size());
+  for (size_t i = 0; i < values.size(); ++i) out.Set(static_cast<uint32_t>(i), values[i]);
+  return out;
 }
 
 }  // namespace
@@ -39,21 +38,14 @@ Napi::Value ProcessGroupHandle::create(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "createProcessGroup(options: object)");
     auto o = info[0].As<Napi::Object>();
     DistributedOptions options;
-    auto integer = [&](const char* key, double fallback) {
-      const double v = number_field(o, key, fallback);
-      if (v != static_cast<double>(static_cast<int64_t>(v))) {
-        throw Napi::TypeError::New(env, std::string("createProcessGroup: ") + key + " must be an integer");
-      }
-      return static_cast<int64_t>(v);
-    };
-    options.rank = integer("rank", 0);
-    options.world_size = integer("worldSize", 1);
-    options.local_rank = integer("localRank", 0);
-    options.master_addr = string_field(o, "masterAddr", options.master_addr);
-    options.master_port = integer("masterPort", static_cast<double>(options.master_port));
-    options.timeout_seconds = number_field(o, "timeoutSeconds", options.timeout_seconds);
-    options.backend = string_field(o, "backend", options.backend);
-    options.device = string_field(o, "device", options.device);
+    options.rank = integer_field(o, "rank", 0, kOption);
+    options.world_size = integer_field(o, "worldSize", 1, kOption);
+    options.local_rank = integer_field(o, "localRank", 0, kOption);
+    options.master_addr = string_field(o, "masterAddr", options.master_addr, kOption);
+    options.master_port = integer_field(o, "masterPort", options.master_port, kOption);
+    options.timeout_seconds = number_field(o, "timeoutSeconds", options.timeout_seconds, kOption);
+    options.backend = string_field(o, "backend", options.backend, kOption);
+    options.device = string_field(o, "device", options.device, kOption);
     return PromiseJob<std::shared_ptr<Distributed>>::start(
         env, [options]() { return Distributed::create(options); },
         [](Napi::Env env, std::shared_ptr<Distributed>& created) -> Napi::Value {
@@ -106,11 +98,7 @@ Napi::Value ProcessGroupHandle::all_reduce(const Napi::CallbackInfo& info) {
     auto distributed = group("allReduce");
     return PromiseJob<std::vector<double>>::start(
         env, [=]() { return distributed->all_reduce(values, op); },
-        [](Napi::Env env, std::vector<double>& result) -> Napi::Value {
-          auto out = Napi::Array::New(env, result.size());
-          for (size_t i = 0; i < result.size(); ++i) out.Set(static_cast<uint32_t>(i), result[i]);
-          return out;
-        });
+        [](Napi::Env env, std::vector<double>& result) { return to_js_array(env, result); });
   });
 }
 
@@ -122,11 +110,7 @@ Napi::Value ProcessGroupHandle::all_gather(const Napi::CallbackInfo& info) {
     auto distributed = group("allGather");
     return PromiseJob<std::vector<std::string>>::start(
         env, [=]() { return distributed->all_gather(value); },
-        [](Napi::Env env, std::vector<std::string>& result) -> Napi::Value {
-          auto out = Napi::Array::New(env, result.size());
-          for (size_t i = 0; i < result.size(); ++i) out.Set(static_cast<uint32_t>(i), result[i]);
-          return out;
-        });
+        [](Napi::Env env, std::vector<std::string>& result) { return to_js_array(env, result); });
   });
 }
 

@@ -8,12 +8,22 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 namespace roformer {
 
 // The package's dtype names ("float32", "bfloat16", "int64", ...), used in every message.
 std::string dtype_name(torch::ScalarType type);
+
+// A tensor's shape as messages print it: [2, 128].
+std::string shape_text(const torch::Tensor& t);
+
+// A check of an input: when it fails, an std::invalid_argument with `message`, which
+// the boundary (napi_util.h) hands to JS as an Error.
+inline void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument(message);
+}
 
 // The (batch, seq) key mask attention uses, from a (batch, seq) padding mask (non-zero =
 // real token). A row with no real token at all would give softmax over nothing (NaN that

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <stdexcept>
 
 namespace roformer {
@@ -10,16 +9,6 @@ namespace roformer {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument(message);
-}
-
-std::string shape_of(const torch::Tensor& t) {
-  std::ostringstream out;
-  out << t.sizes();
-  return out.str();
-}
 
 bool is_integer(const torch::Tensor& t) { return t.scalar_type() == torch::kLong || t.scalar_type() == torch::kInt; }
 
@@ -67,7 +56,7 @@ void check_class_labels(const torch::Tensor& labels, int64_t rows, int64_t class
   require(labels.defined(), what + " needs labels: (batch,) class indices");
   require(is_integer(labels), "labels must be int32 or int64 class indices, got " + dtype_name(labels.scalar_type()));
   require(labels.dim() == 1 && labels.size(0) == rows,
-          "labels must have shape [" + std::to_string(rows) + "] (one per example), got " + shape_of(labels));
+          "labels must have shape [" + std::to_string(rows) + "] (one per example), got " + shape_text(labels));
   auto [lo, hi] = int_range(labels);
   require(lo >= 0 && hi < classes, "labels must be in [0, " + std::to_string(classes) + "), got " +
                                        std::to_string(lo < 0 ? lo : hi));
@@ -115,18 +104,22 @@ torch::Tensor sparse_zlpr_loss(const torch::Tensor& scores, const torch::Tensor&
 }
 
 // ---------------------------------------------------------------------------
-// Classification
+// [CLS] → linear: classification and multi-label
 // ---------------------------------------------------------------------------
 
-ClassificationHead::ClassificationHead(const HeadConfig& config, int64_t hidden_size) : TaskHead(config) {
+ClsLinearHead::ClsLinearHead(const HeadConfig& config, int64_t hidden_size) : TaskHead(config) {
   classifier = register_module(
       "classifier", torch::nn::Linear(torch::nn::LinearOptions(hidden_size, config.num_labels).bias(false)));
   init_linear(classifier);
 }
 
-torch::Tensor ClassificationHead::scores(const torch::Tensor& hidden, const torch::Tensor&, const HeadTargets&) {
+torch::Tensor ClsLinearHead::scores(const torch::Tensor& hidden, const torch::Tensor&, const HeadTargets&) {
   return classifier(cls_state(hidden));
 }
+
+// ---------------------------------------------------------------------------
+// Classification
+// ---------------------------------------------------------------------------
 
 torch::Tensor ClassificationHead::loss(const torch::Tensor& scores, const HeadTargets& targets) {
   return torch::nn::functional::cross_entropy(scores.to(torch::kFloat), targets.labels.to(scores.device(), torch::kLong));
@@ -142,16 +135,6 @@ void ClassificationHead::check(const HeadTargets& targets, const torch::Tensor& 
 // Multi-label
 // ---------------------------------------------------------------------------
 
-MultilabelHead::MultilabelHead(const HeadConfig& config, int64_t hidden_size) : TaskHead(config) {
-  classifier = register_module(
-      "classifier", torch::nn::Linear(torch::nn::LinearOptions(hidden_size, config.num_labels).bias(false)));
-  init_linear(classifier);
-}
-
-torch::Tensor MultilabelHead::scores(const torch::Tensor& hidden, const torch::Tensor&, const HeadTargets&) {
-  return classifier(cls_state(hidden));
-}
-
 torch::Tensor MultilabelHead::loss(const torch::Tensor& scores, const HeadTargets& targets) {
   return zlpr_loss(scores, targets.labels, torch::Tensor()).mean();
 }
@@ -163,7 +146,7 @@ void MultilabelHead::check(const HeadTargets& targets, const torch::Tensor& real
   require(labels.defined(), "a multilabel micro-batch needs labels: (batch, numLabels) targets in [0, 1]");
   require(labels.dim() == 2 && labels.size(0) == rows && labels.size(1) == config_.num_labels,
           "labels must have shape [" + std::to_string(rows) + ", " + std::to_string(config_.num_labels) +
-              "] (batch, numLabels) for a multilabel head, got " + shape_of(labels));
+              "] (batch, numLabels) for a multilabel head, got " + shape_text(labels));
   check_probabilities(labels, "labels");
 }
 
@@ -197,7 +180,7 @@ void MultipleChoiceHead::check(const HeadTargets& targets, const torch::Tensor& 
   require(mask.defined(), "a multiple-choice micro-batch needs choiceMask: (examples, options), 1 at real options");
   require(mask.dim() == 2 && mask.size(0) * mask.size(1) == rows,
           "choiceMask must have shape (examples, options) with examples·options = " + std::to_string(rows) +
-              " rows of inputIds, got " + shape_of(mask));
+              " rows of inputIds, got " + shape_text(mask));
   auto real = mask.to(torch::kCPU).ne(0);
   require(real.any(1).all().item<bool>(), "choiceMask: every example needs at least one real option");
   if (!training && !targets.labels.defined()) return;
@@ -278,14 +261,14 @@ void GlobalPointerHead::check(const HeadTargets& targets, const torch::Tensor& r
     const auto& t = targets.span_targets;
     require(t.dim() == 4 && t.size(0) == rows && t.size(1) == labels && t.size(2) == seq && t.size(3) == seq,
             "spanTargets must have shape [" + std::to_string(rows) + ", " + std::to_string(labels) + ", " +
-                std::to_string(seq) + ", " + std::to_string(seq) + "] (batch, numLabels, seq, seq), got " + shape_of(t));
+                std::to_string(seq) + ", " + std::to_string(seq) + "] (batch, numLabels, seq, seq), got " + shape_text(t));
     check_probabilities(t, "spanTargets");
     return;
   }
   const auto& s = targets.span_labels;
   require(is_integer(s), "spanLabels must be int32 or int64, got " + dtype_name(s.scalar_type()));
   require(s.dim() == 2 && s.size(1) == 4,
-          "spanLabels must have shape (n, 4): rows of (example, label, start, end), got " + shape_of(s));
+          "spanLabels must have shape (n, 4): rows of (example, label, start, end), got " + shape_text(s));
   if (s.numel() == 0) return;
   auto c = s.to(torch::kCPU, torch::kLong);
   auto in_range = [&](int64_t column, int64_t limit, const char* name) {

@@ -87,28 +87,31 @@ class TaskHead : public torch::nn::Module {
   HeadConfig config_;
 };
 
-// [CLS] → linear (no bias) → softmax cross-entropy; also pair matching / NLI.
-class ClassificationHead : public TaskHead {
+// [CLS] → linear (no bias) → one logit per label: the scores of the two heads below,
+// which differ in their loss and labels.
+class ClsLinearHead : public TaskHead {
  public:
-  ClassificationHead(const HeadConfig& config, int64_t hidden_size);
+  ClsLinearHead(const HeadConfig& config, int64_t hidden_size);
   torch::Tensor scores(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
                        const HeadTargets& targets) override;
-  torch::Tensor loss(const torch::Tensor& scores, const HeadTargets& targets) override;
-  void check(const HeadTargets& targets, const torch::Tensor& real, bool training) const override;
 
   torch::nn::Linear classifier{nullptr};
 };
 
-// [CLS] → linear → one logit per label, ZLPR loss with threshold 0 (hard or soft targets).
-class MultilabelHead : public TaskHead {
+// [CLS] → linear (no bias) → softmax cross-entropy; also pair matching / NLI.
+class ClassificationHead : public ClsLinearHead {
  public:
-  MultilabelHead(const HeadConfig& config, int64_t hidden_size);
-  torch::Tensor scores(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
-                       const HeadTargets& targets) override;
+  using ClsLinearHead::ClsLinearHead;
   torch::Tensor loss(const torch::Tensor& scores, const HeadTargets& targets) override;
   void check(const HeadTargets& targets, const torch::Tensor& real, bool training) const override;
+};
 
-  torch::nn::Linear classifier{nullptr};
+// [CLS] → linear → one logit per label, ZLPR loss with threshold 0 (hard or soft targets).
+class MultilabelHead : public ClsLinearHead {
+ public:
+  using ClsLinearHead::ClsLinearHead;
+  torch::Tensor loss(const torch::Tensor& scores, const HeadTargets& targets) override;
+  void check(const HeadTargets& targets, const torch::Tensor& real, bool training) const override;
 };
 
 // Each (context, option) sequence → [CLS] → linear(hidden, 1); softmax across the

@@ -7,7 +7,6 @@
 #include "tensor_handle.h"
 
 #include <algorithm>
-#include <sstream>
 
 namespace roformer::js {
 
@@ -17,55 +16,33 @@ namespace {
 // seed always gives the same weights.
 std::mutex creation_mutex;
 
-double number_field(const Napi::Object& object, const char* key, double fallback, const char* what) {
-  if (!object.Has(key)) return fallback;
-  Napi::Value value = object.Get(key);
-  if (value.IsUndefined()) return fallback;
-  if (!value.IsNumber()) {
-    throw Napi::TypeError::New(object.Env(), std::string(what) + "." + key + " must be a number, got " +
-                                                 value.ToString().Utf8Value());
-  }
-  return value.As<Napi::Number>().DoubleValue();
-}
-
-int64_t integer_field(const Napi::Object& object, const char* key, int64_t fallback, const char* what) {
-  const double value = number_field(object, key, static_cast<double>(fallback), what);
-  if (value != static_cast<double>(static_cast<int64_t>(value))) {
-    throw Napi::TypeError::New(object.Env(), std::string(what) + "." + key + " must be an integer, got " +
-                                                 std::to_string(value));
-  }
-  return static_cast<int64_t>(value);
-}
-
-bool boolean_field(const Napi::Object& object, const char* key, bool fallback) {
-  if (!object.Has(key) || object.Get(key).IsUndefined()) return fallback;
-  return object.Get(key).ToBoolean().Value();
-}
-
-Napi::Object require_object(const Napi::Value& value, const char* what) {
-  if (!value.IsObject()) throw Napi::TypeError::New(value.Env(), std::string(what) + " must be an object");
-  return value.As<Napi::Object>();
+// Holds the creation lock, with libtorch's generator seeded from `seed` (the third
+// argument of createModel / createLayer) when one is given.
+std::unique_lock<std::mutex> seeded_creation(const Napi::CallbackInfo& info) {
+  std::unique_lock<std::mutex> lock(creation_mutex);
+  if (info.Length() > 2 && info[2].IsNumber()) torch::manual_seed(info[2].As<Napi::Number>().Int64Value());
+  return lock;
 }
 
 // Reads the Hugging Face config.json keys the native code needs; the TypeScript
 // layer has already checked the string-valued keys (hidden_act, norm_type, ...).
 ModelConfig parse_config(const Napi::Object& js) {
   ModelConfig c;
-  const char* what = "config";
-  c.vocab_size = integer_field(js, "vocab_size", c.vocab_size, what);
-  c.hidden_size = integer_field(js, "hidden_size", c.hidden_size, what);
-  c.num_hidden_layers = integer_field(js, "num_hidden_layers", c.num_hidden_layers, what);
-  c.num_attention_heads = integer_field(js, "num_attention_heads", c.num_attention_heads, what);
-  c.intermediate_size = integer_field(js, "intermediate_size", c.intermediate_size, what);
-  c.type_vocab_size = integer_field(js, "type_vocab_size", c.type_vocab_size, what);
-  c.max_position_embeddings = integer_field(js, "max_position_embeddings", c.max_position_embeddings, what);
-  c.pad_token_id = integer_field(js, "pad_token_id", c.pad_token_id, what);
-  c.hidden_dropout_prob = number_field(js, "hidden_dropout_prob", c.hidden_dropout_prob, what);
+  const std::string where = "config.";
+  c.vocab_size = integer_field(js, "vocab_size", c.vocab_size, where);
+  c.hidden_size = integer_field(js, "hidden_size", c.hidden_size, where);
+  c.num_hidden_layers = integer_field(js, "num_hidden_layers", c.num_hidden_layers, where);
+  c.num_attention_heads = integer_field(js, "num_attention_heads", c.num_attention_heads, where);
+  c.intermediate_size = integer_field(js, "intermediate_size", c.intermediate_size, where);
+  c.type_vocab_size = integer_field(js, "type_vocab_size", c.type_vocab_size, where);
+  c.max_position_embeddings = integer_field(js, "max_position_embeddings", c.max_position_embeddings, where);
+  c.pad_token_id = integer_field(js, "pad_token_id", c.pad_token_id, where);
+  c.hidden_dropout_prob = number_field(js, "hidden_dropout_prob", c.hidden_dropout_prob, where);
   c.attention_probs_dropout_prob =
-      number_field(js, "attention_probs_dropout_prob", c.attention_probs_dropout_prob, what);
-  c.layer_norm_eps = number_field(js, "layer_norm_eps", c.layer_norm_eps, what);
-  c.rope_theta = number_field(js, "rope_theta", c.rope_theta, what);
-  c.rope_interpolation_factor = number_field(js, "rope_interpolation_factor", c.rope_interpolation_factor, what);
+      number_field(js, "attention_probs_dropout_prob", c.attention_probs_dropout_prob, where);
+  c.layer_norm_eps = number_field(js, "layer_norm_eps", c.layer_norm_eps, where);
+  c.rope_theta = number_field(js, "rope_theta", c.rope_theta, where);
+  c.rope_interpolation_factor = number_field(js, "rope_interpolation_factor", c.rope_interpolation_factor, where);
   return c;
 }
 
@@ -97,12 +74,6 @@ std::vector<torch::Tensor> tensor_list(const Napi::Value& value, const char* wha
                                            /*optional=*/true));
   }
   return tensors;
-}
-
-std::string shape_text(const torch::Tensor& t) {
-  std::ostringstream out;
-  out << t.sizes();
-  return out.str();
 }
 
 const torch::Tensor& required_input(const std::vector<torch::Tensor>& inputs, size_t i, const char* name) {
@@ -211,8 +182,7 @@ Napi::Value ModuleHandle::create_model(const Napi::CallbackInfo& info) {
     }
     const auto architecture = info[0].As<Napi::String>().Utf8Value();
     const auto config = parse_config(require_object(info[1], "config"));
-    std::lock_guard<std::mutex> lock(creation_mutex);
-    if (info.Length() > 2 && info[2].IsNumber()) torch::manual_seed(info[2].As<Napi::Number>().Int64Value());
+    auto creation = seeded_creation(info);
     std::shared_ptr<EncoderModel> model;
     if (architecture == "roformer-v2") {
       model = std::make_shared<RoFormerV2>(config);
@@ -234,13 +204,12 @@ Napi::Value ModuleHandle::create_layer(const Napi::CallbackInfo& info) {
     }
     const auto kind = info[0].As<Napi::String>().Utf8Value();
     const auto options = require_object(info[1], "options");
-    std::lock_guard<std::mutex> lock(creation_mutex);
-    if (info.Length() > 2 && info[2].IsNumber()) torch::manual_seed(info[2].As<Napi::Number>().Int64Value());
+    auto creation = seeded_creation(info);
 
     if (kind == "rotary") {
-      RotaryEmbedding rotary(integer_field(options, "head_dim", 0, "options"),
-                             number_field(options, "base", 10000.0, "options"),
-                             number_field(options, "interpolation_factor", 1.0, "options"));
+      RotaryEmbedding rotary(integer_field(options, "head_dim", 0, "options."),
+                             number_field(options, "base", 10000.0, "options."),
+                             number_field(options, "interpolation_factor", 1.0, "options."));
       // call([x]): x (..., seq, head_dim) rotated position by position along dim -2.
       return wrap(env, kind, rotary.ptr(), nullptr, [rotary](const std::vector<torch::Tensor>& in) mutable {
         const auto& x = required_input(in, 0, "x");
@@ -253,7 +222,7 @@ Napi::Value ModuleHandle::create_layer(const Napi::CallbackInfo& info) {
       });
     }
     if (kind == "rms_norm") {
-      RMSNorm norm(number_field(options, "eps", 1e-12, "options"));
+      RMSNorm norm(number_field(options, "eps", 1e-12, "options."));
       return wrap(env, kind, norm.ptr(), nullptr, [norm](const std::vector<torch::Tensor>& in) mutable {
         const auto& x = required_input(in, 0, "x");
         if (!x.is_floating_point()) throw std::invalid_argument("x must be a floating-point tensor");
@@ -281,7 +250,7 @@ Napi::Value ModuleHandle::create_layer(const Napi::CallbackInfo& info) {
       const auto config = parse_config(options);
       config.validate(/*needs_even_head_dim=*/true);
       EncoderBlock block(config);
-      block->alpha = number_field(options, "alpha", 1.0, "options");
+      block->alpha = number_field(options, "alpha", 1.0, "options.");
       RotaryEmbedding rotary(config.head_dim(), config.rope_theta, config.rope_interpolation_factor);
       // call([x, attention_mask?])
       return wrap(env, kind, block.ptr(), nullptr, [block, rotary, config](const std::vector<torch::Tensor>& in) mutable {
@@ -447,17 +416,7 @@ Napi::Value ModuleHandle::forward(const Napi::CallbackInfo& info) {
     auto ids = TensorHandle::unwrap(info[0], "input_ids");
     auto token_types = TensorHandle::unwrap(info[1], "token_type_ids", /*optional=*/true);
     auto mask = TensorHandle::unwrap(info[2], "attention_mask", /*optional=*/true);
-    auto model = model_;
-    auto mutex = mutex_;
-    return PromiseJob<torch::Tensor>::start(
-        env,
-        [=]() {
-          std::lock_guard<std::mutex> lock(*mutex);
-          torch::NoGradGuard no_grad;
-          return model->forward(ids, token_types, mask);
-        },
-        [](Napi::Env env, torch::Tensor& out) -> Napi::Value { return TensorHandle::wrap(env, out); },
-        use_->enter(use_));
+    return start_inference(env, [=](EncoderModel& model) { return model.forward(ids, token_types, mask); });
   });
 }
 
@@ -467,18 +426,20 @@ Napi::Value ModuleHandle::mlm_logits(const Napi::CallbackInfo& info) {
     model("mlmLogits");
     auto hidden = TensorHandle::unwrap(info[0], "hidden");
     auto positions = TensorHandle::unwrap(info[1], "positions", /*optional=*/true);
-    auto model = model_;
-    auto mutex = mutex_;
-    return PromiseJob<torch::Tensor>::start(
-        env,
-        [=]() {
-          std::lock_guard<std::mutex> lock(*mutex);
-          torch::NoGradGuard no_grad;
-          return model->mlm_logits(hidden, positions);
-        },
-        [](Napi::Env env, torch::Tensor& out) -> Napi::Value { return TensorHandle::wrap(env, out); },
-        use_->enter(use_));
+    return start_inference(env, [=](EncoderModel& model) { return model.mlm_logits(hidden, positions); });
   });
+}
+
+Napi::Value ModuleHandle::start_inference(Napi::Env env, std::function<torch::Tensor(EncoderModel&)> compute) {
+  return PromiseJob<torch::Tensor>::start(
+      env,
+      [model = model_, mutex = mutex_, compute = std::move(compute)]() {
+        std::lock_guard<std::mutex> lock(*mutex);
+        torch::NoGradGuard no_grad;
+        return compute(*model);
+      },
+      [](Napi::Env env, torch::Tensor& out) -> Napi::Value { return TensorHandle::wrap(env, out); },
+      use_->enter(use_));
 }
 
 Napi::Value ModuleHandle::call(const Napi::CallbackInfo& info) {

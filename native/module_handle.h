@@ -8,27 +8,8 @@
 
 #include <memory>
 #include <mutex>
-#include <optional>
 
 namespace roformer::js {
-
-// The executor jobs (forward passes, trainer steps) queued or running that use a
-// model's weights, counted on the JS thread. While there are any, JS-thread methods
-// that read or change the weights are refused (or, for train()/eval(), queued
-// behind them), so they never block the event loop or see weights mid-update.
-struct ModelUse {
-  int jobs = 0;
-  std::optional<bool> queued_training;  // the mode train()/eval() queued behind the jobs
-
-  bool busy() const { return jobs > 0; }
-  // For PromiseJob::start: counts the job in now, and out when it settles.
-  std::function<void()> enter(const std::shared_ptr<ModelUse>& self) {
-    ++jobs;
-    return [self]() {
-      if (--self->jobs == 0) self->queued_training.reset();
-    };
-  }
-};
 
 class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
  public:
@@ -53,6 +34,9 @@ class ModuleHandle : public Napi::ObjectWrap<ModuleHandle> {
   static Napi::Object wrap(Napi::Env env, std::string kind, std::shared_ptr<torch::nn::Module> module,
                            std::shared_ptr<EncoderModel> model, LayerCall call);
   EncoderModel& model(const char* method) const;
+  // Runs `compute` on the whole model on the executor thread, under the weights' mutex
+  // and without gradients, as a job that uses the weights; resolves with its tensor.
+  Napi::Value start_inference(Napi::Env env, std::function<torch::Tensor(EncoderModel&)> compute);
   // Throws a clear error after dispose() or, with `refuse_while_busy`, while jobs use the weights.
   void check_usable(const char* method, bool refuse_while_busy = false) const;
 

@@ -10,17 +10,7 @@ namespace roformer {
 
 namespace {
 
-std::string shape_string(const torch::Tensor& t) {
-  std::ostringstream out;
-  out << t.sizes();
-  return out.str();
-}
-
 std::string dtype_string(const torch::Tensor& t) { return dtype_name(t.scalar_type()); }
-
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument(message);
-}
 
 bool is_integer_dtype(const torch::Tensor& t) {
   return t.scalar_type() == torch::kInt || t.scalar_type() == torch::kLong;
@@ -58,6 +48,12 @@ std::string dtype_name(torch::ScalarType type) {
     case torch::kBool: return "bool";
     default: return c10::toString(type);
   }
+}
+
+std::string shape_text(const torch::Tensor& t) {
+  std::ostringstream out;
+  out << t.sizes();
+  return out.str();
 }
 
 torch::Tensor key_padding_mask(const torch::Tensor& attention_mask) {
@@ -103,17 +99,17 @@ void EncoderModel::prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token
                                   torch::Tensor& attention_mask, torch::Device device) const {
   require(input_ids.defined(), "input_ids is required");
   require(is_integer_dtype(input_ids), "input_ids must be an int32 or int64 tensor, got " + dtype_string(input_ids));
-  require(input_ids.dim() == 2, "input_ids must have shape (batch, seq), got " + shape_string(input_ids));
+  require(input_ids.dim() == 2, "input_ids must have shape (batch, seq), got " + shape_text(input_ids));
   require(input_ids.size(0) > 0 && input_ids.size(1) > 0,
-          "input_ids is empty: shape " + shape_string(input_ids));
+          "input_ids is empty: shape " + shape_text(input_ids));
   check_id_range(input_ids, config_.vocab_size, "input_ids", "vocab_size");
   input_ids = input_ids.to(device, torch::kLong);
 
   if (token_type_ids.defined()) {
     require(is_integer_dtype(token_type_ids),
             "token_type_ids must be an int32 or int64 tensor, got " + dtype_string(token_type_ids));
-    require(token_type_ids.sizes() == input_ids.sizes(), "token_type_ids has shape " + shape_string(token_type_ids) +
-                                                             " but input_ids has shape " + shape_string(input_ids));
+    require(token_type_ids.sizes() == input_ids.sizes(), "token_type_ids has shape " + shape_text(token_type_ids) +
+                                                             " but input_ids has shape " + shape_text(input_ids));
     check_id_range(token_type_ids, config_.type_vocab_size, "token_type_ids", "type_vocab_size");
     token_type_ids = token_type_ids.to(device, torch::kLong);
   } else {
@@ -121,8 +117,8 @@ void EncoderModel::prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token
   }
 
   if (attention_mask.defined()) {
-    require(attention_mask.sizes() == input_ids.sizes(), "attention_mask has shape " + shape_string(attention_mask) +
-                                                             " but input_ids has shape " + shape_string(input_ids));
+    require(attention_mask.sizes() == input_ids.sizes(), "attention_mask has shape " + shape_text(attention_mask) +
+                                                             " but input_ids has shape " + shape_text(input_ids));
     attention_mask = key_padding_mask(attention_mask.to(input_ids.device()));
   } else {
     attention_mask = key_padding_mask(input_ids.ne(config_.pad_token_id));
@@ -132,7 +128,7 @@ void EncoderModel::prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token
 torch::Tensor EncoderModel::prepare_positions(const torch::Tensor& positions, int64_t rows) const {
   if (!positions.defined()) return positions;
   require(is_integer_dtype(positions), "positions must be an int32 or int64 tensor, got " + dtype_string(positions));
-  require(positions.dim() == 1, "positions must be 1-D (flat indices into batch*seq), got " + shape_string(positions));
+  require(positions.dim() == 1, "positions must be 1-D (flat indices into batch*seq), got " + shape_text(positions));
   check_id_range(positions, rows, "positions", "batch*seq");
   return positions.to(torch::kLong);
 }
@@ -332,7 +328,7 @@ torch::Tensor RoFormerV2::forward(torch::Tensor input_ids, torch::Tensor token_t
 
 torch::Tensor RoFormerV2::mlm_logits(const torch::Tensor& hidden, torch::Tensor positions) {
   require(hidden.dim() >= 2 && hidden.size(-1) == config_.hidden_size,
-          "hidden must have shape (..., " + std::to_string(config_.hidden_size) + "), got " + shape_string(hidden));
+          "hidden must have shape (..., " + std::to_string(config_.hidden_size) + "), got " + shape_text(hidden));
   auto rows = hidden.reshape({-1, config_.hidden_size});
   positions = prepare_positions(positions, rows.size(0));
   if (positions.defined()) rows = rows.index_select(0, positions.to(rows.device()));

@@ -8,7 +8,7 @@
 //
 // Norm is RMS normalisation with no gain. Submodule names follow the Hugging Face
 // layout closely (query/key/value, intermediate/output), so the checkpoint name
-// mapping in lib/checkpoint-names.ts stays a simple table.
+// mapping in lib/model/checkpoint-names.ts stays a simple table.
 #pragma once
 
 #include "encoder_model.h"

@@ -1,5 +1,6 @@
-// The native boundary: how C++ exceptions become JS Errors, how JS arguments are
-// read and checked, and how heavy work runs off the JS thread as a Promise.
+// The native boundary: how C++ exceptions become JS Errors, how JS arguments and
+// option fields are read and checked, and how heavy work runs off the JS thread as a
+// Promise (alone on its object, where it must be).
 #pragma once
 
 #include <napi.h>
@@ -7,9 +8,11 @@
 
 #include "encoder_model.h"
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -24,7 +27,7 @@ class Job {
   virtual void settle(Napi::Env env) = 0; // on the JS thread
 };
 
-// Settles a completed job on the JS thread and deletes it (napi_util.cpp: addon.cpp).
+// Settles a completed job on the JS thread and deletes it (defined in addon.cpp).
 void settle_completed_job(Napi::Env env, Napi::Function, void* context, Job* job);
 using Completions = Napi::TypedThreadSafeFunction<void, Job, settle_completed_job>;
 
@@ -74,6 +77,60 @@ Napi::Value guarded(const Napi::Env& env, Body&& body) {
 
 [[noreturn]] inline void throw_type_error(const Napi::Env& env, const std::string& message) {
   throw Napi::TypeError::New(env, message);
+}
+
+// ---------------------------------------------------------------------------
+// Reading fields of JS option objects. A missing or undefined field gives the
+// fallback; a field of the wrong type is a TypeError that names it as
+// `where` + key, e.g. where = "config." (config.hidden_size), "trainer option "
+// or "createProcessGroup: ".
+// ---------------------------------------------------------------------------
+
+inline bool has_field(const Napi::Object& object, const char* key) {
+  return object.Has(key) && !object.Get(key).IsUndefined();
+}
+
+[[noreturn]] inline void throw_field_type_error(const Napi::Object& object, const char* key, const std::string& where,
+                                                const std::string& expected, const std::string& got) {
+  throw Napi::TypeError::New(object.Env(), where + key + " must be " + expected + ", got " + got);
+}
+
+inline double number_field(const Napi::Object& object, const char* key, double fallback, const std::string& where) {
+  if (!has_field(object, key)) return fallback;
+  Napi::Value value = object.Get(key);
+  if (!value.IsNumber()) throw_field_type_error(object, key, where, "a number", value.ToString().Utf8Value());
+  return value.As<Napi::Number>().DoubleValue();
+}
+
+inline int64_t integer_field(const Napi::Object& object, const char* key, int64_t fallback, const std::string& where) {
+  const double value = number_field(object, key, static_cast<double>(fallback), where);
+  if (value != static_cast<double>(static_cast<int64_t>(value))) {
+    throw_field_type_error(object, key, where, "an integer", std::to_string(value));
+  }
+  return static_cast<int64_t>(value);
+}
+
+inline std::string string_field(const Napi::Object& object, const char* key, const std::string& fallback,
+                                const std::string& where) {
+  if (!has_field(object, key)) return fallback;
+  Napi::Value value = object.Get(key);
+  if (!value.IsString()) throw_field_type_error(object, key, where, "a string", value.ToString().Utf8Value());
+  return value.As<Napi::String>().Utf8Value();
+}
+
+// JS truthiness, as `if (options.key)` reads it.
+inline bool boolean_field(const Napi::Object& object, const char* key, bool fallback) {
+  return has_field(object, key) ? object.Get(key).ToBoolean().Value() : fallback;
+}
+
+inline std::optional<bool> optional_boolean_field(const Napi::Object& object, const char* key) {
+  if (!has_field(object, key)) return std::nullopt;
+  return object.Get(key).ToBoolean().Value();
+}
+
+inline Napi::Object require_object(const Napi::Value& value, const std::string& what) {
+  if (!value.IsObject()) throw Napi::TypeError::New(value.Env(), what + " must be an object");
+  return value.As<Napi::Object>();
 }
 
 // Intra-op threads are a per-thread setting under OpenMP, so the executor
@@ -144,6 +201,8 @@ class PromiseJob : public Job {
       deferred_.Reject(e.Value());
     } catch (const std::exception& e) {
       deferred_.Reject(Napi::Error::New(env, describe(e)).Value());
+    } catch (...) {
+      deferred_.Reject(Napi::Error::New(env, "roformer-v2: unknown native error").Value());
     }
   }
 
@@ -155,5 +214,51 @@ class PromiseJob : public Job {
   bool failed_ = false;
   std::string error_;
 };
+
+// The executor jobs (forward passes, trainer steps) queued or running that use a
+// model's weights, counted on the JS thread. While there are any, JS-thread methods
+// that read or change the weights are refused (or, for train()/eval(), queued
+// behind them), so they never block the event loop or see weights mid-update.
+struct ModelUse {
+  int jobs = 0;
+  std::optional<bool> queued_training;  // the mode train()/eval() queued behind the jobs
+
+  bool busy() const { return jobs > 0; }
+  // For PromiseJob::start: counts the job in now, and out when it settles.
+  std::function<void()> enter(const std::shared_ptr<ModelUse>& self) {
+    ++jobs;
+    return [self]() {
+      if (--self->jobs == 0) self->queued_training.reset();
+    };
+  }
+};
+
+// Set while an object's exclusive job (a trainer's step, evaluation, ...) is in flight.
+using BusyFlag = std::shared_ptr<std::atomic<bool>>;
+
+// PromiseJob::start for work that must run alone on its object and uses a model's
+// weights: refuses with `refusal` (an Error thrown now, on the JS thread) while
+// `busy` is set; otherwise sets it, counts the job in `model_use`, and clears both
+// on the JS thread when the Promise settles, either way, so JS never sees a
+// finished-but-unsettled job as free. Exceptions in `work` or `done` reject the
+// Promise with a JS Error, as for every PromiseJob.
+template <typename Result>
+Napi::Promise start_exclusive_job(Napi::Env env, const BusyFlag& busy, const std::string& refusal,
+                                  const std::shared_ptr<ModelUse>& model_use, typename PromiseJob<Result>::Work work,
+                                  typename PromiseJob<Result>::Done done) {
+  bool expected = false;
+  if (!busy->compare_exchange_strong(expected, true)) throw std::invalid_argument(refusal);
+  auto model_done = model_use->enter(model_use);
+  auto release = [busy, model_done]() {
+    *busy = false;
+    model_done();
+  };
+  try {
+    return PromiseJob<Result>::start(env, std::move(work), std::move(done), release);
+  } catch (...) {
+    release();  // never submitted: nothing else will clear them
+    throw;
+  }
+}
 
 }  // namespace roformer::js

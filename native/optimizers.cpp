@@ -13,6 +13,13 @@ void Optimizer::add_state(const std::string& key, const std::string& name, const
   state_[key + "." + name] = torch::zeros_like(like, torch::MemoryFormat::Contiguous);
 }
 
+void Optimizer::add_adam_moments() {
+  for (auto& [name, p] : parameters_) {
+    add_state("exp_avg", name, p);
+    add_state("exp_avg_sq", name, p);
+  }
+}
+
 void Optimizer::step(double lr) {
   torch::NoGradGuard no_grad;
   const int64_t t = ++steps_;
@@ -53,10 +60,7 @@ namespace {
 class AdamW : public Optimizer {
  public:
   AdamW(NamedTensors parameters, OptimizerOptions options) : Optimizer(std::move(parameters), std::move(options)) {
-    for (auto& [name, p] : parameters_) {
-      add_state("exp_avg", name, p);
-      add_state("exp_avg_sq", name, p);
-    }
+    add_adam_moments();
   }
 
   void step(double lr) override {
@@ -109,10 +113,7 @@ class AdamW : public Optimizer {
 class Lamb : public Optimizer {
  public:
   Lamb(NamedTensors parameters, OptimizerOptions options) : Optimizer(std::move(parameters), std::move(options)) {
-    for (auto& [name, p] : parameters_) {
-      add_state("exp_avg", name, p);
-      add_state("exp_avg_sq", name, p);
-    }
+    add_adam_moments();
   }
 
  protected:

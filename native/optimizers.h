@@ -55,6 +55,8 @@ class Optimizer {
   virtual void update(const std::string& name, torch::Tensor& param, const torch::Tensor& grad, double lr, int64_t t) = 0;
   torch::Tensor& state(const std::string& key, const std::string& name) { return state_.at(key + "." + name); }
   void add_state(const std::string& key, const std::string& name, const torch::Tensor& like);
+  // Adam's first and second moments ("exp_avg", "exp_avg_sq"), zero, for every parameter.
+  void add_adam_moments();
   // Weight decay applies to matrices and embeddings, not to biases or norm gains.
   static bool decays(const torch::Tensor& param) { return param.dim() >= 2; }
 

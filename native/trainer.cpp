@@ -3,8 +3,6 @@
 #include "compat.h"
 #include "distributed.h"
 
-#include <ATen/Context.h>
-
 #include <algorithm>
 #include <cmath>
 #include <sstream>
@@ -17,29 +15,6 @@ namespace {
 torch::Device device_of(const torch::nn::Module& module) {
   auto params = module.parameters();
   return params.empty() ? torch::Device(torch::kCPU) : params.front().device();
-}
-
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument(message);
-}
-
-// Random generators whose state a checkpoint keeps: CPU, and every CUDA device.
-std::vector<std::pair<std::string, at::Generator>> generators() {
-  std::vector<std::pair<std::string, at::Generator>> result{{"rng.cpu", at::detail::getDefaultCPUGenerator()}};
-  if (torch::cuda::is_available()) {
-    for (int64_t i = 0; i < static_cast<int64_t>(torch::cuda::device_count()); ++i) {
-      torch::Device device(torch::kCUDA, static_cast<c10::DeviceIndex>(i));
-      result.emplace_back("rng." + device.str(), at::globalContext().defaultGenerator(device));
-    }
-  }
-  return result;
-}
-
-// ‖(g_1, …, g_n)‖₂ over all tensors, on their device, in float32.
-torch::Tensor global_norm(const std::vector<torch::Tensor>& grads) {
-  std::vector<torch::Tensor> norms;
-  for (const auto& g : grads) norms.push_back(g.norm(2).to(torch::kFloat));
-  return torch::stack(norms).norm(2);
 }
 
 bool has_labels(const HeadTargets& t) { return t.labels.defined() || t.span_labels.defined() || t.span_targets.defined(); }
@@ -63,10 +38,6 @@ Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex
   require(options_.init_scale > 0 && options_.growth_factor > 1 && options_.backoff_factor > 0 &&
               options_.backoff_factor < 1 && options_.growth_interval > 0,
           "loss scaling needs init_scale > 0, growth_factor > 1, 0 < backoff_factor < 1, growth_interval > 0");
-
-  require(options_.gradient_normalization == "none" || options_.gradient_normalization == "unit" ||
-              options_.gradient_normalization == "pareto",
-          "unknown gradientNormalization '" + options_.gradient_normalization + "': use none, unit or pareto");
 
   NamedTensors parameters;
   for (const auto& item : model_->named_parameters()) {
@@ -187,33 +158,6 @@ void Trainer::enter_training(double alpha) {
   model_->set_residual_scale(alpha);
 }
 
-std::vector<double> min_norm_weights(const std::vector<std::vector<double>>& gram) {
-  const size_t n = gram.size();
-  std::vector<double> alpha(n, 1.0 / static_cast<double>(n));
-  for (int iteration = 0; iteration < 10000; ++iteration) {
-    // G α, and the vertex e_t along which ‖Σ α g‖² falls fastest
-    std::vector<double> g_alpha(n, 0.0);
-    for (size_t i = 0; i < n; ++i) {
-      for (size_t j = 0; j < n; ++j) g_alpha[i] += gram[i][j] * alpha[j];
-    }
-    size_t t = 0;
-    for (size_t i = 1; i < n; ++i) {
-      if (g_alpha[i] < g_alpha[t]) t = i;
-    }
-    double aga = 0;
-    for (size_t i = 0; i < n; ++i) aga += alpha[i] * g_alpha[i];
-    const double age = g_alpha[t], ege = gram[t][t];
-    // Frank–Wolfe gap αᵀGα − (Gα)_t: zero at the optimum.
-    if (aga - age <= 1e-12 * std::max(aga, 1e-30)) break;
-    // Exact line search on (1−γ)²·aga + 2γ(1−γ)·age + γ²·ege over γ ∈ [0, 1].
-    const double curvature = aga - 2 * age + ege;
-    const double gamma = curvature > 0 ? std::clamp((aga - age) / curvature, 0.0, 1.0) : 1.0;
-    for (size_t i = 0; i < n; ++i) alpha[i] *= 1 - gamma;
-    alpha[t] += gamma;
-  }
-  return alpha;
-}
-
 void Trainer::sync_parameters() {
   std::vector<torch::Tensor> all;
   double numel = 0;
@@ -232,76 +176,69 @@ void Trainer::sync_parameters() {
   synced_ = true;
 }
 
-Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches, const std::string& normalization,
-                                          double scale, bool sync) {
-  // The step's tasks, in order of first appearance; one task's micro-batches go together.
-  struct Group {
-    std::string task;
-    TaskHead* head;
-    std::vector<const MicroBatch*> batches;
-    int64_t count = 0;  // MLM targets or examples, over the group
-  };
-  std::vector<Group> groups;
+std::vector<Trainer::TaskGroup> Trainer::group_by_task(const std::vector<MicroBatch>& batches) const {
+  std::vector<TaskGroup> groups;
   for (const auto& b : batches) {
     auto* head = head_for(b);
     const std::string task = head ? b.task : "mlm";
-    auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.task == task; });
-    if (it == groups.end()) it = groups.insert(groups.end(), Group{task, head, {}, 0});
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const TaskGroup& g) { return g.task == task; });
+    if (it == groups.end()) it = groups.insert(groups.end(), TaskGroup{task, head, {}, 0});
     it->batches.push_back(&b);
     it->count += head ? head->examples(b.targets, b.input_ids.size(0)) : b.target_ids.numel();
   }
-  if (sync) {
-    // Data-parallel: each task's targets / examples over all ranks, so that every rank's
-    // losses are shares of the global mean and the summed gradients are the global step's.
-    // The step's tasks are those of any rank, in one order (MLM, then the heads) everywhere.
-    std::vector<double> counts(1 + options_.heads.size(), 0.0);
-    auto index_of = [&](const std::string& task) -> size_t {
-      for (size_t t = 0; t < options_.heads.size(); ++t) {
-        if (options_.heads[t].first == task) return t + 1;
-      }
-      return 0;
-    };
-    for (const auto& g : groups) counts[index_of(g.task)] += static_cast<double>(g.count);
-    const auto global = options_.distributed->all_reduce(counts, "sum");
-    std::vector<Group> canonical;
-    for (size_t t = 0; t < global.size(); ++t) {
-      if (global[t] <= 0) continue;
-      const std::string task = t == 0 ? "mlm" : options_.heads[t - 1].first;
-      auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.task == task; });
-      Group group = it != groups.end() ? *it : Group{task, t == 0 ? nullptr : head_by_task_.at(task).get(), {}, 0};
-      group.count = static_cast<int64_t>(global[t]);
-      canonical.push_back(std::move(group));
-    }
-    groups = std::move(canonical);
-  }
-  // Data-parallel: the gradients are all-reduced during the step's last backward, or, when
-  // each task's gradient is normalised, during each task's last backward: a task's norm
-  // is that of its gradient over every rank's examples, as with one rank and the whole batch.
-  const bool separate = normalization != "none";
-  const MicroBatch* last_batch = nullptr;
-  for (const auto& g : groups) {
-    if (!g.batches.empty()) last_batch = g.batches.back();
-  }
+  return groups;
+}
 
-  // This step's parameters: the encoder and its tasks' heads. The other heads keep an
-  // undefined gradient, so the optimiser leaves them (and their moments) untouched.
-  Accumulated out;
-  for (const auto& item : model_->named_parameters()) out.parameters.emplace_back(item.key(), item.value());
+std::vector<Trainer::TaskGroup> Trainer::agree_on_tasks(std::vector<TaskGroup> groups) const {
+  // Each task's targets / examples over all ranks, so that every rank's losses are
+  // shares of the global mean and the summed gradients are the global step's.
+  std::vector<double> counts(1 + options_.heads.size(), 0.0);
+  auto index_of = [&](const std::string& task) -> size_t {
+    for (size_t t = 0; t < options_.heads.size(); ++t) {
+      if (options_.heads[t].first == task) return t + 1;
+    }
+    return 0;
+  };
+  for (const auto& g : groups) counts[index_of(g.task)] += static_cast<double>(g.count);
+  const auto global = options_.distributed->all_reduce(counts, "sum");
+  std::vector<TaskGroup> canonical;
+  for (size_t t = 0; t < global.size(); ++t) {
+    if (global[t] <= 0) continue;
+    const std::string task = t == 0 ? "mlm" : options_.heads[t - 1].first;
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const TaskGroup& g) { return g.task == task; });
+    // A task only other ranks have: this rank joins its collectives with no micro-batches.
+    TaskGroup group = it != groups.end() ? *it : TaskGroup{task, t == 0 ? nullptr : head_by_task_.at(task).get(), {}, 0};
+    group.count = static_cast<int64_t>(global[t]);
+    canonical.push_back(std::move(group));
+  }
+  return canonical;
+}
+
+NamedTensors Trainer::step_parameters(const std::vector<TaskGroup>& groups) const {
+  NamedTensors parameters;
+  for (const auto& item : model_->named_parameters()) parameters.emplace_back(item.key(), item.value());
   for (const auto& [task, head] : head_by_task_) {
-    const bool in_step = std::any_of(groups.begin(), groups.end(), [&](const Group& g) { return g.task == task; });
+    const bool in_step = std::any_of(groups.begin(), groups.end(), [&](const TaskGroup& g) { return g.task == task; });
     for (const auto& item : head->named_parameters()) {
       if (in_step) {
-        out.parameters.emplace_back("heads." + task + "." + item.key(), item.value());
+        parameters.emplace_back("heads." + task + "." + item.key(), item.value());
       } else {
         item.value().mutable_grad().reset();
       }
     }
   }
-  // Gradients are zeroed in place rather than freed: backward then accumulates into
-  // the same buffers every step instead of allocating (and page-faulting in) a
-  // model-sized set of fresh ones, which costs more than the memset on the CPU.
+  return parameters;
+}
+
+namespace {
+
+// The parameters' .grad(), zeroed. In place rather than freed: backward then
+// accumulates into the same buffers every step instead of allocating (and
+// page-faulting in) a model-sized set of fresh ones, which costs more than the
+// memset on the CPU.
+std::vector<torch::Tensor> zeroed_gradients(NamedTensors& parameters) {
   std::vector<torch::Tensor> grads;
-  for (auto& [name, p] : out.parameters) {
+  for (auto& [name, p] : parameters) {
     if (p.grad().defined()) {
       p.mutable_grad().zero_();
     } else {
@@ -309,94 +246,89 @@ Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches,
     }
     grads.push_back(p.grad());
   }
+  return grads;
+}
 
-  std::vector<torch::Tensor> weighted_sum;                // "unit": Σ g / ‖g‖ so far
-  std::vector<std::vector<torch::Tensor>> task_gradients;  // "pareto": each task's g
-  for (size_t i = 0; i < groups.size(); ++i) {
-    const auto& group = groups[i];
-    if (separate && i > 0) {
-      torch::NoGradGuard no_grad;
-      at::_foreach_zero_(grads);
+// Undoes the loss scale on the accumulated gradients.
+void unscale(std::vector<torch::Tensor>& grads, double scale) {
+  torch::NoGradGuard no_grad;
+  if (scale != 1.0) at::_foreach_mul_(grads, 1.0 / scale);
+}
+
+}  // namespace
+
+torch::Tensor Trainer::backward_task(const TaskGroup& group, double scale, const MicroBatch* arm_before) {
+  torch::Tensor task_loss = torch::zeros({}, torch::TensorOptions().device(device_));
+  for (const auto* b : group.batches) {
+    torch::Tensor loss;
+    if (group.head) {
+      // The batch mean, weighted by its share of the task's examples in this step.
+      const double share = static_cast<double>(group.head->examples(b->targets, b->input_ids.size(0))) /
+                           static_cast<double>(group.count);
+      loss = group.head->loss(head_scores(*group.head, *b), b->targets) * share;
+    } else {
+      loss = mlm_loss_sum(*b) / static_cast<double>(group.count);
     }
-    // Forward and backward per micro-batch; the gradients accumulate in .grad().
-    torch::Tensor task_loss = torch::zeros({}, torch::TensorOptions().device(device_));
-    for (const auto* b : group.batches) {
-      torch::Tensor loss;
-      if (group.head) {
-        // The batch mean, weighted by its share of the task's examples in this step.
-        const double share = static_cast<double>(group.head->examples(b->targets, b->input_ids.size(0))) /
-                             static_cast<double>(group.count);
-        loss = group.head->loss(head_scores(*group.head, *b), b->targets) * share;
-      } else {
-        loss = mlm_loss_sum(*b) / static_cast<double>(group.count);
-      }
-      if (sync && b == (separate ? group.batches.back() : last_batch)) reducer_->arm();
-      (scale == 1.0 ? loss : loss * scale).backward();
-      task_loss += loss.detach();
-    }
-    if (sync && separate) {
-      if (group.batches.empty()) reducer_->arm();  // none of the task's examples here: this rank adds zeros
-      reducer_->finish();
-    }
-    out.losses.push_back(task_loss);
+    if (b == arm_before) reducer_->arm();
+    (scale == 1.0 ? loss : loss * scale).backward();
+    task_loss += loss.detach();
+  }
+  return task_loss;
+}
+
+Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches, GradientNormalization normalization,
+                                          double scale, bool sync) {
+  auto groups = group_by_task(batches);
+  if (sync) groups = agree_on_tasks(std::move(groups));
+  Accumulated out;
+  out.parameters = step_parameters(groups);
+  auto grads = zeroed_gradients(out.parameters);
+  auto task_result = [](const TaskGroup& group) {
     TaskStepResult task{group.task};
     task.examples = group.count;
-    if (separate) {
-      torch::NoGradGuard no_grad;
-      if (scale != 1.0) at::_foreach_mul_(grads, 1.0 / scale);
-      task.grad_norm = global_norm(grads).item<double>();
-      if (normalization == "unit") {
-        // Non-finite norms keep weight 1, so inf/NaN reach the step's check and skip it.
-        task.weight = !std::isfinite(task.grad_norm) ? 1.0 : task.grad_norm > 0 ? 1.0 / task.grad_norm : 0.0;
-        if (weighted_sum.empty()) {
-          for (const auto& g : grads) weighted_sum.push_back(g * task.weight);
-        } else {
-          at::_foreach_add_(weighted_sum, grads, task.weight);
-        }
-      } else {
-        std::vector<torch::Tensor> copy;
-        for (const auto& g : grads) copy.push_back(g.clone());
-        task_gradients.push_back(std::move(copy));
-      }
-    }
-    out.tasks.push_back(task);
-  }
-  if (sync && !separate) reducer_->finish();
+    return task;
+  };
 
-  torch::NoGradGuard no_grad;
-  if (!separate) {
-    if (scale != 1.0) at::_foreach_mul_(grads, 1.0 / scale);
-  } else if (normalization == "unit") {
-    for (size_t k = 0; k < grads.size(); ++k) grads[k].copy_(weighted_sum[k]);
+  // Data-parallel: the gradients are all-reduced during the step's last backward, or, when
+  // each task's gradient is normalised, during each task's last backward: a task's norm
+  // is that of its gradient over every rank's examples, as with one rank and the whole batch.
+  if (normalization == GradientNormalization::none) {
+    // Every task's gradient accumulates into the same sum.
+    const MicroBatch* last_batch = nullptr;
+    for (const auto& g : groups) {
+      if (sync && !g.batches.empty()) last_batch = g.batches.back();
+    }
+    for (const auto& group : groups) {
+      out.losses.push_back(backward_task(group, scale, last_batch));
+      out.tasks.push_back(task_result(group));
+    }
+    if (sync) reducer_->finish();
+    unscale(grads, scale);
   } else {
-    // Pareto: α on the simplex minimising ‖Σ α_i g_i‖², from the Gram matrix of the task gradients.
-    const size_t n = task_gradients.size();
-    std::vector<torch::Tensor> dots;
-    for (size_t i = 0; i < n; ++i) {
-      for (size_t j = i; j < n; ++j) {
-        std::vector<torch::Tensor> parts;
-        for (size_t k = 0; k < grads.size(); ++k) {
-          parts.push_back(torch::dot(task_gradients[i][k].flatten(), task_gradients[j][k].flatten()).to(torch::kDouble));
-        }
-        dots.push_back(torch::stack(parts).sum());
+    // Each task's gradient on its own in .grad(), then weighed into the combination.
+    TaskGradientCombiner combiner(normalization);
+    for (size_t i = 0; i < groups.size(); ++i) {
+      const auto& group = groups[i];
+      if (i > 0) {
+        torch::NoGradGuard no_grad;
+        at::_foreach_zero_(grads);
       }
-    }
-    auto host = torch::stack(dots).to(torch::kCPU);
-    std::vector<std::vector<double>> gram(n, std::vector<double>(n));
-    bool finite = true;
-    for (size_t i = 0, d = 0; i < n; ++i) {
-      for (size_t j = i; j < n; ++j, ++d) {
-        gram[i][j] = gram[j][i] = host[static_cast<int64_t>(d)].item<double>();
-        finite = finite && std::isfinite(gram[i][j]);
+      out.losses.push_back(backward_task(group, scale, sync && !group.batches.empty() ? group.batches.back() : nullptr));
+      if (sync) {
+        if (group.batches.empty()) reducer_->arm();  // none of the task's examples here: this rank adds zeros
+        reducer_->finish();
       }
+      unscale(grads, scale);
+      auto task = task_result(group);
+      {
+        torch::NoGradGuard no_grad;
+        task.grad_norm = global_norm(grads).item<double>();
+      }
+      task.weight = combiner.add_task(grads, task.grad_norm);
+      out.tasks.push_back(task);
     }
-    // Non-finite gradients: equal weights, so the inf/NaN reach the step's check.
-    const auto weights = finite ? min_norm_weights(gram) : std::vector<double>(n, 1.0 / static_cast<double>(n));
-    for (size_t k = 0; k < grads.size(); ++k) grads[k].zero_();
-    for (size_t i = 0; i < n; ++i) {
-      out.tasks[i].weight = weights[i];
-      at::_foreach_add_(grads, task_gradients[i], weights[i]);
-    }
+    const auto weights = combiner.combine_into(grads);
+    for (size_t i = 0; i < weights.size(); ++i) out.tasks[i].weight = weights[i];
   }
   out.gradients = grads;
   return out;
@@ -461,11 +393,10 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
   return result;
 }
 
-GradientResult Trainer::gradients(const std::vector<MicroBatch>& batches, double alpha, const std::string& normalization) {
+GradientResult Trainer::gradients(const std::vector<MicroBatch>& batches, double alpha,
+                                  GradientNormalization normalization) {
   require(!batches.empty(), "gradients() needs at least one micro-batch");
   require(alpha >= 0 && alpha <= 1, "the residual scale alpha must be in [0, 1]");
-  require(normalization == "none" || normalization == "unit" || normalization == "pareto",
-          "unknown gradientNormalization '" + normalization + "': use none, unit or pareto");
   for (size_t i = 0; i < batches.size(); ++i) check_batch_in(batches[i], i);
   std::lock_guard<std::mutex> lock(*model_mutex_);
   enter_training(alpha);
@@ -531,105 +462,6 @@ HeadPrediction Trainer::predict(const MicroBatch& batch) {
   model_->train(was_training);
   heads_->train(was_training);
   return result;
-}
-
-NamedTensors Trainer::head_parameters() const {
-  NamedTensors result;
-  for (const auto& item : heads_->named_parameters()) result.emplace_back("heads." + item.key(), item.value().detach());
-  return result;
-}
-
-void Trainer::load_head_parameters(const std::map<std::string, torch::Tensor>& saved) {
-  std::map<std::string, torch::Tensor> ours;
-  for (const auto& [name, tensor] : head_parameters()) ours[name] = tensor;
-  std::vector<std::string> problems;
-  for (const auto& [name, tensor] : saved) {
-    auto it = ours.find(name);
-    if (it == ours.end()) {
-      problems.push_back("unexpected head tensor " + name);
-    } else if (it->second.sizes() != tensor.sizes()) {
-      std::ostringstream out;
-      out << "head tensor " << name << " has shape " << tensor.sizes() << " but the head expects " << it->second.sizes();
-      problems.push_back(out.str());
-    } else if (!tensor.is_floating_point()) {
-      problems.push_back("head tensor " + name + " is " + dtype_name(tensor.scalar_type()) + ", not floating point");
-    }
-  }
-  for (const auto& [name, tensor] : ours) {
-    if (!saved.count(name)) problems.push_back("missing head tensor " + name);
-  }
-  if (!problems.empty()) {
-    std::string message = "head weights do not match this trainer's heads: ";
-    for (size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];
-    throw std::invalid_argument(message);
-  }
-  std::lock_guard<std::mutex> lock(*model_mutex_);
-  torch::NoGradGuard no_grad;
-  for (auto& [name, tensor] : ours) tensor.copy_(saved.at(name));
-}
-
-std::map<std::string, torch::Tensor> Trainer::state_tensors() const {
-  std::map<std::string, torch::Tensor> result;
-  for (const auto& [key, tensor] : optimizer_->state()) result[key] = tensor.detach().clone();
-  for (auto& [key, generator] : generators()) {
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    result[key] = generator.get_state();
-  }
-  return result;
-}
-
-void Trainer::load_state_tensors(const std::map<std::string, torch::Tensor>& saved) {
-  std::map<std::string, torch::Tensor> optimizer_state;
-  for (const auto& [key, tensor] : saved) {
-    if (key.rfind("rng.", 0) != 0) optimizer_state[key] = tensor;
-  }
-  std::lock_guard<std::mutex> lock(*model_mutex_);
-  // Check the generator states first: nothing changes unless everything can.
-  auto gens = generators();
-  for (auto& [key, generator] : gens) {
-    auto it = saved.find(key);
-    if (it == saved.end()) continue;  // e.g. a CPU checkpoint resumed on a GPU machine
-    std::lock_guard<std::mutex> generator_lock(generator.mutex());
-    const auto current = generator.get_state();
-    require(it->second.scalar_type() == torch::kByte && it->second.sizes() == current.sizes(),
-            "random generator state " + key + " has the wrong size or dtype");
-  }
-  optimizer_->load_state(optimizer_state);
-  for (auto& [key, generator] : gens) {
-    auto it = saved.find(key);
-    if (it == saved.end()) continue;
-    std::lock_guard<std::mutex> generator_lock(generator.mutex());
-    generator.set_state(it->second);
-  }
-}
-
-std::map<std::string, torch::Tensor> Trainer::random_state() const {
-  std::map<std::string, torch::Tensor> result;
-  for (auto& [key, generator] : generators()) {
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    result[key] = generator.get_state();
-  }
-  return result;
-}
-
-void Trainer::load_random_state(const std::map<std::string, torch::Tensor>& saved) {
-  for (auto& [key, generator] : generators()) {
-    auto it = saved.find(key);
-    if (it == saved.end()) continue;
-    std::lock_guard<std::mutex> lock(generator.mutex());
-    require(it->second.scalar_type() == torch::kByte && it->second.sizes() == generator.get_state().sizes(),
-            "random generator state " + key + " has the wrong size or dtype");
-    generator.set_state(it->second);
-  }
-}
-
-TrainerCounters Trainer::counters() const { return counters_; }
-
-void Trainer::set_counters(const TrainerCounters& counters) {
-  require(counters.step >= 0 && counters.skipped_steps >= 0 && counters.loss_scale > 0 && counters.growth_tracker >= 0,
-          "invalid trainer counters");
-  counters_ = counters;
-  optimizer_->set_steps(counters.step);
 }
 
 }  // namespace roformer

@@ -14,6 +14,7 @@
 #pragma once
 
 #include "encoder_model.h"
+#include "gradient_normalization.h"
 #include "heads.h"
 #include "optimizers.h"
 
@@ -41,11 +42,8 @@ struct TrainerOptions {
   int64_t growth_interval = 2000;
   // Task heads by task name, trained with the encoder (empty: MLM only).
   std::vector<std::pair<std::string, HeadConfig>> heads;
-  // How the tasks of one step combine their gradients: "none" (the plain sum of the
-  // task losses), "unit" (each task's gradient scaled to unit global norm: minimise
-  // Σ L_i / ‖∇L_i‖ with the norms held constant) or "pareto" (weights α on the simplex
-  // minimising ‖Σ α_i ∇L_i‖², the min-norm / Frank–Wolfe solution).
-  std::string gradient_normalization = "none";
+  // How the tasks of one step combine their gradients (gradient_normalization.h).
+  GradientNormalization gradient_normalization = GradientNormalization::none;
   // Data-parallel training (distributed.h): the step's gradients, losses and counts are
   // summed over the ranks, so every rank makes the same update; null: this process alone.
   std::shared_ptr<Distributed> distributed;
@@ -94,9 +92,6 @@ struct GradientResult {
   std::vector<TaskStepResult> tasks;
 };
 
-// argmin over the simplex of αᵀ G α for a Gram matrix G (Frank–Wolfe with exact line search).
-std::vector<double> min_norm_weights(const std::vector<std::vector<double>>& gram);
-
 // The trainer's scalar state, for checkpoints (tensors go through state_tensors()).
 struct TrainerCounters {
   int64_t step = 0;
@@ -125,7 +120,7 @@ class Trainer {
   HeadPrediction predict(const MicroBatch& batch);
 
   // The step's combined gradient without updating; `normalization` overrides the option.
-  GradientResult gradients(const std::vector<MicroBatch>& batches, double alpha, const std::string& normalization);
+  GradientResult gradients(const std::vector<MicroBatch>& batches, double alpha, GradientNormalization normalization);
 
   // The heads: their configurations, and their weights by optimiser name.
   const std::vector<std::pair<std::string, HeadConfig>>& head_configs() const { return options_.heads; }
@@ -155,20 +150,41 @@ class Trainer {
   // check_batch with the error prefixed by "microBatches[index] (task '…'): ".
   void check_batch_in(const MicroBatch& batch, size_t index) const;
   TaskHead* head_for(const MicroBatch& batch) const;  // nullptr for MLM
+  // Under the model lock, before a training forward: device check, train mode (encoder
+  // and heads), the residual scale α.
+  void enter_training(double alpha);
+
   // Forward/backward of every task in `batches` (loss scale `scale`), leaving the
   // combined, unscaled gradient in .grad() of the step's parameters.
+  // `sync`: data-parallel step (counts, tasks and gradients summed over the ranks).
   struct Accumulated {
     NamedTensors parameters;               // the encoder's and the step's heads'
     std::vector<torch::Tensor> gradients;  // their .grad(), combined
     std::vector<torch::Tensor> losses;     // per task, on the device
     std::vector<TaskStepResult> tasks;     // loss not yet filled in
   };
-  // `sync`: data-parallel step (counts, tasks and gradients summed over the ranks).
-  // Under the model lock, before a training forward: device check, train mode (encoder
-  // and heads), the residual scale α.
-  void enter_training(double alpha);
-  Accumulated accumulate(const std::vector<MicroBatch>& batches, const std::string& normalization, double scale,
+  Accumulated accumulate(const std::vector<MicroBatch>& batches, GradientNormalization normalization, double scale,
                          bool sync = false);
+  // The steps of accumulate(). One task's micro-batches in a step, and how many MLM
+  // targets or examples they hold (data-parallel: over all ranks).
+  struct TaskGroup {
+    std::string task;
+    TaskHead* head;  // nullptr for MLM
+    std::vector<const MicroBatch*> batches;
+    int64_t count = 0;
+  };
+  // The step's tasks in order of first appearance, each with its micro-batches.
+  std::vector<TaskGroup> group_by_task(const std::vector<MicroBatch>& batches) const;
+  // Data-parallel: the tasks of any rank, in one order on every rank (MLM, then the
+  // heads), each with its count over all ranks.
+  std::vector<TaskGroup> agree_on_tasks(std::vector<TaskGroup> groups) const;
+  // The encoder's parameters and those of the heads in `groups`; the other heads'
+  // gradients are reset, so the optimiser leaves them (and their moments) untouched.
+  NamedTensors step_parameters(const std::vector<TaskGroup>& groups) const;
+  // Forward and backward of one task's micro-batches, its gradient accumulating in
+  // .grad() (times `scale`); arms the data-parallel reducer before `arm_before`'s
+  // backward. Returns the task's loss, on the device.
+  torch::Tensor backward_task(const TaskGroup& group, double scale, const MicroBatch* arm_before);
   // Data-parallel: the same model on every rank (checked), rank 0's weights everywhere.
   void sync_parameters();
   void check_device() const;

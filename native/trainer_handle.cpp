@@ -12,61 +12,43 @@ namespace roformer::js {
 
 namespace {
 
-double number_option(const Napi::Object& o, const char* key, double fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  if (!o.Get(key).IsNumber()) {
-    throw Napi::TypeError::New(o.Env(), std::string("trainer option ") + key + " must be a number");
-  }
-  return o.Get(key).As<Napi::Number>().DoubleValue();
-}
-
-std::string string_option(const Napi::Object& o, const char* key, const std::string& fallback) {
-  if (!o.Has(key) || o.Get(key).IsUndefined()) return fallback;
-  if (!o.Get(key).IsString()) {
-    throw Napi::TypeError::New(o.Env(), std::string("trainer option ") + key + " must be a string");
-  }
-  return o.Get(key).As<Napi::String>().Utf8Value();
-}
+// Trainer options are named in errors as "trainer option <key>".
+const std::string kOption = "trainer option ";
 
 TrainerOptions parse_options(const Napi::Object& o) {
   TrainerOptions t;
   auto& opt = t.optimizer;
-  opt.kind = string_option(o, "optimizer", opt.kind);
-  opt.beta1 = number_option(o, "beta1", opt.beta1);
-  opt.beta2 = number_option(o, "beta2", opt.beta2);
-  opt.eps = number_option(o, "eps", opt.kind == "lamb" ? 1e-6 : opt.eps);
-  opt.weight_decay = number_option(o, "weightDecay", opt.weight_decay);
-  opt.adafactor_scale_parameter =
-      !o.Has("scaleParameter") || o.Get("scaleParameter").IsUndefined() || o.Get("scaleParameter").ToBoolean().Value();
-  t.max_grad_norm = number_option(o, "maxGradNorm", t.max_grad_norm);
-  t.precision = string_option(o, "precision", t.precision);
-  if (o.Has("lossScaling") && !o.Get("lossScaling").IsUndefined()) t.loss_scaling = o.Get("lossScaling").ToBoolean();
-  t.init_scale = number_option(o, "initScale", t.init_scale);
-  t.growth_factor = number_option(o, "growthFactor", t.growth_factor);
-  t.backoff_factor = number_option(o, "backoffFactor", t.backoff_factor);
-  t.growth_interval = static_cast<int64_t>(number_option(o, "growthInterval", static_cast<double>(t.growth_interval)));
-  t.gradient_normalization = string_option(o, "gradientNormalization", t.gradient_normalization);
-  if (o.Has("processGroup") && !o.Get("processGroup").IsUndefined() && !o.Get("processGroup").IsNull()) {
-    t.distributed = ProcessGroupHandle::unwrap(o.Get("processGroup"), "trainer option processGroup");
+  opt.kind = string_field(o, "optimizer", opt.kind, kOption);
+  opt.beta1 = number_field(o, "beta1", opt.beta1, kOption);
+  opt.beta2 = number_field(o, "beta2", opt.beta2, kOption);
+  opt.eps = number_field(o, "eps", opt.kind == "lamb" ? 1e-6 : opt.eps, kOption);
+  opt.weight_decay = number_field(o, "weightDecay", opt.weight_decay, kOption);
+  opt.adafactor_scale_parameter = boolean_field(o, "scaleParameter", true);
+  t.max_grad_norm = number_field(o, "maxGradNorm", t.max_grad_norm, kOption);
+  t.precision = string_field(o, "precision", t.precision, kOption);
+  t.loss_scaling = optional_boolean_field(o, "lossScaling");
+  t.init_scale = number_field(o, "initScale", t.init_scale, kOption);
+  t.growth_factor = number_field(o, "growthFactor", t.growth_factor, kOption);
+  t.backoff_factor = number_field(o, "backoffFactor", t.backoff_factor, kOption);
+  t.growth_interval = static_cast<int64_t>(number_field(o, "growthInterval", static_cast<double>(t.growth_interval), kOption));
+  if (has_field(o, "gradientNormalization")) {
+    t.gradient_normalization = parse_gradient_normalization(string_field(o, "gradientNormalization", "", kOption));
+  }
+  if (has_field(o, "processGroup") && !o.Get("processGroup").IsNull()) {
+    t.distributed = ProcessGroupHandle::unwrap(o.Get("processGroup"), kOption + "processGroup");
   }
   // heads: { <task>: { kind, numLabels, headSize? } }
-  if (o.Has("heads") && !o.Get("heads").IsUndefined() && !o.Get("heads").IsNull()) {
-    if (!o.Get("heads").IsObject()) throw Napi::TypeError::New(o.Env(), "trainer option heads must be an object");
-    auto heads = o.Get("heads").As<Napi::Object>();
+  if (has_field(o, "heads") && !o.Get("heads").IsNull()) {
+    auto heads = require_object(o.Get("heads"), kOption + "heads");
     auto names = heads.GetPropertyNames();
     for (uint32_t i = 0; i < names.Length(); ++i) {
       const auto task = names.Get(i).ToString().Utf8Value();
-      if (!heads.Get(task).IsObject()) throw Napi::TypeError::New(o.Env(), "heads." + task + " must be an object");
-      auto spec = heads.Get(task).As<Napi::Object>();
+      auto spec = require_object(heads.Get(task), "heads." + task);
+      const std::string where = "heads." + task + ".";
       HeadConfig config;
-      config.kind = string_option(spec, "kind", "");
-      const double labels = number_option(spec, "numLabels", config.kind == "multiple-choice" ? 1 : 0);
-      const double size = number_option(spec, "headSize", static_cast<double>(config.head_size));
-      if (labels != static_cast<double>(static_cast<int64_t>(labels)) || size != static_cast<double>(static_cast<int64_t>(size))) {
-        throw Napi::TypeError::New(o.Env(), "heads." + task + ": numLabels and headSize must be integers");
-      }
-      config.num_labels = static_cast<int64_t>(labels);
-      config.head_size = static_cast<int64_t>(size);
+      config.kind = string_field(spec, "kind", "", where);
+      config.num_labels = integer_field(spec, "numLabels", config.kind == "multiple-choice" ? 1 : 0, where);
+      config.head_size = integer_field(spec, "headSize", config.head_size, where);
       t.heads.emplace_back(task, config);
     }
   }
@@ -74,13 +56,9 @@ TrainerOptions parse_options(const Napi::Object& o) {
 }
 
 MicroBatch parse_batch(const Napi::Value& value, const std::string& what) {
-  if (!value.IsObject()) throw Napi::TypeError::New(value.Env(), what + " must be an object");
-  auto o = value.As<Napi::Object>();
+  auto o = require_object(value, what);
   MicroBatch b;
-  if (o.Has("task") && !o.Get("task").IsUndefined() && !o.Get("task").IsNull()) {
-    if (!o.Get("task").IsString()) throw Napi::TypeError::New(value.Env(), what + ".task must be a string");
-    b.task = o.Get("task").As<Napi::String>().Utf8Value();
-  }
+  if (!o.Get("task").IsNull()) b.task = string_field(o, "task", "", what + ".");
   const bool mlm = b.task.empty() || b.task == "mlm";
   b.input_ids = TensorHandle::unwrap(o.Get("inputIds"), what + ".inputIds");
   b.token_type_ids = TensorHandle::unwrap(o.Get("tokenTypeIds"), what + ".tokenTypeIds", /*optional=*/true);
@@ -95,8 +73,12 @@ MicroBatch parse_batch(const Napi::Value& value, const std::string& what) {
   return b;
 }
 
-// A JS object of Tensors by name, e.g. saved optimiser or head state.
-std::map<std::string, torch::Tensor> named_tensors(const Napi::Object& given) {
+// The argument of loadHeadParameters / loadStateTensors / loadRandomState: a JS object
+// of Tensors by name (saved head, optimiser or random state); `signature` names the
+// method in the TypeError when it is not an object.
+std::map<std::string, torch::Tensor> state_argument(const Napi::CallbackInfo& info, const char* signature) {
+  if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(info.Env(), signature);
+  auto given = info[0].As<Napi::Object>();
   std::map<std::string, torch::Tensor> state;
   auto keys = given.GetPropertyNames();
   for (uint32_t i = 0; i < keys.Length(); ++i) {
@@ -106,12 +88,12 @@ std::map<std::string, torch::Tensor> named_tensors(const Napi::Object& given) {
   return state;
 }
 
-void claim(const std::shared_ptr<std::atomic<bool>>& busy, const char* what) {
-  bool expected = false;
-  if (!busy->compare_exchange_strong(expected, true)) {
-    throw std::invalid_argument(std::string(what) +
-                                ": the previous step or evaluation of this trainer is still running; await it first");
-  }
+// Tensors by name as a JS object of Tensor handles.
+template <typename NamedTensorList>
+Napi::Object tensors_object(Napi::Env env, const NamedTensorList& tensors) {
+  auto result = Napi::Object::New(env);
+  for (const auto& [name, tensor] : tensors) result.Set(name, TensorHandle::wrap(env, tensor));
+  return result;
 }
 
 Napi::Array task_results(Napi::Env env, const std::vector<TaskStepResult>& tasks) {
@@ -223,6 +205,15 @@ Napi::Value TrainerHandle::zlpr_loss(const Napi::CallbackInfo& info) {
   });
 }
 
+template <typename Result>
+Napi::Value TrainerHandle::start_job(Napi::Env env, const char* method, std::function<Result(Trainer&)> work,
+                                     typename PromiseJob<Result>::Done done) {
+  this->trainer(method);
+  return start_exclusive_job<Result>(
+      env, busy_, std::string(method) + ": the previous step or evaluation of this trainer is still running; await it first",
+      model_use_, [trainer = trainer_, work = std::move(work)]() { return work(*trainer); }, std::move(done));
+}
+
 Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -232,14 +223,8 @@ Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
     auto batches = parse_batches(info[0]);
     const double lr = info[1].As<Napi::Number>().DoubleValue();
     const double alpha = info[2].As<Napi::Number>().DoubleValue();
-    auto trainer = trainer_;
-    this->trainer("step");
-    claim(busy_, "step");
-    auto busy = busy_;
-    auto model_done = model_use_->enter(model_use_);
-    return PromiseJob<StepResult>::start(
-        env,
-        [=]() { return trainer->step(batches, lr, alpha); },
+    return start_job<StepResult>(
+        env, "step", [=](Trainer& trainer) { return trainer.step(batches, lr, alpha); },
         [](Napi::Env env, StepResult& r) -> Napi::Value {
           auto o = Napi::Object::New(env);
           o.Set("loss", r.loss);
@@ -251,11 +236,6 @@ Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
           o.Set("skippedSteps", static_cast<double>(r.skipped_steps));
           o.Set("tasks", task_results(env, r.tasks));
           return o;
-        },
-        // Busy until the Promise settles, so JS never sees a finished-but-unsettled step as free.
-        [busy, model_done]() {
-          *busy = false;
-          model_done();
         });
   });
 }
@@ -264,24 +244,14 @@ Napi::Value TrainerHandle::evaluate(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     auto batch = parse_batch(info[0], "batch");
-    auto trainer = trainer_;
-    this->trainer("evaluate");
-    claim(busy_, "evaluate");
-    auto busy = busy_;
-    auto model_done = model_use_->enter(model_use_);
-    return PromiseJob<Trainer::EvalResult>::start(
-        env,
-        [=]() { return trainer->evaluate(batch); },
+    return start_job<Trainer::EvalResult>(
+        env, "evaluate", [=](Trainer& trainer) { return trainer.evaluate(batch); },
         [](Napi::Env env, Trainer::EvalResult& r) -> Napi::Value {
           auto o = Napi::Object::New(env);
           o.Set("lossSum", r.loss_sum);
           o.Set("correct", static_cast<double>(r.correct));
           o.Set("targets", static_cast<double>(r.targets));
           return o;
-        },
-        [busy, model_done]() {
-          *busy = false;
-          model_done();
         });
   });
 }
@@ -290,14 +260,8 @@ Napi::Value TrainerHandle::predict(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     auto batch = parse_batch(info[0], "batch");
-    auto trainer = trainer_;
-    this->trainer("predict");
-    claim(busy_, "predict");
-    auto busy = busy_;
-    auto model_done = model_use_->enter(model_use_);
-    return PromiseJob<HeadPrediction>::start(
-        env,
-        [=]() { return trainer->predict(batch); },
+    return start_job<HeadPrediction>(
+        env, "predict", [=](Trainer& trainer) { return trainer.predict(batch); },
         [](Napi::Env env, HeadPrediction& r) -> Napi::Value {
           auto o = Napi::Object::New(env);
           o.Set("task", r.task);
@@ -309,10 +273,6 @@ Napi::Value TrainerHandle::predict(const Napi::CallbackInfo& info) {
             o.Set("spanScores", TensorHandle::wrap(env, r.span_scores));
           }
           return o;
-        },
-        [busy, model_done]() {
-          *busy = false;
-          model_done();
         });
   });
 }
@@ -325,15 +285,11 @@ Napi::Value TrainerHandle::gradients(const Napi::CallbackInfo& info) {
     }
     auto batches = parse_batches(info[0]);
     const double alpha = info[1].As<Napi::Number>().DoubleValue();
-    const std::string normalization = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value()
-                                                                              : this->trainer("gradients").options().gradient_normalization;
-    claim(busy_, "gradients");
-    auto trainer = trainer_;
-    auto busy = busy_;
-    auto model_done = model_use_->enter(model_use_);
-    return PromiseJob<GradientResult>::start(
-        env,
-        [=]() { return trainer->gradients(batches, alpha, normalization); },
+    const auto normalization = info.Length() > 2 && info[2].IsString()
+                                   ? parse_gradient_normalization(info[2].As<Napi::String>().Utf8Value())
+                                   : this->trainer("gradients").options().gradient_normalization;
+    return start_job<GradientResult>(
+        env, "gradients", [=](Trainer& trainer) { return trainer.gradients(batches, alpha, normalization); },
         [](Napi::Env env, GradientResult& r) -> Napi::Value {
           auto o = Napi::Object::New(env);
           auto grads = Napi::Object::New(env);
@@ -341,10 +297,6 @@ Napi::Value TrainerHandle::gradients(const Napi::CallbackInfo& info) {
           o.Set("gradients", grads);
           o.Set("tasks", task_results(env, r.tasks));
           return o;
-        },
-        [busy, model_done]() {
-          *busy = false;
-          model_done();
         });
   });
 }
@@ -367,21 +319,15 @@ Napi::Value TrainerHandle::heads(const Napi::CallbackInfo& info) {
 Napi::Value TrainerHandle::head_parameters(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    auto result = Napi::Object::New(env);
-    auto& trainer = this->trainer("headParameters");
-    if (*busy_) throw std::invalid_argument("headParameters: a step is running; await it first");
-    for (const auto& [name, tensor] : trainer.head_parameters()) result.Set(name, TensorHandle::wrap(env, tensor));
-    return result;
+    return tensors_object(env, idle_trainer("headParameters").head_parameters());
   });
 }
 
 Napi::Value TrainerHandle::load_head_parameters(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadHeadParameters(state: object)");
-    this->trainer("loadHeadParameters");
-    if (*busy_) throw std::invalid_argument("loadHeadParameters: a step is running; await it first");
-    trainer_->load_head_parameters(named_tensors(info[0].As<Napi::Object>()));
+    auto state = state_argument(info, "loadHeadParameters(state: object)");
+    idle_trainer("loadHeadParameters").load_head_parameters(state);
     return env.Undefined();
   });
 }
@@ -389,21 +335,15 @@ Napi::Value TrainerHandle::load_head_parameters(const Napi::CallbackInfo& info) 
 Napi::Value TrainerHandle::state_tensors(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    auto& trainer = this->trainer("stateTensors");
-    if (*busy_) throw std::invalid_argument("stateTensors: a step is running; await it first");
-    auto result = Napi::Object::New(env);
-    for (const auto& [key, tensor] : trainer.state_tensors()) result.Set(key, TensorHandle::wrap(env, tensor));
-    return result;
+    return tensors_object(env, idle_trainer("stateTensors").state_tensors());
   });
 }
 
 Napi::Value TrainerHandle::load_state_tensors(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadStateTensors(state: object)");
-    this->trainer("loadStateTensors");
-    if (*busy_) throw std::invalid_argument("loadStateTensors: a step is running; await it first");
-    trainer_->load_state_tensors(named_tensors(info[0].As<Napi::Object>()));
+    auto state = state_argument(info, "loadStateTensors(state: object)");
+    idle_trainer("loadStateTensors").load_state_tensors(state);
     return env.Undefined();
   });
 }
@@ -411,19 +351,15 @@ Napi::Value TrainerHandle::load_state_tensors(const Napi::CallbackInfo& info) {
 Napi::Value TrainerHandle::random_state(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    auto o = Napi::Object::New(env);
-    for (auto& [key, tensor] : trainer("randomState").random_state()) o.Set(key, TensorHandle::wrap(env, tensor));
-    return o;
+    return tensors_object(env, trainer("randomState").random_state());
   });
 }
 
 Napi::Value TrainerHandle::load_random_state(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "loadRandomState(state: object)");
-    this->trainer("loadRandomState");
-    if (*busy_) throw std::invalid_argument("loadRandomState: a step is running; await it first");
-    trainer_->load_random_state(named_tensors(info[0].As<Napi::Object>()));
+    auto state = state_argument(info, "loadRandomState(state: object)");
+    idle_trainer("loadRandomState").load_random_state(state);
     return env.Undefined();
   });
 }
@@ -445,15 +381,15 @@ Napi::Value TrainerHandle::set_counters(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsObject()) throw_type_error(env, "setCounters(counters: object)");
-    this->trainer("setCounters");
-    if (*busy_) throw std::invalid_argument("setCounters: a step is running; await it first");
+    auto& trainer = idle_trainer("setCounters");
     auto o = info[0].As<Napi::Object>();
+    const std::string where = "setCounters: counters.";
     TrainerCounters c;
-    c.step = static_cast<int64_t>(number_option(o, "step", 0));
-    c.skipped_steps = static_cast<int64_t>(number_option(o, "skippedSteps", 0));
-    c.loss_scale = number_option(o, "lossScale", 1);
-    c.growth_tracker = static_cast<int64_t>(number_option(o, "growthTracker", 0));
-    trainer_->set_counters(c);
+    c.step = static_cast<int64_t>(number_field(o, "step", 0, where));
+    c.skipped_steps = static_cast<int64_t>(number_field(o, "skippedSteps", 0, where));
+    c.loss_scale = number_field(o, "lossScale", 1, where);
+    c.growth_tracker = static_cast<int64_t>(number_field(o, "growthTracker", 0, where));
+    trainer.set_counters(c);
     return env.Undefined();
   });
 }
@@ -463,6 +399,12 @@ Napi::Value TrainerHandle::busy(const Napi::CallbackInfo& info) { return Napi::B
 Trainer& TrainerHandle::trainer(const char* method) const {
   if (!trainer_) throw std::invalid_argument(std::string(method) + ": this trainer was disposed and can no longer be used");
   return *trainer_;
+}
+
+Trainer& TrainerHandle::idle_trainer(const char* method) const {
+  auto& trainer = this->trainer(method);
+  if (*busy_) throw std::invalid_argument(std::string(method) + ": a step is running; await it first");
+  return trainer;
 }
 
 Napi::Value TrainerHandle::disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !trainer_); }

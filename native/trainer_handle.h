@@ -45,12 +45,20 @@ class TrainerHandle : public Napi::ObjectWrap<TrainerHandle> {
   Napi::Value disposed(const Napi::CallbackInfo& info);
   // The trainer, or a clear error after dispose().
   Trainer& trainer(const char* method) const;
+  // The same, or a clear error while a step, evaluation or prediction is in flight.
+  Trainer& idle_trainer(const char* method) const;
+  // Runs `work` on the trainer on the executor thread as `method`: alone (a second
+  // step, evaluation or prediction is refused until its Promise settles) and counted
+  // as a job that uses the model's weights; `done` turns its result into JS.
+  template <typename Result>
+  Napi::Value start_job(Napi::Env env, const char* method, std::function<Result(Trainer&)> work,
+                        typename PromiseJob<Result>::Done done);
 
   std::shared_ptr<Trainer> trainer_;
   // The trained model's job count: a step counts as a job that uses its weights.
   std::shared_ptr<ModelUse> model_use_;
   // A step or evaluation in flight: a second one is refused, never run concurrently.
-  std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
+  BusyFlag busy_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace roformer::js
