@@ -4,20 +4,17 @@
 // reading only the exported folder, must tokenize like our Tokenizer and fill masks
 // with the same top-5 as `roformer fill-mask`.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { promisify } from 'node:util';
 
 import * as ort from 'onnxruntime-node';
 import { AutoTokenizer, env, pipeline } from '@huggingface/transformers';
 
 import { RoFormerV2, Tokenizer, tensor } from '../lib/index.js';
 import { decodeOnnxModel } from '../lib/export/onnx-proto.js';
+import { failure, roformer } from './cli-run.js';
 
-const exec = promisify(execFile);
-const CLI = 'dist/lib/cli.js';
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'onnx-export-test-'));
 afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
@@ -39,7 +36,7 @@ async function exportedModel(name: string, residualScale: number): Promise<{ mod
   await model.save(modelDir);
   model.dispose();
   await Tokenizer.fromTokens(VOCAB).save(path.join(modelDir, 'vocab.txt'));
-  const { stdout } = await exec(process.execPath, [CLI, 'export', modelDir, '--format', 'onnx', '--out', onnxDir]);
+  const { stdout } = await roformer('export', modelDir, '--format', 'onnx', '--out', onnxDir);
   expect(stdout).toContain(`wrote ${onnxDir}: config.json, tokenizer.json, tokenizer_config.json, vocab.txt, onnx/model.onnx`);
   return { modelDir, onnxDir };
 }
@@ -128,6 +125,22 @@ describe('roformer export --format onnx', () => {
     expect(names).not.toContain('residual_scale'); // α = 1 needs no multiply
   });
 
+  it('bad input: a missing or unknown --format, a model dir without vocab.txt (exit 1, named on stderr)', async () => {
+    const modelDir = path.join(tmpRoot, 'alpha-1-model');
+    const out = path.join(tmpRoot, 'never-written');
+    const noFormat = await failure('export', modelDir, '--out', out);
+    expect(noFormat.stderr).toContain("required option '--format <format>' not specified");
+    const unknown = await failure('export', modelDir, '--format', 'tflite', '--out', out);
+    expect(unknown.stderr).toMatch(/--format <format>' argument 'tflite' is invalid. Allowed choices are onnx/);
+    const noVocab = path.join(tmpRoot, 'no-vocab');
+    fs.cpSync(modelDir, noVocab, { recursive: true });
+    fs.rmSync(path.join(noVocab, 'vocab.txt'));
+    const missing = await failure('export', noVocab, '--format', 'onnx', '--out', out);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`${noVocab} has no vocab.txt: the export writes tokenizer.json from it`);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
   describe('transformers.js, from the exported folder only', () => {
     let ours: Tokenizer;
     beforeAll(async () => {
@@ -157,7 +170,7 @@ describe('roformer export --format onnx', () => {
     it("fill-mask returns the same top-5 tokens as roformer fill-mask", async () => {
       const fill = await pipeline('fill-mask', 'alpha-1', { dtype: 'fp32' });
       for (const text of ['我们今天[MASK]气很好。', 'the [MASK] is good', '北京[MASK]上海']) {
-        const { stdout } = await exec(process.execPath, [CLI, 'fill-mask', '--model', path.join(tmpRoot, 'alpha-1-model'), '--json', text]);
+        const { stdout } = await roformer('fill-mask', '--model', path.join(tmpRoot, 'alpha-1-model'), '--json', text);
         const expected = (JSON.parse(stdout) as { predictions: Array<{ candidates: Array<{ token: string; probability: number }> }> }).predictions[0]!.candidates;
         // roformer fill-mask never proposes [PAD] [CLS] [SEP] [MASK]; the pipeline may, so ask for 4 more and drop them.
         const skipped = new Set(['[PAD]', '[CLS]', '[SEP]', '[MASK]']);

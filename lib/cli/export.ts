@@ -15,7 +15,8 @@ export function exportCommand(): Command {
       const { model, tokenizer } = await loadEncoder(path, 'the export writes tokenizer.json from it');
       try {
         const { files, modelBytes } = await exportOnnx(model, tokenizer, options.out);
-        console.log(`wrote ${options.out}: ${files.join(', ')} (${(modelBytes / 2 ** 20).toFixed(1)} MiB of ONNX)`);
+        const size = modelBytes < 2 ** 20 ? `${(modelBytes / 2 ** 10).toFixed(1)} KiB` : `${(modelBytes / 2 ** 20).toFixed(1)} MiB`;
+        console.log(`wrote ${options.out}: ${files.join(', ')} (${size} of ONNX)`);
       } finally {
         model.dispose();
       }
