@@ -2,7 +2,9 @@
 // clients users will run it with. onnxruntime-node must give the addon's logits
 // (padding, an all-padding row, segment ids, two lengths, α < 1); transformers.js,
 // reading only the exported folder, must tokenize like our Tokenizer and fill masks
-// with the same top-5 as `roformer fill-mask`.
+// with the same top-5 as `roformer fill-mask`. A fine-tuned model's classification and
+// multilabel heads export with --head: the same logits as the trainer's predict(), and
+// transformers.js's text-classification scores from them.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -11,7 +13,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { AutoTokenizer, env, pipeline } from '@huggingface/transformers';
 
-import { RoFormerV2, Tokenizer, tensor } from '../lib/index.js';
+import { RoFormerV2, Tokenizer, Trainer, tensor, writeHeads, type HeadSpecs } from '../lib/index.js';
 import { decodeOnnxModel } from '../lib/export/onnx-proto.js';
 import { failure, roformer } from './cli-run.js';
 
@@ -68,6 +70,21 @@ function batchOf(rows: number[][], length: number) {
   return { ids, mask, types, dims: [rows.length, length] };
 }
 
+type Batch = ReturnType<typeof batchOf>;
+
+const ortFeeds = (batch: Batch) => ({
+  input_ids: new ort.Tensor('int64', batch.ids, batch.dims),
+  attention_mask: new ort.Tensor('int64', batch.mask, batch.dims),
+  token_type_ids: new ort.Tensor('int64', batch.types, batch.dims),
+});
+
+/** The same batch as addon tensors (the caller disposes them). */
+const addonInputs = (batch: Batch) => ({
+  inputIds: tensor(batch.ids, batch.dims, 'int64'),
+  attentionMask: tensor(batch.mask, batch.dims, 'int64'),
+  tokenTypeIds: tensor(batch.types, batch.dims, 'int64'),
+});
+
 describe('roformer export --format onnx', () => {
   const sessions: ort.InferenceSession[] = [];
   afterAll(async () => {
@@ -84,22 +101,13 @@ describe('roformer export --format onnx', () => {
       expect(session.outputNames).toEqual(['logits']);
 
       const random = (n: number, seed: number) => Array.from({ length: n }, (_, i) => 5 + ((i * 7919 + seed * 104729) % (VOCAB.length - 5)));
-      for (const [length, rows] of [
-        [7, [random(7, 1), random(4, 2), []]],
-        [13, [random(13, 3), random(9, 4)]],
-      ] as const) {
-        const batch = batchOf(rows as number[][], length);
-        const feeds = {
-          input_ids: new ort.Tensor('int64', batch.ids, batch.dims),
-          attention_mask: new ort.Tensor('int64', batch.mask, batch.dims),
-          token_type_ids: new ort.Tensor('int64', batch.types, batch.dims),
-        };
-        const { logits } = await session.run(feeds);
+      // Length 7 with a short row and an all-padding one, then length 13.
+      const batches = [batchOf([random(7, 1), random(4, 2), []], 7), batchOf([random(13, 3), random(9, 4)], 13)];
+      for (const batch of batches) {
+        const { logits } = await session.run(ortFeeds(batch));
         expect(logits!.dims).toEqual([...batch.dims, VOCAB.length]);
 
-        const inputIds = tensor(batch.ids, batch.dims, 'int64');
-        const attentionMask = tensor(batch.mask, batch.dims, 'int64');
-        const tokenTypeIds = tensor(batch.types, batch.dims, 'int64');
+        const { inputIds, attentionMask, tokenTypeIds } = addonInputs(batch);
         const hidden = await model.forward(inputIds, { attentionMask, tokenTypeIds });
         const expected = await model.mlmLogits(hidden);
         const reference = expected.toArray() as Float32Array;
@@ -181,5 +189,95 @@ describe('roformer export --format onnx', () => {
       }
       await fill.dispose();
     });
+  });
+});
+
+describe('roformer export --format onnx --head', () => {
+  const HEADS: HeadSpecs = {
+    topic: { kind: 'classification', numLabels: 3, labels: ['weather', 'city', 'model'] },
+    tags: { kind: 'multilabel', numLabels: 2 },
+    spans: { kind: 'span', numLabels: 1, headSize: 8 },
+  };
+  let modelDir: string;
+  let trainer: Trainer;
+  let model: RoFormerV2;
+
+  beforeAll(async () => {
+    // A fine-tuned model dir: the encoder, vocab.txt, heads.json + heads.safetensors.
+    modelDir = path.join(tmpRoot, 'finetuned-model');
+    model = RoFormerV2.create({ config: TINY, seed: 11 });
+    trainer = new Trainer(model, { heads: HEADS });
+    await model.save(modelDir);
+    const headWeights = trainer.native.headParameters();
+    await writeHeads(modelDir, trainer.heads, headWeights);
+    Object.values(headWeights).forEach((t) => t.dispose());
+    await Tokenizer.fromTokens(VOCAB).save(path.join(modelDir, 'vocab.txt'));
+  });
+  afterAll(() => {
+    trainer.dispose();
+    model.dispose();
+  });
+
+  /** The trainer's logits for a padded batch of the head. */
+  async function predicted(task: string, batch: Batch): Promise<Float32Array> {
+    const { inputIds, attentionMask, tokenTypeIds } = addonInputs(batch);
+    const { scores } = await trainer.predict({ task, inputIds, attentionMask, tokenTypeIds });
+    const values = scores.toArray() as Float32Array;
+    [inputIds, attentionMask, tokenTypeIds, scores].forEach((t) => t.dispose());
+    return values;
+  }
+
+  it('a classification head: onnxruntime-node gives the logits of predict(); config.json names its labels', async () => {
+    const out = path.join(tmpRoot, 'topic');
+    const { stdout } = await roformer('export', modelDir, '--format', 'onnx', '--out', out, '--head', 'topic');
+    expect(stdout).toContain('head topic');
+    const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
+    expect(config).toMatchObject({
+      model_type: 'roformer',
+      architectures: ['RoFormerForSequenceClassification'],
+      problem_type: 'single_label_classification',
+      id2label: { 0: 'weather', 1: 'city', 2: 'model' },
+    });
+
+    const session = await ort.InferenceSession.create(path.join(out, 'onnx', 'model.onnx'));
+    const batch = batchOf([[5, 6, 7, 8, 9, 10], [11, 12, 13], []], 6);
+    const { logits } = await session.run(ortFeeds(batch));
+    await session.release();
+    expect(logits!.dims).toEqual([3, 3]);
+    expect(relativeError(logits!.data as Float32Array, await predicted('topic', batch))).toBeLessThanOrEqual(1e-4);
+  });
+
+  it("a multilabel head: transformers.js's text-classification gives the sigmoids of predict()", async () => {
+    const out = path.join(tmpRoot, 'tags');
+    await roformer('export', modelDir, '--format', 'onnx', '--out', out, '--head', 'tags');
+    env.allowRemoteModels = false;
+    env.localModelPath = tmpRoot;
+    const classify = await pipeline('text-classification', 'tags', { dtype: 'fp32' });
+    const ours = await Tokenizer.fromFile(path.join(modelDir, 'vocab.txt'));
+    for (const text of ['北京天气很好', 'the model is playing']) {
+      const ids = ours.encode(text);
+      const logits = await predicted('tags', { ids: BigInt64Array.from(ids, BigInt), mask: BigInt64Array.from(ids, () => 1n), types: new BigInt64Array(ids.length), dims: [1, ids.length] });
+      const results = (await classify(text, { top_k: 2 })) as Array<{ label: string; score: number }>;
+      const byLabel = Object.fromEntries(results.map((r) => [r.label, r.score]));
+      expect(Object.keys(byLabel).sort()).toEqual(['LABEL_0', 'LABEL_1']);
+      logits.forEach((logit, i) => expect(byLabel[`LABEL_${i}`]).toBeCloseTo(1 / (1 + Math.exp(-logit)), 5));
+    }
+    await classify.dispose();
+  });
+
+  it('bad --head: a span head, an unknown task, a model without heads (named on stderr); no --head exports the MLM model with a note', async () => {
+    const out = path.join(tmpRoot, 'bad-head');
+    const span = await failure('export', modelDir, '--format', 'onnx', '--out', out, '--head', 'spans');
+    expect(span.stderr).toContain('--head spans: a span head does not export yet; only classification and multilabel heads');
+    const unknown = await failure('export', modelDir, '--format', 'onnx', '--out', out, '--head', 'nope');
+    expect(unknown.stderr).toContain(`--head nope: ${modelDir} has no head of that name (its heads: topic, tags, spans)`);
+    const plain = await failure('export', path.join(tmpRoot, 'alpha-1-model'), '--format', 'onnx', '--out', out, '--head', 'topic');
+    expect(plain.stderr).toContain('has no task heads (no heads.json)');
+    expect(fs.existsSync(out)).toBe(false);
+
+    const { stdout, stderr } = await roformer('export', modelDir, '--format', 'onnx', '--out', out);
+    expect(stderr).toContain('has task heads (topic, tags, spans); exporting the MLM model');
+    expect(stdout).not.toContain('head ');
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).architectures).toEqual(['RoFormerForMaskedLM']);
   });
 });

@@ -3,7 +3,8 @@
 //
 //   x = RMS(E_tok[input_ids] + E_seg[token_type_ids])
 //   per layer:  x = RMS(x + α·Attention(x)),  x = RMS(x + α·W2 relu(W1 x))
-//   logits = x E_tokᵀ                                 (tied decoder)
+//   logits = x E_tokᵀ                                 (tied decoder; the MLM model)
+//   logits = x[:, 0] Wᵀ                               (a classification or multilabel head)
 //
 // RMS(x) = x / sqrt(mean(x²) + eps), with no gain. RoPE rotates adjacent pairs
 // (x_2i, x_2i+1) of q and k by p·θ_i; its cos/sin tables are initializers of
@@ -18,6 +19,15 @@ import { IR_VERSION, ONNX_BOOL, ONNX_FLOAT, ONNX_INT64, OPSET_VERSION, type Onnx
 /** The graph's inputs (int64, [batch, sequence]) and output, by the names Hugging Face exports use. */
 export const ONNX_INPUTS = ['input_ids', 'attention_mask', 'token_type_ids'] as const;
 export const ONNX_OUTPUT = 'logits';
+
+/** A task head read at [CLS] by one Linear without bias (native/heads.cpp: classification, multilabel). */
+export interface ClassifierHead {
+  /** The checkpoint name of its weight (`heads.<task>.classifier.weight`). */
+  name: string;
+  numLabels: number;
+  /** (numLabels, hidden), as the Linear stores it. */
+  weight: Float32Array;
+}
 
 export interface RoformerGraphSource {
   config: RoFormerV2Config;
@@ -54,8 +64,11 @@ export function ropeTables(config: RoFormerV2Config): { cos: Float32Array; signe
   return { cos, signedSin };
 }
 
-/** The ONNX model (a ModelProto object) of RoFormerV2 with its MLM head. */
-export function roformerMlmModel(source: RoformerGraphSource, producerVersion: string): OnnxModel {
+/**
+ * The ONNX model (a ModelProto object) of RoFormerV2 with its MLM head, or with `head`:
+ * logits (batch, numLabels) from the hidden state at [CLS].
+ */
+export function roformerOnnxModel(source: RoformerGraphSource, producerVersion: string, head?: ClassifierHead): OnnxModel {
   const { config } = source;
   const d = config.hidden_size;
   const heads = config.num_attention_heads;
@@ -149,17 +162,24 @@ export function roformerMlmModel(source: RoformerGraphSource, producerVersion: s
     x = residual(x, linear(inner, `${p}.output.weight`, [d, config.intermediate_size], `${p}.ffn_output`), `${p}.ffn_norm`);
   }
 
-  // The MLM head: tied to the word embeddings, no dense, no norm, no bias.
-  const decoder = g.node('Transpose', [wordEmbeddings], 'mlm.decoder', { perm: ints([1, 0]) });
-  g.node('MatMul', [x, decoder], ONNX_OUTPUT);
-  g.output(ONNX_OUTPUT, ONNX_FLOAT, ['batch', 'sequence', config.vocab_size]);
+  if (head) {
+    const cls = g.node('Gather', [x, g.int64s('cls_position', [0], [])], 'cls_state', { axis: int(1) });
+    const classifier = g.node('Transpose', [g.floats(head.name, head.weight, [head.numLabels, d])], `${head.name}.T`, { perm: ints([1, 0]) });
+    g.node('MatMul', [cls, classifier], ONNX_OUTPUT);
+    g.output(ONNX_OUTPUT, ONNX_FLOAT, ['batch', head.numLabels]);
+  } else {
+    // The MLM head: tied to the word embeddings, no dense, no norm, no bias.
+    const decoder = g.node('Transpose', [wordEmbeddings], 'mlm.decoder', { perm: ints([1, 0]) });
+    g.node('MatMul', [x, decoder], ONNX_OUTPUT);
+    g.output(ONNX_OUTPUT, ONNX_FLOAT, ['batch', 'sequence', config.vocab_size]);
+  }
 
   return {
     ir_version: IR_VERSION,
     producer_name: 'roformer-v2',
     producer_version: producerVersion,
-    doc_string: 'RoFormerV2 encoder with its tied MLM head',
+    doc_string: head ? `RoFormerV2 encoder with the task head ${head.name}` : 'RoFormerV2 encoder with its tied MLM head',
     opset_import: [{ domain: '', version: OPSET_VERSION }],
-    graph: g.build('roformer_v2_mlm'),
+    graph: g.build(head ? 'roformer_v2_classifier' : 'roformer_v2_mlm'),
   };
 }
