@@ -1,8 +1,9 @@
 // The part of ONNX's schema (onnx/onnx.proto, IR version 8) that an exported model
 // uses, as a protobufjs descriptor: the field numbers below are onnx.proto's, so
-// protobufjs writes the same bytes any ONNX tool reads. Only fields the exporter
-// sets are listed; readers ignore nothing they need, since a message holds only
-// what was written.
+// protobufjs writes the same bytes any ONNX tool reads. Only the fields the exporter
+// sets are listed (a protobuf reader takes absent fields as their defaults). The
+// library rather than a hand-written encoder: the schema stays a readable table, and
+// the tests decode the file back with the same table.
 
 import protobuf from 'protobufjs';
 
