@@ -11,6 +11,7 @@ import { convertCommand } from './cli/convert.js';
 import { doctorCommand } from './cli/doctor.js';
 import { describeError } from './cli/errors.js';
 import { evalCommand } from './cli/eval.js';
+import { exportCommand } from './cli/export.js';
 import { finetuneCommand } from './cli/finetune.js';
 import { fillMaskCommand } from './cli/fill-mask.js';
 import { infoCommand } from './cli/info.js';
@@ -34,6 +35,7 @@ const program = new Command()
   .addCommand(predictCommand())
   .addCommand(fillMaskCommand())
   .addCommand(convertCommand())
+  .addCommand(exportCommand())
   .addCommand(vocabCommand());
 
 program.parseAsync(process.argv).catch((error: unknown) => {
