@@ -172,12 +172,13 @@ install_node_modules() {
   echo "$lock_hash" > "$stamp"
 }
 
-# Configures (every time: the header set may have changed) and builds the addon, warnings as errors.
+# Configures (every time: the header set may have changed) and builds the addon, warnings as
+# errors; make keeps going after a failed file (-k), so one run reports every file that fails.
 build_addon() {
   local root=$1
   in_root "$root" /bin/sh -c "cd /src/roformer-v2 &&
     npx cmake-js configure --CDCMAKE_BUILD_TYPE=Release --CDROFORMER_WERROR=ON &&
-    CMAKE_BUILD_PARALLEL_LEVEL=$jobs npx cmake-js build"
+    MAKEFLAGS=-k CMAKE_BUILD_PARALLEL_LEVEL=$jobs npx cmake-js build"
 }
 
 summary=()
