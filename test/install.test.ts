@@ -297,9 +297,9 @@ function sandboxPath(dir: string, log: string): string {
 describe.skipIf(!hasAddon)('the packed tarball in an empty project, no compiler', () => {
   it('npm install uses the prebuilt, compiles nothing, and `roformer info` runs', () => {
     ensureDist();
-    const platformDir = path.join(ROOT, 'prebuilds', PLATFORM);
-    const hasPrebuilt =
-      fs.existsSync(platformDir) && fs.readdirSync(platformDir).some((f) => fs.existsSync(path.join(platformDir, f, 'manifest.json')));
+    // A flavour for this machine's libtorch (others, such as the CUDA one that
+    // scripts/cuda-build-check.sh leaves in prebuilds/, do not count).
+    const hasPrebuilt = env.prebuiltFlavours(ROOT).flavours.some((f) => !f.reason && !f.manifest?.libtorch.cuda);
     if (!hasPrebuilt) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'prebuild.mjs')], { cwd: ROOT, stdio: 'pipe' });
 
     // npm's own variables (set when the tests run under `npm test`) would leak into the inner npm.
