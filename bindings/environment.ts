@@ -25,7 +25,17 @@ export interface PrebuiltManifest {
   platform: string;
   arch: string;
   file: string;
-  libtorch: { version: string; abi: string; cuda: boolean; sonames: string[]; debianPackage?: string; pip?: string; builtFrom?: string };
+  libtorch: {
+    version: string;
+    abi: string;
+    cuda: boolean;
+    /** major.minor of the CUDA toolkit it was built with ('12.4'); CUDA flavours only. */
+    cudaVersion?: string;
+    sonames: string[];
+    debianPackage?: string;
+    pip?: string;
+    builtFrom?: string;
+  };
   napi: number;
   glibc?: string;
   glibcxx?: string;

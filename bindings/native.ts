@@ -309,6 +309,8 @@ export interface RuntimeInfo {
   cudaDeviceCount: number;
   /** libtorch ≥ 2.0: scaled_dot_product_attention is used. */
   fusedAttention: boolean;
+  /** The data-parallel backends built in: Gloo and NCCL need their headers at build time. */
+  distributedBackends: Array<'gloo' | 'nccl'>;
   numThreads: number;
   availableCores: number;
   parallelInfo: string;

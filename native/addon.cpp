@@ -121,6 +121,15 @@ Napi::Value runtime_info(const Napi::CallbackInfo& info) {
     result.Set("cudaAvailable", torch::cuda::is_available());
     result.Set("cudaDeviceCount", static_cast<double>(torch::cuda::device_count()));
     result.Set("fusedAttention", compat::kHasFusedAttention);
+    // The data-parallel backends built in (CMakeLists.txt finds Gloo's and NCCL's headers).
+    auto backends = Napi::Array::New(env);
+#ifdef ROFORMER_WITH_GLOO
+    backends.Set(backends.Length(), "gloo");
+#endif
+#ifdef ROFORMER_WITH_NCCL
+    backends.Set(backends.Length(), "nccl");
+#endif
+    result.Set("distributedBackends", backends);
     result.Set("numThreads", at::get_num_threads());
     result.Set("availableCores", available_cores());
     result.Set("parallelInfo", at::get_parallel_info());

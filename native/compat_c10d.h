@@ -23,7 +23,9 @@
 
 // Gloo: its headers (Debian: libgloo-dev; pip's torch ships them) are needed to use
 // the ProcessGroupGloo class; without them the addon builds, and Gloo is refused at run time.
-#if __has_include(<gloo/algorithm.h>)
+// CMakeLists.txt looks for them at every configure and defines ROFORMER_WITH_GLOO (a
+// definition, unlike __has_include, makes a changed answer recompile this file).
+#ifdef ROFORMER_WITH_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #define ROFORMER_HAS_GLOO 1
 #endif

@@ -204,7 +204,7 @@ function flavourMismatch(manifest, libtorch, dir) {
     if (compareVersions(glibc, manifest.glibc) < 0) return `needs glibc ≥ ${manifest.glibc}, this system has ${glibc}`;
   }
   const want = manifest.libtorch ?? {};
-  const label = `libtorch ${want.abi ?? '?'} (${want.cuda ? 'CUDA' : 'CPU'})`;
+  const label = `libtorch ${want.abi ?? '?'} (${want.cuda ? ['CUDA', want.cudaVersion].filter(Boolean).join(' ') : 'CPU'})`;
   const sameAbi = libtorch.filter((lt) => lt.abi === want.abi);
   const candidates = sameAbi.filter((lt) => (want.cuda ? lt.cuda : true));
   const usable = candidates.find((lt) => (want.sonames ?? []).every((s) => lt.libraries.includes(s)));

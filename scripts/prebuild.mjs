@@ -1,13 +1,17 @@
 // Produces the prebuilt addon that `npm pack` ships:
 //   prebuilds/<platform>-<arch>/<flavour>/roformer_native.node
 //   prebuilds/<platform>-<arch>/<flavour>/manifest.json
-// <flavour> is torch<major.minor>-<cpu|cuda>, e.g. torch1.13-cpu for Debian 12's libtorch-dev;
-// building on another libtorch (LIBTORCH=…, pip's torch with CUDA) adds another flavour beside it.
+// <flavour> is torch<major.minor>-cpu or torch<major.minor>-cuda<major.minor>, e.g. torch1.13-cpu
+// for Debian 12's libtorch-dev, torch2.6-cuda12.4 for Debian 13's libtorch-cuda-dev; building on
+// another libtorch (LIBTORCH=…, pip's torch with CUDA) adds another flavour beside it.
 // The manifest says what the binary needs (libtorch version and sonames, CPU/CUDA, Node-API,
 // glibc); the loader (bindings/load.ts via scripts/libtorch.cjs) uses a flavour only where it matches.
 //
-//   node scripts/prebuild.mjs            # builds with cmake-js if build/Release has no addon, then packages it
-//   node scripts/prebuild.mjs --rebuild  # always builds first
+//   node scripts/prebuild.mjs                 # builds with cmake-js if build/Release has no addon, then packages it
+//   node scripts/prebuild.mjs --rebuild       # always builds first
+//   node scripts/prebuild.mjs --no-load       # packages an addon this machine cannot load (a CUDA
+//                                             # libtorch without its cuDNN: scripts/cuda-build-check.sh);
+//                                             # build/roformer-build.json says what it was built against
 //
 // CI runs it (.ci/run); the binaries are not committed (prebuilds/ is in .gitignore).
 import { spawnSync } from 'node:child_process';
@@ -31,6 +35,14 @@ if (process.argv.includes('--rebuild') || !existsSync(built)) {
   if (build.status !== 0) process.exit(build.status ?? 1);
 }
 
+function readJson(file) {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 function run(cmd, args) {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr || r.error}`);
@@ -44,18 +56,27 @@ const runpath = /\((?:RUNPATH|RPATH)\)\s+Library (?:runpath|rpath): \[([^\]]+)\]
 const sonames = needed.filter((n) => /^lib(torch|c10)/.test(n));
 const cuda = sonames.some((n) => /cuda/.test(n));
 
-// The libtorch it was built against, as the addon itself reports it.
-const probe = spawnSync(
-  process.execPath,
-  ['-e', `const a = require(${JSON.stringify(built)}); const i = a.runtimeInfo(); console.log(JSON.stringify({ v: i.libtorchVersion, c: /USE_CUDA=(ON|1)/.test(i.buildConfig) }))`],
-  { encoding: 'utf8' },
-);
-if (probe.status !== 0) {
-  console.error(`prebuild: the built addon does not load:\n${probe.stderr}`);
+// The libtorch it was built against: CMake's record of the configure (build/roformer-build.json),
+// else the addon's own report.
+const loadable = !process.argv.includes('--no-load');
+const record = readJson(join(root, 'build', 'roformer-build.json'));
+let version = record?.libtorch;
+if (loadable) {
+  const probe = spawnSync(process.execPath, ['-e', `console.log(JSON.stringify(require(${JSON.stringify(built)}).runtimeInfo().libtorchVersion))`], {
+    encoding: 'utf8',
+  });
+  if (probe.status !== 0) {
+    console.error(`prebuild: the built addon does not load:\n${probe.stderr}`);
+    process.exit(1);
+  }
+  version ??= JSON.parse(probe.stdout.trim().split('\n').pop());
+}
+if (!version) {
+  console.error('prebuild: build/roformer-build.json is missing (configure again with cmake-js): the libtorch version is unknown');
   process.exit(1);
 }
-const { v: version } = JSON.parse(probe.stdout.trim().split('\n').pop());
 const abi = lt.abiOf(version);
+const cudaVersion = cuda ? lt.abiOf(record?.cuda) : undefined;
 
 // The oldest glibc / libstdc++ it can run on: the newest symbol versions it references.
 const bytes = readFileSync(built).toString('latin1');
@@ -72,7 +93,7 @@ if (found) {
 }
 const os = lt.osRelease();
 
-const flavour = `torch${abi}-${cuda ? 'cuda' : 'cpu'}`;
+const flavour = `torch${abi}-${cuda ? `cuda${cudaVersion ?? ''}` : 'cpu'}`;
 const outDir = join(root, 'prebuilds', lt.PLATFORM, flavour);
 rmSync(outDir, { recursive: true, force: true });
 mkdirSync(outDir, { recursive: true });
@@ -91,6 +112,7 @@ const manifest = {
     version,
     abi,
     cuda,
+    ...(cudaVersion ? { cudaVersion } : {}),
     sonames,
     ...(debianPackage ? { debianPackage } : {}),
     builtFrom: found ? lt.describeLibtorch(found) : 'unknown',
@@ -109,9 +131,13 @@ const manifest = {
 writeFileSync(join(outDir, lt.MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
 
 // It must still load from its new place.
-const check = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(target)}).runtimeInfo()`], { encoding: 'utf8' });
-if (check.status !== 0) {
-  console.error(`prebuild: ${target} does not load:\n${check.stderr}`);
-  process.exit(1);
+if (loadable) {
+  const check = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(target)}).runtimeInfo()`], { encoding: 'utf8' });
+  if (check.status !== 0) {
+    console.error(`prebuild: ${target} does not load:\n${check.stderr}`);
+    process.exit(1);
+  }
+} else {
+  console.log('prebuild: --no-load: not loaded here');
 }
-console.log(`prebuild: ${target} (${flavour}: libtorch ${version} ${cuda ? 'CUDA' : 'CPU'}, Node-API ${manifest.napi}, glibc ≥ ${glibc})`);
+console.log(`prebuild: ${target} (${flavour}: libtorch ${version} ${cuda ? `CUDA ${cudaVersion ?? ''}` : 'CPU'}, Node-API ${manifest.napi}, glibc ≥ ${glibc})`);

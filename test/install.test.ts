@@ -18,6 +18,9 @@ const ADDON = path.join(ROOT, 'build', 'Release', 'roformer_native.node');
 const PLATFORM = `${process.platform}-${process.arch}`;
 const env = createRequire(import.meta.url)(path.join(ROOT, 'scripts', 'libtorch.cjs')) as EnvironmentModule;
 const hasAddon = fs.existsSync(ADDON);
+/** The libtorch this machine has (Debian 12: 1.13; scripts/cuda-build-check.sh's root: 2.6). */
+const installed = env.findLibtorch()[0];
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'roformer-install-'));
 afterAll(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
@@ -130,7 +133,8 @@ describe.skipIf(!hasAddon)('the loader with prebuilt flavours, in a copy of the 
       path.join(pkg, 'build', 'Release', 'roformer_native.node'),
       path.join(flavourDir('torch9.9-cpu'), 'roformer_native.node'),
     ]);
-    expect(skipped[1]!.reason).toMatch(/^prebuilt torch9\.9-cpu skipped: needs libtorch 9\.9 \(CPU\); found libtorch 1\.13/);
+    expect(skipped[1]!.reason).toMatch(/^prebuilt torch9\.9-cpu skipped: needs libtorch 9\.9 \(CPU\); found /);
+    expect(skipped[1]!.reason).toContain(`found ${env.describeLibtorch(installed!)}`);
     expect(report.problems[0].problem).toMatch(/the native addon cannot load/);
     expect(report.problems[0].fix.join('\n')).toMatch(/npm run build:native/);
 
@@ -157,24 +161,35 @@ describe.skipIf(!hasAddon)('the loader with prebuilt flavours, in a copy of the 
   });
 
   it('a matching prebuilt is used (and a matching one that does not load is skipped with dlopen’s reason)', () => {
-    if (env.findLibtorch().every((l) => l.abi !== '1.13')) return; // the simulated manifests below describe Debian's 1.13
-    const libs = env.findLibtorch().find((l) => l.abi === '1.13')!;
-    const sonames = ['libc10.so.1.13', 'libtorch_cpu.so.1.13', 'libtorch.so.1.13'].filter((s) => libs.libraries.includes(s));
-    addFlavour('torch1.13-cuda', manifest({ flavour: 'torch1.13-cuda' }, { cuda: true, sonames: [...sonames, 'libtorch_cuda.so.1.13'] }));
-    addFlavour('torch1.13-cpu', manifest({}, { sonames }), Buffer.alloc(4096, 0x41)); // matches, but garbage
+    // The simulated manifests describe the libtorch found here (its CPU libraries).
+    expect(installed?.abi).toMatch(/^\d+\.\d+$/);
+    const abi = installed!.abi!;
+    const abiPattern = escapeRegExp(abi);
+    const sonames = ['libc10', 'libtorch_cpu', 'libtorch'].map((l) => `${l}.so.${abi}`).filter((s) => installed!.libraries.includes(s));
+    const cpu = `torch${abi}-cpu`;
+    const cudaFlavour = `torch${abi}-cuda`;
+    const libtorch = { abi, version: installed!.version!, sonames };
+    if (!installed!.cuda) {
+      addFlavour(cudaFlavour, manifest({ flavour: cudaFlavour }, { ...libtorch, cuda: true, sonames: [...sonames, `libtorch_cuda.so.${abi}`] }));
+    }
+    addFlavour(cpu, manifest({ flavour: cpu }, libtorch), Buffer.alloc(4096, 0x41)); // matches, but garbage
     let { status, report } = doctor();
     expect(status).toBe(1);
     const reasons = (report.addon.skipped as Array<{ path: string; reason: string }>).map((a) => a.reason).join('\n');
-    expect(reasons).toMatch(/prebuilt torch1\.13-cpu matches but does not load: built for another platform or Node\.js \(.*invalid ELF header/);
-    expect(reasons).toMatch(/prebuilt torch1\.13-cuda skipped: needs libtorch 1\.13 \(CUDA\), but the libtorch 1\.13 found has no CUDA libraries/);
+    expect(reasons).toMatch(new RegExp(`prebuilt torch${abiPattern}-cpu matches but does not load: built for another platform or Node\\.js \\(.*invalid ELF header`));
+    if (!installed!.cuda) {
+      expect(reasons).toMatch(
+        new RegExp(`prebuilt torch${abiPattern}-cuda skipped: needs libtorch ${abiPattern} \\(CUDA\\), but the libtorch ${abiPattern} found has no CUDA libraries`),
+      );
+    }
     expect(reasons).toMatch(/prebuilt torch9\.9-cpu skipped/);
 
-    addFlavour('torch1.13-cpu', manifest({}, { sonames }));
+    addFlavour(cpu, manifest({ flavour: cpu }, libtorch));
     ({ status, report } = doctor());
     expect(status).toBe(0);
-    expect(report.addon).toMatchObject({ loaded: true, kind: 'prebuilt', flavour: 'torch1.13-cpu' });
-    expect(report.addon.why).toMatch(/^prebuilt torch1\.13-cpu matches libtorch 1\.13 \(CPU\) at /);
-    expect(report.libtorch.inUse.version).toMatch(/^1\.13/);
+    expect(report.addon).toMatchObject({ loaded: true, kind: 'prebuilt', flavour: cpu });
+    expect(report.addon.why).toMatch(new RegExp(`^prebuilt torch${abiPattern}-cpu matches libtorch ${abiPattern} \\((CPU|CUDA)\\) at `));
+    expect(report.libtorch.inUse.version.startsWith(abi)).toBe(true);
     // ROFORMER_BUILD_FROM_SOURCE=1 turns the prebuilts off.
     ({ status, report } = doctor({ ROFORMER_BUILD_FROM_SOURCE: '1' }));
     expect(status).toBe(1);
@@ -282,9 +297,9 @@ function sandboxPath(dir: string, log: string): string {
 describe.skipIf(!hasAddon)('the packed tarball in an empty project, no compiler', () => {
   it('npm install uses the prebuilt, compiles nothing, and `roformer info` runs', () => {
     ensureDist();
-    const platformDir = path.join(ROOT, 'prebuilds', PLATFORM);
-    const hasPrebuilt =
-      fs.existsSync(platformDir) && fs.readdirSync(platformDir).some((f) => fs.existsSync(path.join(platformDir, f, 'manifest.json')));
+    // A flavour for this machine's libtorch (others, such as the CUDA one that
+    // scripts/cuda-build-check.sh leaves in prebuilds/, do not count).
+    const hasPrebuilt = env.prebuiltFlavours(ROOT).flavours.some((f) => !f.reason && !f.manifest?.libtorch.cuda);
     if (!hasPrebuilt) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'prebuild.mjs')], { cwd: ROOT, stdio: 'pipe' });
 
     // npm's own variables (set when the tests run under `npm test`) would leak into the inner npm.

@@ -1,6 +1,7 @@
-// The addon loader: how load failures are explained, and (in child processes)
-// that the package imports and its CLI's --help work without the addon, while
-// the first native call explains what is missing and how to fix it.
+// The addon loader: how load failures are explained, which prebuilt flavour is chosen for
+// the libtorch found (CUDA before CPU, each skip explained), and (in child processes) that the
+// package imports and its CLI's --help work without the addon, while the first native call
+// explains what is missing and how to fix it.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -17,6 +18,7 @@ import {
   packageRoot,
   type LoadAttempt,
 } from '../bindings/load.js';
+import type { EnvironmentModule, LibtorchInstall, PrebuiltManifest } from '../bindings/environment.js';
 import { runtimeInfo } from '../lib/index.js';
 import { copyPackageWithoutAddon } from './package-copy.js';
 
@@ -294,5 +296,85 @@ describe('end to end, in child processes', () => {
     const info = spawnSync(process.execPath, [cli, 'info'], { env: childEnv(), encoding: 'utf8', timeout: 60_000 });
     expect(info.status).toBe(0);
     expect(info.stdout).toContain(`libtorch        ${runtimeInfo().libtorchVersion}`);
+  });
+});
+
+describe('choosing among prebuilt flavours, CUDA included (simulated manifests and libtorch installs)', () => {
+  const env = createRequire(import.meta.url)(path.join(ROOT, 'scripts', 'libtorch.cjs')) as EnvironmentModule;
+  const pkg = path.join(tmpRoot, 'flavours');
+  const debian13 = (cuda: boolean): LibtorchInstall => ({
+    where: '/usr/lib/x86_64-linux-gnu',
+    source: 'system',
+    version: '2.6',
+    abi: '2.6',
+    cuda,
+    libraries: ['libc10.so.2.6', 'libtorch.so.2.6', 'libtorch_cpu.so.2.6', ...(cuda ? ['libc10_cuda.so.2.6', 'libtorch_cuda.so.2.6'] : [])],
+  });
+  // pip's torch names its libraries without a version.
+  const pipCuda: LibtorchInstall = {
+    where: '/venv/lib/python3.12/site-packages/torch/lib',
+    source: 'python3 torch',
+    version: '2.6.0+cu124',
+    abi: '2.6',
+    cuda: true,
+    libraries: ['libc10.so', 'libc10_cuda.so', 'libtorch.so', 'libtorch_cpu.so', 'libtorch_cuda.so'],
+  };
+
+  /** A flavour as scripts/prebuild.mjs writes it (the addon file is never loaded here). */
+  function addFlavour(name: string, libtorch: PrebuiltManifest['libtorch'], glibc = '2.14'): void {
+    const dir = path.join(pkg, 'prebuilds', PLATFORM_DIR, name);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'roformer_native.node'), Buffer.alloc(16));
+    const manifest: PrebuiltManifest = { flavour: name, platform: process.platform, arch: process.arch, file: 'roformer_native.node', napi: 8, glibc, libtorch };
+    fs.writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
+  }
+  const cpuSonames = ['libc10.so.2.6', 'libtorch_cpu.so.2.6', 'libtorch.so.2.6'];
+  addFlavour('torch2.6-cuda12.4', {
+    version: '2.6.0',
+    abi: '2.6',
+    cuda: true,
+    cudaVersion: '12.4',
+    sonames: [...cpuSonames, 'libc10_cuda.so.2.6', 'libtorch_cuda.so.2.6'],
+    debianPackage: 'libtorch-cuda-2.6',
+  });
+  addFlavour('torch2.6-cpu', { version: '2.6.0', abi: '2.6', cuda: false, sonames: cpuSonames, debianPackage: 'libtorch2.6' });
+  addFlavour('torch1.13-cpu', { version: '1.13.1', abi: '1.13', cuda: false, sonames: ['libc10.so.1.13', 'libtorch_cpu.so.1.13'] });
+
+  const choose = (libtorch: LibtorchInstall[]) => {
+    const { flavours } = env.prebuiltFlavours(pkg, libtorch);
+    return Object.fromEntries(flavours.map((f) => [f.name, f])) as Record<string, (typeof flavours)[number]>;
+  };
+
+  it("Debian 13's CUDA libtorch: the CUDA flavour comes first, the CPU one of the same libtorch after it", () => {
+    const { flavours } = env.prebuiltFlavours(pkg, [debian13(true)]);
+    expect(flavours.map((f) => [f.name, f.reason === undefined])).toEqual([
+      ['torch2.6-cuda12.4', true],
+      ['torch2.6-cpu', true],
+      ['torch1.13-cpu', false],
+    ]);
+    expect(flavours[0]!.match).toEqual(debian13(true));
+    expect(flavours[2]!.reason).toBe('needs libtorch 1.13 (CPU); found libtorch 2.6 (CUDA) at /usr/lib/x86_64-linux-gnu');
+  });
+
+  it("Debian 13's CPU libtorch: the CUDA flavour is skipped for want of CUDA libraries", () => {
+    const f = choose([debian13(false)]);
+    expect(f['torch2.6-cuda12.4']!.reason).toBe(
+      'needs libtorch 2.6 (CUDA 12.4), but the libtorch 2.6 found has no CUDA libraries (libtorch 2.6 (CPU) at /usr/lib/x86_64-linux-gnu)',
+    );
+    expect(f['torch2.6-cpu']!.reason).toBeUndefined();
+    expect(env.prebuiltFlavours(pkg, [debian13(false)]).flavours[0]!.name).toBe('torch2.6-cpu');
+  });
+
+  it("pip's CUDA torch 2.6 (unversioned sonames): both 2.6 flavours are skipped, naming the sonames they need", () => {
+    const f = choose([pipCuda]);
+    expect(f['torch2.6-cuda12.4']!.reason).toMatch(
+      /^needs libtorch 2\.6 \(CUDA 12\.4\) with libc10\.so\.2\.6, .*libtorch_cuda\.so\.2\.6; found libtorch 2\.6\.0\+cu124 \(CUDA\) at .* without all of them$/,
+    );
+    expect(f['torch2.6-cpu']!.reason).toMatch(/without all of them$/);
+  });
+
+  it('a CUDA flavour built on a newer glibc than this one is skipped, saying so', () => {
+    addFlavour('torch2.6-cuda12.4', { version: '2.6.0', abi: '2.6', cuda: true, cudaVersion: '12.4', sonames: ['libtorch_cuda.so.2.6'] }, '99.0');
+    expect(choose([debian13(true)])['torch2.6-cuda12.4']!.reason).toMatch(/^needs glibc ≥ 99\.0, this system has \d+\.\d+/);
   });
 });

@@ -12,6 +12,8 @@ export function infoCommand(): Command {
       console.log(`libtorch        ${info.libtorchVersion}`);
       console.log(`CUDA            ${info.cudaAvailable ? `${info.cudaDeviceCount} device(s)` : 'not available'}`);
       console.log(`fused attention ${info.fusedAttention ? 'yes (scaled_dot_product_attention)' : 'no (plain math)'}`);
+      const has = (backend: 'gloo' | 'nccl') => (info.distributedBackends.includes(backend) ? 'yes' : 'no');
+      console.log(`data parallel   Gloo ${has('gloo')}, NCCL ${has('nccl')}`);
       console.log(`threads         ${info.numThreads} of ${info.availableCores} available cores`);
       console.log(`BLAS            ${blasInUse(info.buildConfig)}`);
       if (options.buildConfig) console.log(`\n${info.buildConfig}\n${info.parallelInfo}`);
