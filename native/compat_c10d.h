@@ -46,4 +46,16 @@ using CommGroup = c10d::ProcessGroup;
 #endif
 using WorkPtr = decltype(std::declval<CommGroup&>().barrier());
 
+// The rendezvous store's options. From libtorch 2.4 TCPStore defaults to its libuv
+// backend, and a libtorch built without libuv (Debian's 2.6) refuses it ("use_libuv was
+// requested but PyTorch was build without libuv support"); the plain socket store works
+// on every version and serves the few keys a rendezvous needs.
+inline c10d::TCPStoreOptions tcp_store_options() {
+  c10d::TCPStoreOptions options;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  options.useLibUV = false;
+#endif
+  return options;
+}
+
 }  // namespace roformer::compat

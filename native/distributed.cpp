@@ -83,7 +83,7 @@ struct Distributed::Impl {
 
   // Each second, this rank's counter in the store goes up (its own connection, its own thread).
   void start_heartbeat() {
-    c10d::TCPStoreOptions client;
+    auto client = compat::tcp_store_options();
     client.port = static_cast<uint16_t>(options.master_port);
     client.isServer = false;
     client.waitWorkers = false;
@@ -202,7 +202,7 @@ std::shared_ptr<Distributed> Distributed::create(const DistributedOptions& optio
   if (backend == "nccl") impl->device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(options.local_rank));
 
   // Rendezvous: rank 0 hosts the store.
-  c10d::TCPStoreOptions store_options;
+  auto store_options = compat::tcp_store_options();
   store_options.port = static_cast<uint16_t>(options.master_port);
   store_options.isServer = rank == 0;
   store_options.numWorkers = static_cast<size_t>(world);
