@@ -10,6 +10,7 @@ import { Command } from 'commander';
 import { convertCommand } from './cli/convert.js';
 import { doctorCommand } from './cli/doctor.js';
 import { describeError } from './cli/errors.js';
+import { embedCommand } from './cli/embed.js';
 import { evalCommand } from './cli/eval.js';
 import { finetuneCommand } from './cli/finetune.js';
 import { fillMaskCommand } from './cli/fill-mask.js';
@@ -34,6 +35,7 @@ const program = new Command()
   .addCommand(predictCommand())
   .addCommand(fillMaskCommand())
   .addCommand(convertCommand())
+  .addCommand(embedCommand())
   .addCommand(vocabCommand());
 
 program.parseAsync(process.argv).catch((error: unknown) => {
