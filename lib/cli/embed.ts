@@ -29,7 +29,7 @@ export function embedCommand(): Command {
   return new Command('embed')
     .description('sentence embeddings of a file of texts (a line each, or JSONL), to .npy or .jsonl; BERT-whitening')
     .requiredOption('--model <dir>', 'a model dir, checkpoint dir or run dir (its latest checkpoint)')
-    .argument('<input>', 'texts: a sentence per line, or JSONL (.jsonl/.json; see --field)', parse(existingFile, 'input'))
+    .argument('<input>', 'texts: a sentence per line, or JSONL (.jsonl/.json; see --field)', existingInput)
     .option('--out <file>', 'where the embeddings go: .npy (float32, n × hidden) or .jsonl ({"line", "embedding"} per text)', parse(outputFile, 'out'))
     .option('--format <format>', 'input format: auto (by extension), text or jsonl', parse(oneOf(['auto', 'text', 'jsonl'] as const), 'format'), 'auto')
     .option('--field <name>', 'JSONL field holding the text', parse(text, 'field'), 'text')
@@ -115,6 +115,11 @@ async function runEmbed(input: string, flags: EmbedFlags): Promise<void> {
   } finally {
     encoder.dispose();
   }
+}
+
+function existingInput(path: string): string {
+  if (!existingFile.accepts(path)) throw new SettingError(`<input> must be ${existingFile.description}, got '${path}'`);
+  return path;
 }
 
 function outputFormatOf(path: string): 'npy' | 'jsonl' {
