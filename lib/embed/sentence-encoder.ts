@@ -120,9 +120,11 @@ export class SentenceEncoder {
   /** The one-block twin (see the top of this file), made on first use. */
   private firstLayerModel(): RoFormerV2 {
     if (this.firstLayer) return this.firstLayer;
-    const twin = RoFormerV2.create({ config: { ...this.model.config, num_hidden_layers: 1 } }).to(this.model.device);
     const parameters = this.model.namedParameters();
+    // On the model's device and in its dtype, so both layers are computed alike.
+    const twin = RoFormerV2.create({ config: { ...this.model.config, num_hidden_layers: 1 } });
     try {
+      twin.to(this.model.device, parameters['word_embeddings.weight']!.dtype);
       const kept = Object.entries(parameters).filter(([name]) => !name.startsWith('layer.') || name.startsWith('layer.0.'));
       twin.loadStateDict(Object.fromEntries(kept));
     } finally {
