@@ -165,11 +165,15 @@ describe('BERT-whitening', () => {
   const offset = [3, -2, 1, 0.5, -1, 2];
   const data = synthetic(4000, variances, directions, offset, 11);
 
-  it('symmetricEigen: A·v = λ·v, orthonormal vectors, largest first', () => {
+  it.each([
+    ['random', 40, (next: () => number, p: number, q: number) => next() + (p === q ? p / 10 : 0)],
+    ['repeated eigenvalues', 9, (_: () => number, p: number, q: number) => (p === q ? [3, 3, 3, 1, 1, 0, 0, 0, 2][p]! : 0)],
+    ['rank one', 7, (_: () => number, p: number, q: number) => (p + 1) * (q + 1)],
+    ['zero', 4, () => 0],
+  ])('symmetricEigen (%s): A·v = λ·v, orthonormal vectors, largest first', (_, n, entry) => {
     const next = normals(5);
-    const n = 12;
     const a = new Float64Array(n * n);
-    for (let p = 0; p < n; p++) for (let q = p; q < n; q++) a[p * n + q] = a[q * n + p] = next();
+    for (let p = 0; p < n; p++) for (let q = p; q < n; q++) a[p * n + q] = a[q * n + p] = entry(next, p, q);
     const { values, vectors } = symmetricEigen(a, n);
     for (let j = 0; j < n; j++) {
       for (let r = 0; r < n; r++) {
