@@ -314,6 +314,7 @@ describe('roformer embed', () => {
       [['embed', '--model', modelDir, good, '--out', join(dir, 'x.npy'), '--k', '4'], /--k, --beta and --gamma set a whitening/],
       [['embed', '--model', modelDir, good, '--out', join(dir, 'x.npy'), '--beta', '1.5'], /--beta must be a number from 0 to 1, got '1.5'/],
       [['embed', '--model', modelDir, good], /--out is required/],
+      [['embed', '--model', modelDir, good, '--fit-whitening', join(dir, 'w2.safetensors'), '--k', '33'], /--k must be at most the model's hidden size 32, got 33/],
       [['embed', '--model', modelDir, join(dir, 'missing.txt'), '--out', join(dir, 'x.npy')], /<input> must be an existing file \(not a directory\), got '.*missing\.txt'/],
       [['embed', '--model', modelDir, good, '--out', join(dir, 'x.npy'), '--pooling', 'cls', '--whitening', join(modelDir, 'whitening.safetensors')], /was fitted on mean pooling; pass --pooling mean/],
       [['embed', '--model', modelDir, good, '--out', join(dir, 'x.npy'), '--whitening', join(modelDir, 'vocab.txt')], /vocab\.txt is not a whitening file/],

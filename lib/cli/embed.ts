@@ -68,6 +68,9 @@ async function runEmbed(input: string, flags: EmbedFlags): Promise<void> {
   const modelDir = await resolveModelDir(flags.model);
   const encoder = await SentenceEncoder.fromPretrained(modelDir);
   try {
+    if (flags.fitWhitening && flags.k !== undefined && flags.k > encoder.dimension) {
+      throw new SettingError(`--k must be at most the model's hidden size ${encoder.dimension}, got ${flags.k}`);
+    }
     if (whitening && whitening.inputDimension !== encoder.dimension) {
       throw new SettingError(`${flags.whitening} was fitted on ${whitening.inputDimension}-dimensional embeddings, but the model's are ${encoder.dimension}`);
     }
