@@ -10,6 +10,7 @@ import { Command } from 'commander';
 import { convertCommand } from './cli/convert.js';
 import { doctorCommand } from './cli/doctor.js';
 import { describeError } from './cli/errors.js';
+import { embedCommand } from './cli/embed.js';
 import { evalCommand } from './cli/eval.js';
 import { exportCommand } from './cli/export.js';
 import { finetuneCommand } from './cli/finetune.js';
@@ -36,6 +37,7 @@ const program = new Command()
   .addCommand(fillMaskCommand())
   .addCommand(convertCommand())
   .addCommand(exportCommand())
+  .addCommand(embedCommand())
   .addCommand(vocabCommand());
 
 program.parseAsync(process.argv).catch((error: unknown) => {

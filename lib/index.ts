@@ -89,6 +89,10 @@ export { predictionFromClassScores, predictionFromMultilabelScores, predictionFr
 export type { SpanScores, SpanDecodeOptions, SpanSource } from './tasks/predictions.js';
 export { writeDemoTasks, ensureDemoTasks, demoTaskSpecs, DEMO_TASK_NAMES } from './tasks/demo-tasks.js';
 export type { DemoTask, DemoTaskOptions } from './tasks/demo-tasks.js';
+export { SentenceEncoder, POOLINGS, EMBED_DEFAULTS } from './embed/sentence-encoder.js';
+export type { Pooling, EmbedOptions } from './embed/sentence-encoder.js';
+export { Whitening, WhiteningError, WHITENING_FILE } from './embed/whitening.js';
+export type { WhiteningSettings } from './embed/whitening.js';
 export { loadNative, NativeLoadError } from '../bindings/load.js';
 export { TaskSampler } from './tasks/sampler.js';
 export { ExampleStream } from './tasks/example-stream.js';
