@@ -93,6 +93,7 @@ export { SentenceEncoder, POOLINGS, EMBED_DEFAULTS } from './embed/sentence-enco
 export type { Pooling, EmbedOptions } from './embed/sentence-encoder.js';
 export { Whitening, WhiteningError, WHITENING_FILE } from './embed/whitening.js';
 export type { WhiteningSettings } from './embed/whitening.js';
+export { exportOnnx, ONNX_MODEL_FILE } from './export/onnx-export.js';
 export { loadNative, NativeLoadError } from '../bindings/load.js';
 export { TaskSampler } from './tasks/sampler.js';
 export { ExampleStream } from './tasks/example-stream.js';
