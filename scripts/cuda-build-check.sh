@@ -158,6 +158,9 @@ copy_source() {
   for bundle in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt "$root/etc/ssl/certs/ca-certificates.crt"; do
     if [ -f "$bundle" ]; then cp -L "$bundle" "$root/etc/ssl/certs/host-ca-bundle.crt"; break; fi
   done
+  # Also npm's global config: the install test runs npm with a cleaned environment, where
+  # NPM_CONFIG_CAFILE does not reach it.
+  echo "cafile=/etc/ssl/certs/host-ca-bundle.crt" > "$root/etc/npmrc"
 }
 
 # npm ci inside the root, by trixie's own npm, when package-lock.json changed (install scripts
