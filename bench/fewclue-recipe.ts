@@ -129,12 +129,19 @@ function parseSettings(argv: string[]): { settings: RecipeSettings; out: string;
   return { settings: { ...rest, data, modelConfig, corpus, field: fieldNames(o.field)!.join(',') }, out: resolve(out), json, svg };
 }
 
-/** The units in the order they run: seed 1 of every arm first (a useful table early), then the other seeds. */
+/**
+ * The fine-tuning units in the order they run, so that an interrupted run leaves the
+ * most telling table: seed 1 of (a) and (b) task by task (the MLM stage runs before the
+ * first (b)), then seed 1 of (c) and (d) (after their multi-task stages), then the other
+ * seeds, every arm task by task.
+ */
 function* plan(s: RecipeSettings): Generator<{ arm: Arm; task: string; seed: number }> {
-  for (let seed = 1; seed <= s.seeds; seed++) {
-    for (const arm of s.arms) {
-      for (const task of s.tasks) if (seed === 1 || s.seededTasks.includes(task)) yield { arm, task, seed };
-    }
+  const firstSeed: Arm[][] = [['a', 'b'], ['c', 'd']];
+  for (const arms of firstSeed) {
+    for (const task of s.tasks) for (const arm of arms) if (s.arms.includes(arm)) yield { arm, task, seed: 1 };
+  }
+  for (let seed = 2; seed <= s.seeds; seed++) {
+    for (const task of s.tasks) for (const arm of s.arms) if (s.seededTasks.includes(task)) yield { arm, task, seed };
   }
 }
 

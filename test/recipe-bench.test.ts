@@ -62,10 +62,16 @@ describe('bench:recipe', () => {
       ].sort(),
     );
     for (const unit of Object.values(first)) expect(unit).toMatchObject({ attempts: 1, resumed: false, finished: expect.any(String) });
-    // the order: arm (a) first, each multi-task stage after the MLM stage it starts from
-    const startOf = (name: string) => Date.parse(first[name]!.started);
-    expect(startOf('a/finetune/eprstmt/seed-1')).toBeLessThanOrEqual(startOf('b/pretrain/-/seed-1'));
-    expect(startOf('b/pretrain/-/seed-1')).toBeLessThan(startOf('c/multitask/-/seed-1'));
+    // the order: (a) and (b) task by task, the MLM stage before the first (b); then the multi-task stages, (c) and (d)
+    const order = Object.keys(first).sort((x, y) => Date.parse(first[x]!.started) - Date.parse(first[y]!.started));
+    const before = (x: string, y: string) => expect(order.indexOf(x)).toBeLessThan(order.indexOf(y));
+    before('a/finetune/bustm/seed-1', 'b/pretrain/-/seed-1');
+    before('b/pretrain/-/seed-1', 'b/finetune/bustm/seed-1');
+    before('b/finetune/bustm/seed-1', 'a/finetune/eprstmt/seed-1');
+    before('b/finetune/eprstmt/seed-1', 'c/multitask/-/seed-1');
+    before('c/multitask/-/seed-1', 'c/finetune/bustm/seed-1');
+    before('c/finetune/bustm/seed-1', 'd/multitask/-/seed-1');
+    before('d/multitask/-/seed-1', 'd/finetune/bustm/seed-1');
 
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     expect(readFileSync(copy, 'utf8')).toBe(readFileSync(join(out, 'results.json'), 'utf8'));
