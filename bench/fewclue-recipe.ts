@@ -41,6 +41,9 @@ export const ARMS = {
 } as const;
 type Arm = keyof typeof ARMS;
 
+/** An evaluation interval no run reaches. */
+const NEVER = 1_000_000_000;
+
 /** Everything that decides the figures: a resumed run must have the same. */
 export interface RecipeSettings {
   data: string;
@@ -104,9 +107,9 @@ function parseSettings(argv: string[]): { settings: RecipeSettings; out: string;
     .option('--max-length <n>', 'tokens per sequence, every stage', integer(8), 64)
     .option('--corpus <files...>', "MLM text (default: the tasks' unlabeled.json in --data)")
     .option('--field <names>', 'the JSONL fields holding the MLM text', FEWCLUE_TEXT_FIELDS)
-    .option('--mlm-steps <n>', 'MLM pre-training steps', integer(1), 3000)
+    .option('--mlm-steps <n>', 'MLM pre-training steps', integer(1), 5000)
     .option('--mlm-lr <x>', 'MLM peak learning rate', positive, 1e-3)
-    .option('--multitask-steps <n>', 'multi-task steps (each of 4 micro-batches)', integer(1), 250)
+    .option('--multitask-steps <n>', 'multi-task steps (each of 4 micro-batches)', integer(1), 300)
     .option('--multitask-lr <x>', 'multi-task learning rate', positive, 1e-3)
     .option('--epochs <n>', 'fine-tuning epochs', positive, 10)
     .option('--max-steps <n>', 'fine-tuning: cap on steps per task (0: none)', integer(0), 150)
@@ -131,9 +134,9 @@ function parseSettings(argv: string[]): { settings: RecipeSettings; out: string;
 
 /**
  * The fine-tuning units in the order they run, so that an interrupted run leaves the
- * most telling table: seed 1 of (a) and (b) task by task (the MLM stage runs before the
- * first (b)), then seed 1 of (c) and (d) (after their multi-task stages), then the other
- * seeds, every arm task by task.
+ * most telling table: (after the MLM stage) seed 1 of (a) and (b) task by task, then
+ * seed 1 of (c) and (d) (after their multi-task stages), then the other seeds, every arm
+ * task by task.
  */
 function* plan(s: RecipeSettings): Generator<{ arm: Arm; task: string; seed: number }> {
   const firstSeed: Arm[][] = [['a', 'b'], ['c', 'd']];
@@ -220,7 +223,7 @@ async function runRecipe(settings: RecipeSettings, out: string, copies: { json?:
           batchSize: settings.batchSize,
           gradientNormalization: arm === 'c' ? 'unit' : 'none',
           noise: true,
-          evalEvery: settings.multitaskSteps,
+          evalEvery: NEVER, // no dev sets: fine-tuning evaluates
           saveEvery: Math.max(1, Math.floor(settings.multitaskSteps / 5)),
           seed: 1,
         },
@@ -231,11 +234,12 @@ async function runRecipe(settings: RecipeSettings, out: string, copies: { json?:
   };
   const startOf = async (arm: Arm): Promise<string | undefined> => (arm === 'a' ? undefined : arm === 'b' ? (await mlm()).model : (await multitaskModel(arm)).model);
 
+  if (settings.arms.some((arm) => arm !== 'a')) await mlm(); // first: (b) follows (a) task by task
   for (const { arm, task, seed } of plan(settings)) {
     const model = await startOf(arm);
     await unit(arm, 'finetune', task, seed, async (dir, hooks) => {
-      // Dev is evaluated once, at the end (evalEvery past the budget): the budget goes to training.
-      const r = await finetune(fewclueFinetuneConfig(task, dir, { ...common, model, seed, evalEvery: settings.maxSteps || 1_000_000 }), hooks);
+      // Dev is evaluated once, by finetune()'s final evaluation (evalEvery past the last step): the time goes to training.
+      const r = await finetune(fewclueFinetuneConfig(task, dir, { ...common, model, seed, evalEvery: NEVER }), hooks);
       return { kind: 'finetune', ...r };
     });
   }

@@ -27,14 +27,29 @@ interface Unit {
   finished: string | null;
 }
 
+/** A FewCLUE folder of two tasks cut short (the first lines of each real file), so that evaluation is quick too. */
+function smallFewclue(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'roformer-fewclue-small-'));
+  const lines = { 'train_few_all.json': 64, 'dev_few_all.json': 32, 'test_public.json': 64, 'unlabeled.json': 400 };
+  for (const task of ['bustm', 'eprstmt']) {
+    mkdirSync(join(dir, task));
+    for (const [file, n] of Object.entries(lines)) {
+      const text = readFileSync(join(FEWCLUE_DIR, task, file), 'utf8').split('\n').slice(0, n);
+      writeFileSync(join(dir, task, file), text.join('\n') + '\n');
+    }
+  }
+  return dir;
+}
+const DATA = smallFewclue();
+
 const TINY = [
-  '--data', FEWCLUE_DIR,
+  '--data', DATA,
   '--tasks', 'bustm,eprstmt',
   '--seeds', '1',
   '--model-config', '{"num_hidden_layers":1,"hidden_size":32,"num_attention_heads":2,"intermediate_size":64}',
   '--vocab-size', '600',
   '--max-length', '32',
-  '--corpus', join(FEWCLUE_DIR, 'bustm', 'unlabeled.json'),
+  '--corpus', join(DATA, 'bustm', 'unlabeled.json'), join(DATA, 'eprstmt', 'unlabeled.json'),
   '--mlm-steps', '4',
   '--multitask-steps', '2',
   '--epochs', '1',
@@ -62,11 +77,11 @@ describe('bench:recipe', () => {
       ].sort(),
     );
     for (const unit of Object.values(first)) expect(unit).toMatchObject({ attempts: 1, resumed: false, finished: expect.any(String) });
-    // the order: (a) and (b) task by task, the MLM stage before the first (b); then the multi-task stages, (c) and (d)
+    // the order: the MLM stage, (a) and (b) task by task; then the multi-task stages, (c) and (d)
     const order = Object.keys(first).sort((x, y) => Date.parse(first[x]!.started) - Date.parse(first[y]!.started));
     const before = (x: string, y: string) => expect(order.indexOf(x)).toBeLessThan(order.indexOf(y));
-    before('a/finetune/bustm/seed-1', 'b/pretrain/-/seed-1');
-    before('b/pretrain/-/seed-1', 'b/finetune/bustm/seed-1');
+    before('b/pretrain/-/seed-1', 'a/finetune/bustm/seed-1');
+    before('a/finetune/bustm/seed-1', 'b/finetune/bustm/seed-1');
     before('b/finetune/bustm/seed-1', 'a/finetune/eprstmt/seed-1');
     before('b/finetune/eprstmt/seed-1', 'c/multitask/-/seed-1');
     before('c/multitask/-/seed-1', 'c/finetune/bustm/seed-1');
@@ -79,7 +94,8 @@ describe('bench:recipe', () => {
     expect(Object.keys(results.arms)).toEqual(['a', 'b', 'c', 'd']);
     expect(results.tasks.map((t: { task: string }) => t.task)).toEqual(['bustm', 'eprstmt']);
     for (const t of results.tasks) {
-      expect(t.majority).toBeCloseTo(0.5, 1); // both test sets are balanced
+      expect(t.majority).toBeGreaterThan(0); // the training set's most frequent label, on test
+      expect(t.majority).toBeLessThan(1);
       for (const arm of ['a', 'b', 'c', 'd']) {
         const f = t.arms[arm];
         expect(Object.keys(f.seeds)).toEqual(['1']);
@@ -92,7 +108,7 @@ describe('bench:recipe', () => {
     for (const arm of ['a', 'b', 'c', 'd']) expect(results.average.arms[arm]).toBeCloseTo((results.tasks[0].arms[arm].mean + results.tasks[1].arms[arm].mean) / 2, 10);
     // the MLM stage's held-out figures and the multi-task stages are reported
     expect(results.stages.map((s: { arm: string; stage: string }) => `${s.arm}/${s.stage}`).sort()).toEqual(['b/pretrain', 'c/multitask', 'd/multitask']);
-    expect(stdout).toMatch(/\| bustm \| 50\.0 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
+    expect(stdout).toMatch(/\| bustm \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
     expect(stdout).toMatch(/11 of 11 units/);
 
     const chart = readFileSync(join(out, 'chart.svg'), 'utf8');
