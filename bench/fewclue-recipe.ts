@@ -28,6 +28,7 @@ import { pretrain } from '../lib/pretrain/pretrain.js';
 import { finetune, type FinetuneResults } from '../lib/tasks/finetune.js';
 import { multitask, MULTITASK_DEFAULTS } from '../lib/tasks/multitask.js';
 import type { StageHooks } from '../lib/training/stage.js';
+import { writeFileAtomic } from '../lib/util/atomic-file.js';
 import { fieldList, fieldNames } from '../lib/util/value-kinds.js';
 import { groupedBarsSvg } from './chart.js';
 import { FEWCLUE_TASKS, FEWCLUE_TEXT_FIELDS, FEWCLUE_UNLABELED_TASKS, fewclueFile, fewclueFiles, fewclueFinetuneConfig, headline, pct } from './fewclue-tasks.js';
@@ -92,7 +93,7 @@ const list = <T extends string>(allowed: readonly T[]) => (text: string) => {
   return items as T[];
 };
 
-function parseSettings(argv: string[]): { settings: RecipeSettings; out: string; json?: string; svg?: string } {
+function parseSettings(argv: string[]): { settings: RecipeSettings; out: string; json?: string; svg?: string; status?: boolean } {
   const program = new Command()
     .name('fewclue-recipe')
     .description('FewCLUE test accuracy from four starts: fresh, MLM, MLM → multi-task (grad. norm. on/off)')
@@ -117,8 +118,9 @@ function parseSettings(argv: string[]): { settings: RecipeSettings; out: string;
     .option('--batch-size <n>', 'batch size, every stage', integer(1), 32)
     .option('--json <file>', 'also write the results here')
     .option('--svg <file>', 'also write the chart here')
+    .option('--status', 'run nothing: write the results so far (and --json/--svg) and print their table')
     .parse(argv);
-  const o = program.opts<Omit<RecipeSettings, 'modelConfig' | 'corpus'> & { modelConfig: string; corpus?: string[]; out: string; json?: string; svg?: string }>();
+  const o = program.opts<Omit<RecipeSettings, 'modelConfig' | 'corpus'> & { modelConfig: string; corpus?: string[]; out: string; json?: string; svg?: string; status?: boolean }>();
   if (!fieldList.accepts(o.field)) program.error(`error: option '--field <names>' must be ${fieldList.description}`);
   let modelConfig: Partial<RoFormerV2Config> = {};
   try {
@@ -128,8 +130,8 @@ function parseSettings(argv: string[]): { settings: RecipeSettings; out: string;
   }
   const data = resolve(o.data);
   const corpus = (o.corpus ?? FEWCLUE_UNLABELED_TASKS.map((task) => fewclueFile(data, task, 'unlabeled.json'))).map((p) => resolve(p));
-  const { out, json, svg, ...rest } = o;
-  return { settings: { ...rest, data, modelConfig, corpus, field: fieldNames(o.field)!.join(',') }, out: resolve(out), json, svg };
+  const { out, json, svg, status, ...rest } = o;
+  return { settings: { ...rest, data, modelConfig, corpus, field: fieldNames(o.field)!.join(',') }, out: resolve(out), json, svg, status };
 }
 
 /**
@@ -363,8 +365,9 @@ async function writeReport(settings: RecipeSettings, units: Array<UnitRecord<Uni
   const results = summarise(settings, units);
   const json = join(out, 'results.json');
   const svg = join(out, 'chart.svg');
-  await writeFile(json, JSON.stringify(results, null, 2) + '\n');
-  await writeFile(svg, chartSvg(results));
+  // atomically: `--status` may write them while a run does
+  await writeFileAtomic(json, [JSON.stringify(results, null, 2) + '\n']);
+  await writeFileAtomic(svg, [chartSvg(results)]);
   for (const [from, to] of [[json, copies.json], [svg, copies.svg]] as const) {
     if (!to) continue;
     await mkdir(dirname(resolve(to)), { recursive: true });
@@ -374,13 +377,15 @@ async function writeReport(settings: RecipeSettings, units: Array<UnitRecord<Uni
 }
 
 async function main(): Promise<void> {
-  const { settings, out, json, svg } = parseSettings(process.argv);
+  const { settings, out, json, svg, status } = parseSettings(process.argv);
   await mkdir(out, { recursive: true });
-  // Ctrl-C / kill: the current stage stops after its step with a checkpoint; running again resumes.
-  const abort = new AbortController();
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => abort.abort());
-  await runRecipe(settings, out, { json, svg }, abort.signal);
-  const results = summarise(settings, Ledger.open<RecipeSettings, UnitResult>(out, settings).units);
+  if (!status) {
+    // Ctrl-C / kill: the current stage stops after its step with a checkpoint; running again resumes.
+    const abort = new AbortController();
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => abort.abort());
+    await runRecipe(settings, out, { json, svg }, abort.signal);
+  }
+  const results = await writeReport(settings, Ledger.open<RecipeSettings, UnitResult>(out, settings).units, out, { json, svg });
   console.log(`\n${markdownTable(results)}\n\n${results.units.done} of ${results.units.total} units; results ${join(out, 'results.json')}, chart ${join(out, 'chart.svg')}`);
 }
 

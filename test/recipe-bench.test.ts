@@ -115,6 +115,10 @@ describe('bench:recipe', () => {
     expect(chart).toMatch(/^<svg/);
     for (const label of ['bustm', 'eprstmt', 'average', 'majority class', '(c) MLM → multi-task (grad. norm.) → fine-tune']) expect(chart).toContain(label);
 
+    // --status runs nothing and prints the table so far.
+    const status = await recipe(out, '--status');
+    expect(status.stdout).toMatch(/\| \*\*average\*\* \(2 tasks\) \|[\s\S]*11 of 11 units/);
+
     // Again: every unit is done, none runs a second time.
     const again = await recipe(out);
     expect(units(out)).toEqual(first);
