@@ -32,7 +32,7 @@ import { writeFileAtomic } from '../lib/util/atomic-file.js';
 import { fieldList, fieldNames } from '../lib/util/value-kinds.js';
 import { groupedBarsSvg } from './chart.js';
 import { FEWCLUE_TASKS, FEWCLUE_TEXT_FIELDS, FEWCLUE_UNLABELED_TASKS, fewclueFile, fewclueFiles, fewclueFinetuneConfig, headline, pct } from './fewclue-tasks.js';
-import { Ledger, type UnitRecord } from './recipe-ledger.js';
+import { Ledger, unitName, type UnitRecord } from './recipe-ledger.js';
 
 export const ARMS = {
   a: 'fresh encoder → fine-tune',
@@ -172,10 +172,12 @@ async function runRecipe(settings: RecipeSettings, out: string, copies: { json?:
   const report = async () => writeReport(settings, ledger.units, out, copies);
   const started = Date.now();
   const unit = async (arm: Arm, stage: 'pretrain' | 'multitask' | 'finetune', task: string, seed: number, work: (dir: string, hooks: StageHooks) => Promise<UnitResult>) => {
-    const name = `${arm}/${stage}/${task}/seed-${seed}`;
-    if (ledger.done({ arm, stage, task, seed })) return ledger.done({ arm, stage, task, seed })!;
+    const key = { arm, stage, task, seed };
+    const name = unitName(key);
+    const done = ledger.done(key);
+    if (done) return done;
     console.error(`[${((Date.now() - started) / 60000).toFixed(1)} min] ${name}`);
-    const result = await ledger.run({ arm, stage, task, seed }, (dir, resume) => work(dir, hooksFor(name, resume, signal)));
+    const result = await ledger.run(key, (dir, resume) => work(dir, hooksFor(name, resume, signal)));
     await report();
     return result;
   };
@@ -262,7 +264,7 @@ export interface RecipeResults {
   date: string;
   /** False while units are missing (an interrupted run): the table is partial. */
   complete: boolean;
-  units: { done: number; total: number; done_list: string[] };
+  units: { done: number; total: number; finished: string[] };
   settings: RecipeSettings;
   arms: Record<string, string>;
   tasks: Array<{ task: string; majority: number | null; arms: Record<string, ArmFigures | null>; minutes: Record<string, number | null> }>;
@@ -310,7 +312,7 @@ export function summarise(settings: RecipeSettings, units: Array<UnitRecord<Unit
   return {
     date: new Date().toISOString(),
     complete: finished.length === total,
-    units: { done: finished.length, total, done_list: finished.map((u) => `${u.arm}/${u.stage}/${u.task}/seed-${u.seed}`) },
+    units: { done: finished.length, total, finished: finished.map(unitName) },
     settings,
     arms: Object.fromEntries(settings.arms.map((a) => [a, ARMS[a]])),
     tasks,
