@@ -268,7 +268,7 @@ export interface RecipeResults {
   settings: RecipeSettings;
   arms: Record<string, string>;
   tasks: Array<{ task: string; majority: number | null; arms: Record<string, ArmFigures | null>; minutes: Record<string, number | null> }>;
-  /** Per arm: the mean over tasks of the per-task means, on the tasks every listed arm has finished. */
+  /** Per arm: the mean over tasks of the per-task means, on the tasks every arm with results has finished (null: an arm with none yet). */
   average: { tasks: string[]; arms: Record<string, number | null> };
   /** The shared stages' own figures (MLM held-out accuracy, multi-task steps). */
   stages: Array<Pick<UnitRecord<UnitResult>, 'arm' | 'stage' | 'seconds' | 'attempts'> & { result: UnitResult | null }>;
@@ -304,9 +304,11 @@ export function summarise(settings: RecipeSettings, units: Array<UnitRecord<Unit
     }
     return { task, majority, arms, minutes };
   });
-  const common = tasks.filter((t) => settings.arms.every((a) => t.arms[a] !== null)).map((t) => t.task);
+  // Comparable averages: over the tasks that every arm with any result so far has finished (all arms, once the run is complete).
+  const started = settings.arms.filter((arm) => tasks.some((t) => t.arms[arm] !== null));
+  const common = tasks.filter((t) => started.length > 0 && started.every((a) => t.arms[a] !== null)).map((t) => t.task);
   const average = Object.fromEntries(
-    settings.arms.map((arm) => [arm, common.length === 0 ? null : common.reduce((sum, task) => sum + tasks.find((t) => t.task === task)!.arms[arm]!.mean, 0) / common.length]),
+    settings.arms.map((arm) => [arm, !started.includes(arm) || common.length === 0 ? null : common.reduce((sum, task) => sum + tasks.find((t) => t.task === task)!.arms[arm]!.mean, 0) / common.length]),
   );
   const total = totalUnits(settings);
   return {
