@@ -52,43 +52,68 @@ export function barChartSvg(results: ConfigResult[], pytorch: PytorchResult[], t
       { label: 'RoBERTa baseline (PyTorch)', color: '#ffbb78', value: (r) => pytorch.find((p) => p.seq === r.seq && p.model === 'roberta-baseline' && p.head === 'targets')?.msPerStep.median },
     );
   }
-  const width = 720;
-  const height = 360;
-  const pad = { left: 70, right: 20, top: 40, bottom: 70 };
+  return groupedBarsSvg({
+    title,
+    yLabel: 'ms per step (median, lower is better)',
+    groups: results.map((r) => `seq ${r.seq} (×${r.speedRatio.toFixed(2)})`),
+    series: series.map((s) => ({ label: s.label, color: s.color, values: results.map((r) => s.value(r)) })),
+    format: (v) => v.toFixed(0),
+  });
+}
+
+export interface BarSeries {
+  label: string;
+  color: string;
+  /** One value per group (undefined: no bar). */
+  values: Array<number | undefined>;
+  /** Optional range per group (min–max over seeds), drawn as a whisker. */
+  ranges?: Array<[number, number] | undefined>;
+}
+
+/** A bar chart: for each group (x axis), one bar per series, with a legend below. */
+export function groupedBarsSvg(chart: { title: string; yLabel: string; groups: string[]; series: BarSeries[]; format: (v: number) => string; width?: number }): string {
+  const { groups, series } = chart;
+  const width = chart.width ?? 720;
+  const legendRows = Math.ceil(series.length / 2);
+  const pad = { left: 70, right: 20, top: 40, bottom: 40 + 16 * legendRows };
+  const height = 290 + pad.bottom;
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
-  const max = Math.max(1e-9, ...results.flatMap((r) => series.map((s) => s.value(r) ?? 0)));
-  const groupW = plotW / Math.max(1, results.length);
+  const max = Math.max(1e-9, ...series.flatMap((s) => [...s.values.map((v) => v ?? 0), ...(s.ranges ?? []).map((r) => r?.[1] ?? 0)]));
+  const groupW = plotW / Math.max(1, groups.length);
   const barW = (groupW * 0.8) / series.length;
+  const yOf = (v: number) => pad.top + plotH - (v / max) * plotH;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${pad.left}" y="24" font-size="15" font-weight="bold">${title}</text>`,
+    `<text x="${pad.left}" y="24" font-size="15" font-weight="bold">${chart.title}</text>`,
     `<line x1="${pad.left}" x2="${pad.left}" y1="${pad.top}" y2="${pad.top + plotH}" stroke="#333"/>`,
     `<line x1="${pad.left}" x2="${pad.left + plotW}" y1="${pad.top + plotH}" y2="${pad.top + plotH}" stroke="#333"/>`,
-    `<text x="16" y="${pad.top + plotH / 2}" font-size="12" transform="rotate(-90 16 ${pad.top + plotH / 2})" text-anchor="middle">ms per step (median, lower is better)</text>`,
+    `<text x="16" y="${pad.top + plotH / 2}" font-size="12" transform="rotate(-90 16 ${pad.top + plotH / 2})" text-anchor="middle">${chart.yLabel}</text>`,
   ];
   for (let i = 0; i <= 4; i++) {
     const v = (max * i) / 4;
-    const y = pad.top + plotH - (v / max) * plotH;
+    const y = yOf(v);
     parts.push(`<line x1="${pad.left}" x2="${pad.left + plotW}" y1="${y}" y2="${y}" stroke="#eee"/>`);
     parts.push(`<text x="${pad.left - 6}" y="${y + 4}" font-size="11" text-anchor="end">${v >= 100 ? v.toFixed(0) : v.toPrecision(3)}</text>`);
   }
-  results.forEach((r, g) => {
+  groups.forEach((group, g) => {
     const x0 = pad.left + g * groupW + groupW * 0.1;
     series.forEach((s, k) => {
-      const v = s.value(r);
+      const v = s.values[g];
       if (v === undefined) return;
       const h = (v / max) * plotH;
       const x = x0 + k * barW;
       parts.push(`<rect x="${x}" y="${pad.top + plotH - h}" width="${barW - 2}" height="${h}" fill="${s.color}"/>`);
-      parts.push(`<text x="${x + barW / 2}" y="${pad.top + plotH - h - 4}" font-size="10" text-anchor="middle">${v.toFixed(0)}</text>`);
+      const range = s.ranges?.[g];
+      if (range) parts.push(`<line x1="${x + barW / 2 - 1}" x2="${x + barW / 2 - 1}" y1="${yOf(range[0])}" y2="${yOf(range[1])}" stroke="#333"/>`);
+      parts.push(`<text x="${x + barW / 2}" y="${Math.min(pad.top + plotH - h, range ? yOf(range[1]) : Infinity) - 4}" font-size="10" text-anchor="middle">${chart.format(v)}</text>`);
     });
-    parts.push(`<text x="${x0 + (barW * series.length) / 2}" y="${pad.top + plotH + 16}" font-size="12" text-anchor="middle">seq ${r.seq} (×${r.speedRatio.toFixed(2)})</text>`);
+    parts.push(`<text x="${x0 + (barW * series.length) / 2}" y="${pad.top + plotH + 16}" font-size="12" text-anchor="middle">${group}</text>`);
   });
   series.forEach((s, k) => {
-    const x = pad.left + (k % 2) * 260;
-    const y = height - 34 + Math.floor(k / 2) * 16;
+    const x = pad.left + (k % 2) * 330;
+    const y = pad.top + plotH + 40 + Math.floor(k / 2) * 16;
     parts.push(`<rect x="${x}" y="${y - 10}" width="12" height="12" fill="${s.color}"/><text x="${x + 18}" y="${y}" font-size="12">${s.label}</text>`);
   });
   parts.push('</svg>');

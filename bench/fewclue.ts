@@ -6,19 +6,17 @@
 //
 //   node dist/bench/fewclue.js [--tasks tnews,iflytek] [--epochs 10] [--json bench/results/fewclue.json]
 
-import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 
 import { Command } from 'commander';
 
-import { finetune, FINETUNE_DEFAULTS, type FinetuneResults } from '../lib/tasks/finetune.js';
+import { finetune, type FinetuneResults } from '../lib/tasks/finetune.js';
+import { FEWCLUE_TASKS, fewclueFinetuneConfig, headline, pct } from './fewclue-tasks.js';
 
 /** The authors' published CLUE (full data, base model) figures, for reference only: other data, other model. */
 export const PUBLISHED_CLUE: Record<string, number> = { iflytek: 62.5, tnews: 58.74, cluewsc: 82.71, csl: 84.17, ocnli: 74.23, chid: 85.95 };
-
-const FEWCLUE_TASKS = ['eprstmt', 'tnews', 'csldcp', 'iflytek', 'bustm', 'ocnli', 'csl', 'cluewsc', 'chid'];
 
 async function main(): Promise<void> {
   const program = new Command()
@@ -38,32 +36,9 @@ async function main(): Promise<void> {
   const rows: Array<FinetuneResults & { published: number | null }> = [];
   const failures: Array<{ task: string; error: string }> = [];
   for (const task of o.tasks.split(',')) {
-    const dir = resolve(o.data, task);
-    const file = (name: string) => {
-      const path = join(dir, name);
-      if (!existsSync(path)) throw new Error(`${path} does not exist`);
-      return path;
-    };
     try {
       const started = Date.now();
-      const result = await finetune(
-        {
-          ...FINETUNE_DEFAULTS,
-          task,
-          train: file('train_few_all.json'),
-          dev: file('dev_few_all.json'),
-          test: file('test_public.json'),
-          model: o.model,
-          modelConfig: JSON.parse(o.modelConfig),
-          out: join(o.out, task),
-          epochs: o.epochs,
-          maxSteps: o.maxSteps,
-          lr: o.lr,
-          maxLength: o.maxLength || undefined,
-        },
-        {},
-      );
-      const headline = (m: FinetuneResults['test']) => (m ? (m.accuracy ?? m.f1 ?? m.em ?? NaN) : NaN);
+      const result = await finetune(fewclueFinetuneConfig(task, join(o.out, task), { ...o, modelConfig: JSON.parse(o.modelConfig) }), {});
       console.log(
         `${task}: test ${(100 * headline(result.test)).toFixed(2)} (majority ${result.majority.test === null ? '–' : (100 * result.majority.test).toFixed(2)}), ` +
           `dev ${(100 * headline(result.dev)).toFixed(2)}, ${result.steps} steps, ${((Date.now() - started) / 60000).toFixed(1)} min`,
@@ -75,7 +50,6 @@ async function main(): Promise<void> {
       failures.push({ task, error: (error as Error).message });
     }
   }
-  const pct = (x: number | null | undefined) => (x === null || x === undefined || Number.isNaN(x) ? '–' : (100 * x).toFixed(1));
   console.log('\n| task | test acc. (ours) | majority class | dev acc. | steps | minutes | authors, full CLUE, base |');
   console.log('|---|---|---|---|---|---|---|');
   for (const r of rows) {

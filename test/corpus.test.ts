@@ -164,6 +164,61 @@ describe('JSONL format', () => {
   });
 });
 
+describe('JSONL text from several fields', () => {
+  it("joins a record's present fields in the order given, skips records with none, counting them with file:line", async () => {
+    const dir = tmpDir();
+    const pairs = write(
+      dir,
+      'bustm.json',
+      [
+        '{"id":1,"sentence1":"第一句","sentence2":"第二句","label":"1"}',
+        '{"id":2,"sentence":"只有一句"}',
+        '{"id":3,"label":"0"}', // none of the fields: a counted problem
+        '{"id":4,"content":"一段#idiom#文字","candidates":["甲","乙"]}',
+        '{"id":5,"sentence2":"只有后句","sentence1":7}', // a non-string field is passed over
+        '{"id":6,"sentence1":"  ","sentence2":""}', // present but blank: skipped quietly, like a blank single field
+      ].join('\n') + '\n',
+    );
+    const { corpus, docs } = await epoch({ paths: [pairs], field: 'sentence, sentence1,sentence2,content', evalFraction: 0 });
+    expect(brief(docs)).toEqual([
+      ['bustm.json', 1, '第一句\n第二句'],
+      ['bustm.json', 2, '只有一句'],
+      ['bustm.json', 4, '一段#idiom#文字'],
+      ['bustm.json', 5, '只有后句'],
+    ]);
+    expect(corpus.problemCount).toBe(1);
+    expect(corpus.problems).toEqual([
+      { file: path.resolve(pairs), line: 3, reason: 'none of the fields "sentence", "sentence1", "sentence2", "content" present as a string' },
+    ]);
+  });
+
+  it('several files, nested fields, and a resumed position continue with the next record', async () => {
+    const dir = tmpDir();
+    const a = write(dir, 'a.jsonl', '{"meta":{"title":"题一"},"body":"文一"}\n{"body":"文二"}\n');
+    const b = write(dir, 'b.jsonl', '{"meta":{"title":"题三"}}\n{"x":1}\n{"body":"文四"}\n');
+    const options = { paths: [a, b], field: 'meta.title,body', evalFraction: 0 };
+    const { corpus, docs } = await epoch(options);
+    expect(brief(docs)).toEqual([
+      ['a.jsonl', 1, '题一\n文一'],
+      ['a.jsonl', 2, '文二'],
+      ['b.jsonl', 1, '题三'],
+      ['b.jsonl', 3, '文四'],
+    ]);
+    expect(corpus.problems.map((p) => [path.basename(p.file), p.line])).toEqual([['b.jsonl', 2]]);
+    const again = await Corpus.open(options);
+    const [, second] = await take(again.train(), 2);
+    const [next] = await take((await Corpus.open(options)).train(second!.position), 1);
+    expect(next!.text).toBe('题三');
+  });
+
+  it('refuses an empty name in the list', async () => {
+    const dir = tmpDir();
+    const a = write(dir, 'a.jsonl', '{"text":"x"}\n');
+    await expect(Corpus.open({ paths: [a], field: 'sentence,,content' })).rejects.toThrow(/invalid field "sentence,,content"/);
+    await expect(Corpus.open({ paths: [a], field: 'a.,b' })).rejects.toThrow(CorpusError);
+  });
+});
+
 describe('problems', () => {
   it('invalid UTF-8 is reported with file:line and skipped, in text and JSONL', async () => {
     const dir = tmpDir();
@@ -402,11 +457,14 @@ describe('errors', () => {
       return;
     }
     // root reads everything: check as the unprivileged user `nobody` in a child process (the built dist/).
-    // A copy of the module inside the (made world-readable) temp dir, wherever the checkout lives.
+    // A copy of the module and what it imports, laid out as in dist/lib, inside the (made
+    // world-readable) temp dir, wherever the checkout lives.
     fs.chmodSync(dir, 0o755);
-    const corpusModule = path.join(dir, 'corpus.js');
-    fs.copyFileSync(path.resolve('dist/lib/data/corpus.js'), corpusModule);
-    fs.copyFileSync(path.resolve('dist/lib/data/data-file.js'), path.join(dir, 'data-file.js')); // corpus.js imports it
+    for (const module of ['data/corpus.js', 'data/data-file.js', 'util/value-kinds.js']) {
+      fs.mkdirSync(path.join(dir, path.dirname(module)), { recursive: true, mode: 0o755 });
+      fs.copyFileSync(path.resolve('dist/lib', module), path.join(dir, module));
+    }
+    const corpusModule = path.join(dir, 'data', 'corpus.js');
     fs.writeFileSync(path.join(dir, 'package.json'), '{"type": "module"}\n');
     const script = `import(${JSON.stringify(corpusModule)}).then(m => m.Corpus.open({ paths: [${JSON.stringify(file)}] })).then(() => console.log('opened'), e => console.log(e.message))`;
     const output = execFileSync('runuser', ['-u', 'nobody', '--', process.execPath, '-e', script], { encoding: 'utf8' });

@@ -172,6 +172,36 @@ describe('config', () => {
   });
 });
 
+describe('pre-training on JSON Lines with the text in several fields', () => {
+  it('--field takes a comma-separated list: checked where flags are parsed, the records read as one document each', async () => {
+    await expect(resolvePretrainConfig({ flags: { corpus: [corpusFile], field: 'sentence,,content' } })).rejects.toThrow(
+      /command line: field must be one or more JSON field names separated by commas/,
+    );
+    const bad = await run('node', [CLI, 'pretrain', '--corpus', corpusFile, '--field', 'sentence1,', '--out', join(tmp('field-flag'), 'run')]).catch((e) => e);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--field must be one or more JSON field names separated by commas/);
+
+    // FewCLUE-shaped unlabeled files: single sentences, pairs, and one record with no text field.
+    const dir = tmp('fields');
+    const lines = readFileSync(corpusFile, 'utf8').split('\n').filter((l) => l.trim() !== '');
+    const singles = join(dir, 'eprstmt.json');
+    const pairs = join(dir, 'bustm.json');
+    writeFileSync(singles, lines.slice(0, 600).map((sentence, id) => JSON.stringify({ id, sentence })).join('\n') + '\n');
+    const records = lines.slice(600, 1200).map((l, id) => JSON.stringify({ id, sentence1: l.slice(0, 10), sentence2: l.slice(10) }));
+    records.splice(2, 0, JSON.stringify({ id: 'x', label: '1' }));
+    writeFileSync(pairs, records.join('\n') + '\n');
+    const problems: string[] = [];
+    const result = await pretrain(
+      tinyRun(join(dir, 'run'), { corpus: [singles, pairs], field: 'sentence,sentence1,sentence2,content', masking: 'whole-word', steps: 10, evalEvery: 10, saveEvery: 10 }),
+      { onEvent: (e) => e.type === 'problems' && problems.push(`${e.count}: ${e.examples.join('; ')}`) },
+    );
+    expect(result.step).toBe(10);
+    expect(result.lastEval?.loss).toBeGreaterThan(0);
+    // the record with none of the fields: counted once, named by file and line
+    expect(problems).toEqual([expect.stringMatching(/^1: .*bustm\.json:3: none of the fields "sentence", "sentence1", "sentence2", "content" present as a string$/)]);
+  });
+});
+
 describe('roformer CLI', () => {
   it('--help of every command works', async () => {
     for (const args of [['--help'], ['pretrain', '--help'], ['fill-mask', '--help'], ['vocab', '--help']]) {

@@ -27,7 +27,7 @@ export function pretrainCommand(): Command {
     .option('--vocab <file>', 'vocab.txt to use (default: build one from the corpus)')
     .option(...setting('vocabSize', '<n>', 'tokens in a vocab built from the corpus'))
     .option(...setting('format', '<format>', 'auto, text or jsonl'))
-    .option(...setting('field', '<name>', 'JSONL field holding the text'))
+    .option(...setting('field', '<names>', "JSONL field holding the text, or several separated by commas ('sentence,sentence1,sentence2'): a record's present fields, joined in this order, are one document"))
     .option(...setting('documents', '<mode>', 'text: line (a document per line) or blank-line'))
     .option(...setting('maxLength', '<n>', 'tokens per sample, [CLS] and [SEP] included'))
     .option(...setting('batchSize', '<n>', 'samples per micro-batch'))

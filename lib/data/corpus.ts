@@ -8,6 +8,13 @@
  * - Bad input never crashes a run: invalid UTF-8, invalid JSON, a missing or
  *   non-string JSONL field, or an absurdly long line is reported as a
  *   {@link CorpusProblem} (file:line) and skipped.
+ * - JSONL text from several fields ('sentence,sentence1,sentence2,content'):
+ *   the fields a record has, joined by a line break in the order given, are
+ *   one document. A pair (sentence1, sentence2) thus stays one document, as
+ *   the pair task sees it as one example, and a document is still one line, so
+ *   resume positions and the held-out split work as for one field. Fields that
+ *   are absent (or not strings) are passed over; a record with none of them is
+ *   a problem.
  * - A deterministic held-out split: a document is held out when a hash of
  *   (file path relative to its corpus root, start line) falls below
  *   `evalFraction`, up to the first `evalMaxDocuments` such documents in
@@ -18,6 +25,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 
+import { fieldNames } from '../util/value-kinds.js';
 import { checkDataFile, DataFileError, INVALID_UTF8, MAX_LINE_BYTES, scanLines, type LineSink } from './data-file.js';
 
 export type CorpusFormat = 'text' | 'jsonl';
@@ -28,7 +36,8 @@ export interface CorpusOptions {
   paths: string[];
   /** 'auto' (default): .jsonl/.ndjson/.json → jsonl, anything else → text. */
   format?: CorpusFormat | 'auto';
-  /** JSONL: the text field (default 'text'); a dotted path like 'data.text' is allowed. */
+  /** JSONL: the text field (default 'text'), or several separated by commas
+   * (see above); a dotted path like 'data.text' is allowed. */
   field?: string;
   /** Text: one document per line (default) or paragraphs separated by blank lines. */
   documents?: 'line' | 'blank-line';
@@ -143,8 +152,8 @@ export class Corpus {
   readonly problems: CorpusProblem[] = [];
 
   readonly #entries: FileEntry[];
-  readonly #field: string;
-  readonly #fieldPath: string[];
+  /** The JSONL fields holding the text, each with its dotted path split. */
+  readonly #fields: JsonField[];
   readonly #paragraphs: boolean;
   readonly #evalFraction: number;
   readonly #evalMax: number;
@@ -160,8 +169,7 @@ export class Corpus {
   private constructor(entries: FileEntry[], options: CorpusOptions) {
     this.#entries = entries;
     this.files = entries.map((e) => e.path);
-    this.#field = options.field ?? 'text';
-    this.#fieldPath = this.#field.split('.');
+    this.#fields = fieldNames(options.field ?? 'text')!.map((name) => ({ name, path: name.split('.') }));
     this.#paragraphs = (options.documents ?? 'line') === 'blank-line';
     this.#evalFraction = options.evalFraction ?? 0.01;
     this.#evalMax = options.evalMaxDocuments ?? 2000;
@@ -184,7 +192,7 @@ export class Corpus {
       throw new CorpusError(`Corpus.open: unknown documents mode ${JSON.stringify(documents)} (expected 'line' or 'blank-line')`);
     }
     const field = options.field ?? 'text';
-    if (typeof field !== 'string' || field === '' || field.split('.').some((p) => p === '')) {
+    if (typeof field !== 'string' || fieldNames(field) === null) {
       throw new CorpusError(`Corpus.open: invalid field ${JSON.stringify(field)}`);
     }
     const evalFraction = options.evalFraction ?? 0.01;
@@ -417,8 +425,7 @@ export class Corpus {
     const jsonl = entry.format === 'jsonl';
     const paragraphs = !jsonl && this.#paragraphs;
     const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-    const field = this.#field;
-    const fieldPath = this.#fieldPath;
+    const fields = this.#fields;
     const out = new Batch();
 
     // Blank-line mode: the paragraph being collected.
@@ -465,9 +472,9 @@ export class Corpus {
           badLine(lineNo, lineStart, lineEnd, nextLine, `invalid JSON: ${(err as Error).message}`);
           return;
         }
-        const t = getField(value, field, fieldPath);
-        if (typeof t !== 'string') {
-          badLine(lineNo, lineStart, lineEnd, nextLine, `field "${field}" missing or not a string`);
+        const t = recordText(value, fields);
+        if (t === null) {
+          badLine(lineNo, lineStart, lineEnd, nextLine, missingFields(fields));
           return;
         }
         if (isBlank(t)) return;
@@ -575,6 +582,34 @@ function isBlank(s: string): boolean {
   const c = s.charCodeAt(0);
   if (c > 32 && c < 127) return false;
   return s.trim().length === 0;
+}
+
+interface JsonField {
+  name: string;
+  path: string[];
+}
+
+/** The record's text: its fields that hold strings, joined by a line break; null when none does. */
+function recordText(value: unknown, fields: JsonField[]): string | null {
+  if (fields.length === 1) {
+    const t = getField(value, fields[0].name, fields[0].path);
+    return typeof t === 'string' ? t : null;
+  }
+  let found = false;
+  const parts: string[] = [];
+  for (const field of fields) {
+    const t = getField(value, field.name, field.path);
+    if (typeof t !== 'string') continue;
+    found = true;
+    if (!isBlank(t)) parts.push(t);
+  }
+  // Fields present but blank: an empty document, skipped as a blank one field would be.
+  return found ? parts.join('\n') : null;
+}
+
+function missingFields(fields: JsonField[]): string {
+  if (fields.length === 1) return `field "${fields[0].name}" missing or not a string`;
+  return `none of the fields ${fields.map((f) => `"${f.name}"`).join(', ')} present as a string`;
 }
 
 function getField(value: unknown, field: string, fieldPath: string[]): unknown {

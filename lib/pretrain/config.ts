@@ -8,6 +8,7 @@ import { OPTIMIZERS, TRAINING_DEFAULTS, TRAINING_KINDS, type Optimizer, type Pre
 import {
   boolean,
   checkSettings,
+  fieldList,
   heldOutFraction,
   nonNegativeInteger,
   nonNegativeNumber,
@@ -39,7 +40,11 @@ export interface PretrainConfig {
   /** Corpus files or directories (plain text or JSONL). Empty with `demo`: the built-in poetry corpus. */
   corpus: string[];
   format: 'auto' | 'text' | 'jsonl';
-  /** JSONL: the field holding the text. */
+  /**
+   * JSONL: the field holding the text, or several separated by commas
+   * ('sentence,sentence1,sentence2,content'): a record's present fields, joined
+   * by a line break in this order, are one document (see lib/data/corpus.ts).
+   */
   field: string;
   /** Plain text: one document per line, or blank-line separated. */
   documents: 'line' | 'blank-line';
@@ -142,7 +147,7 @@ export const PRETRAIN_KINDS: Record<keyof PretrainConfig, ValueKind<unknown>> = 
   ...TRAINING_KINDS,
   corpus: paths,
   format: oneOf(['auto', 'text', 'jsonl'] as const),
-  field: text,
+  field: fieldList,
   documents: oneOf(['line', 'blank-line'] as const),
   out: text,
   model: object,

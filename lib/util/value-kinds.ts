@@ -57,6 +57,22 @@ export const text: ValueKind<string> = {
   fromText: asText,
 };
 
+/**
+ * The JSON field names in a comma-separated list ('sentence,sentence1,sentence2'; 'data.text'
+ * names a nested field); null when the list is empty or names an empty field or path segment.
+ */
+export function fieldNames(list: string): string[] | null {
+  const names = list.split(',').map((name) => name.trim());
+  return names.every((name) => name !== '' && name.split('.').every((segment) => segment !== '')) ? names : null;
+}
+
+/** JSONL fields holding text: one name or several separated by commas (see fieldNames). */
+export const fieldList: ValueKind<string> = {
+  description: "one or more JSON field names separated by commas ('sentence,sentence1,sentence2'; 'data.text' for a nested field)",
+  accepts: (v): v is string => typeof v === 'string' && fieldNames(v) !== null,
+  fromText: asText,
+};
+
 export const boolean: ValueKind<boolean> = {
   description: 'true or false',
   accepts: (v): v is boolean => typeof v === 'boolean',
