@@ -6,7 +6,7 @@
 import type { Device, GradientNormalization } from '../../bindings/native.js';
 import { checkConfigOverrides, type ModelSize, type RoFormerV2Config } from '../model/config.js';
 import { OPTIMIZERS, TRAINING_DEFAULTS, TRAINING_KINDS, type Optimizer, type Precision } from '../training/defaults.js';
-import { boolean, checkSettings, existingFile, fraction, nonNegativeInteger, oneOf, positiveNumber, text, type ValueKind } from '../util/value-kinds.js';
+import { boolean, checkSettings, existingFile, fieldList, fraction, nonNegativeInteger, oneOf, positiveNumber, text, type ValueKind } from '../util/value-kinds.js';
 import type { JsonlTaskSpec, Task, TaskSpec } from './registry.js';
 
 /** What both supervised stages share. */
@@ -115,7 +115,7 @@ export const MULTITASK_KINDS: Kinds<MultitaskConfig> = {
   ...SUPERVISED_KINDS,
   tasks: existingFile,
   gradientNormalization: oneOf(['none', 'unit', 'pareto'] as const),
-  field: text,
+  field: fieldList,
 };
 
 /**

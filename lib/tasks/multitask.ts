@@ -28,7 +28,7 @@ import { warmupThenConstant } from '../training/schedules.js';
 import { runStage, type StageHooks } from '../training/stage.js';
 import type { Trainer } from '../training/trainer.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
-import { integerAtLeast } from '../util/value-kinds.js';
+import { fieldList, integerAtLeast } from '../util/value-kinds.js';
 import { checkMultitaskConfig, EVAL_BATCH_SIZE, MULTITASK_DEFAULTS, type MultitaskConfig } from './config.js';
 import { evaluateTask, isLabelled, type Metrics } from './evaluate.js';
 import { resolveTask } from './load.js';
@@ -104,7 +104,7 @@ export async function readTaskList(path: string, defaults: { batchSize: number }
     if (isMlm) {
       const corpus = Array.isArray(files.corpus) ? files.corpus : files.corpus !== undefined ? [files.corpus] : [];
       if (corpus.length === 0) throw new TaskListError(`${path}: ${where}: the mlm task needs files.corpus (text or JSONL files)`);
-      if (e.field !== undefined && (typeof e.field !== 'string' || e.field === '')) throw new TaskListError(`${path}: ${where}.field must be the name of the JSONL field holding the text`);
+      if (e.field !== undefined && !fieldList.accepts(e.field)) throw new TaskListError(`${path}: ${where}.field must be the name of the JSONL field holding the text, or ${fieldList.description}`);
       const field = e.field as string | undefined;
       return { name: MLM_TASK, task: MLM_TASK, files: { corpus: corpus.map((c, k) => at(c, `${where}.files.corpus[${k}]`)) }, weight, batchSize: batchSize as number, maxLength: e.maxLength as number | undefined, ...(field ? { field } : {}) };
     }

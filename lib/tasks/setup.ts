@@ -2,7 +2,6 @@
 // encoder and its vocab (a given model dir, or a fresh model with a vocab built
 // from the training files), the tasks' examples, and the heads they train.
 
-
 import { textLines } from '../data/data-file.js';
 import { buildVocab, SPECIAL_TOKENS, Tokenizer } from '../data/tokenizer.js';
 import type { ModelSize, RoFormerV2Config } from '../model/config.js';
