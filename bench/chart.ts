@@ -8,7 +8,7 @@ const fmt = (x: number, digits = 1) => x.toFixed(digits);
 export function table(results: ConfigResult[], pytorch: PytorchResult[], mode: string): string {
   const rows: string[][] = [['seq', 'model', 'ms/step (median)', 'p10–p90', 'tokens/s', 'samples/s', 'MFU', 'peak dev MB']];
   for (const r of results) {
-    for (const m of [r.roformer, r.baseline]) {
+    for (const m of [r.roformer, r.baseline, ...(r.gauAlpha ? [r.gauAlpha] : [])]) {
       rows.push([
         String(r.seq),
         m.model,
@@ -29,6 +29,7 @@ export function table(results: ConfigResult[], pytorch: PytorchResult[], mode: s
   lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
   const ratios = results.map((r) => {
     const parts = [`seq ${r.seq}: RoFormerV2 is ${fmt(r.speedRatio, 2)}× the baseline's ${mode} speed (median of paired steps; ratio of medians ${fmt(r.medianRatio, 2)})`];
+    if (r.gauAlpha && r.gauSpeedRatio !== undefined) parts.push(`GAU-α (${r.gauAlpha.parameters.toLocaleString('en')} parameters) is ${fmt(r.gauSpeedRatio, 2)}× RoFormerV2's (${r.roformer.parameters.toLocaleString('en')})`);
     const ptV2 = pytorch.find((p) => p.seq === r.seq && p.model === 'roformer-v2' && p.head === 'targets');
     const ptBase = pytorch.find((p) => p.seq === r.seq && p.model === 'roberta-baseline' && p.head === 'targets');
     const ptFull = pytorch.find((p) => p.seq === r.seq && p.model === 'roformer-v2' && p.head === 'full');
@@ -46,6 +47,7 @@ export function barChartSvg(results: ConfigResult[], pytorch: PytorchResult[], t
     { label: 'RoFormerV2 (ours)', color: '#1f77b4', value: (r) => r.roformer.msPerStep.median },
     { label: 'RoBERTa baseline (ours)', color: '#ff7f0e', value: (r) => r.baseline.msPerStep.median },
   ];
+  if (results.some((r) => r.gauAlpha)) series.push({ label: 'GAU-α, 2× layers (ours)', color: '#2ca02c', value: (r) => r.gauAlpha?.msPerStep.median });
   if (pytorch.length > 0) {
     series.push(
       { label: 'RoFormerV2 (PyTorch)', color: '#aec7e8', value: (r) => pytorch.find((p) => p.seq === r.seq && p.model === 'roformer-v2' && p.head === 'targets')?.msPerStep.median },

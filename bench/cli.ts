@@ -29,6 +29,8 @@ export interface BenchCliOptions {
   memory?: boolean;
   ranks?: number;
   repeats: number;
+  arch: 'roformer-v2' | 'gau-alpha' | 'all';
+  lengthGeneralisation?: boolean;
 }
 
 const positiveInt = (name: string) => (value: string) => {
@@ -72,7 +74,9 @@ export function buildProgram(): Command {
     .option('--vs-pytorch', 'also time the same step in PyTorch eager (needs a python3 with torch)')
     .option('--memory', 'also measure peak resident memory of each model\'s training loop, each in a process of its own (and PyTorch\'s, with --vs-pytorch)')
     .option('--ranks <n>', 'data-parallel scaling instead: n ranks against 1, each a process with --threads threads (default 1), RoFormerV2 only, Gloo over loopback', positiveInt('--ranks'))
-    .option('--repeats <n>', 'with --ranks: (1 rank, n ranks) pairs per length; the figure is the median pair ratio', positiveInt('--repeats'), 3);
+    .option('--repeats <n>', 'with --ranks: (1 rank, n ranks) pairs per length; the figure is the median pair ratio', positiveInt('--repeats'), 3)
+    .option('--arch <which>', 'roformer-v2 (RoFormerV2 vs the baseline), gau-alpha or all (GAU-α at the depth-equivalent, 2× the layers, beside both)', oneOf('--arch', ['roformer-v2', 'gau-alpha', 'all']), 'roformer-v2')
+    .option('--length-generalisation', 'instead: pre-train small models at length 128 and report held-out MLM loss and accuracy at 128–1024 (bench/length-generalisation.ts; its own flags: npm run bench:length -- --help)');
   return program;
 }
 
@@ -88,6 +92,13 @@ async function main(options: BenchCliOptions): Promise<void> {
     overrides = raw as Partial<RoFormerV2Config>;
   }
   if (options.ranks !== undefined) return scaling(options, overrides);
+  if (options.lengthGeneralisation) {
+    const { main: lengthMain } = await import('./length-generalisation.js');
+    // Its own defaults (steps, sizes); --json, --svg and --threads pass through.
+    const passed = [...(options.json ? ['--json', options.json] : []), ...(options.svg ? ['--svg', options.svg] : []), ...(options.threads ? ['--threads', String(options.threads)] : [])];
+    return lengthMain(passed);
+  }
+  const gauAlpha = options.arch !== 'roformer-v2';
 
   const { runtimeInfo, setNumThreads, blasInUse } = await import('../lib/model/runtime.js');
   const { runBenchmark } = await import('./harness.js');
@@ -129,8 +140,9 @@ async function main(options: BenchCliOptions): Promise<void> {
       warmup: options.warmup,
       mode: options.mode,
       targetFraction: 0.15,
+      gauAlpha,
     },
-    (r) => console.log(`  seq ${r.seq}: RoFormerV2 ${r.roformer.msPerStep.median.toFixed(1)} ms, baseline ${r.baseline.msPerStep.median.toFixed(1)} ms`),
+    (r) => console.log(`  seq ${r.seq}: RoFormerV2 ${r.roformer.msPerStep.median.toFixed(1)} ms, baseline ${r.baseline.msPerStep.median.toFixed(1)} ms${r.gauAlpha ? `, GAU-α ${r.gauAlpha.msPerStep.median.toFixed(1)} ms` : ''}`),
   );
   console.log(`  matmul peak measured: ${(matmulPeakFlops / 1e12).toFixed(3)} TFLOP/s (${options.dtype})`);
 
@@ -208,7 +220,7 @@ async function measureMemory(options: BenchCliOptions, overrides: Partial<RoForm
   const { findPythonWithTorch, runPytorchMemory } = await import('./pytorch.js');
   const { resolveConfig } = await import('../lib/model/config.js');
   const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MB`;
-  const common = { size: options.size, config: overrides, batch: options.batch, dtype: options.dtype, device: options.device as 'cpu' | 'cuda', steps: options.steps, warmup: options.warmup };
+  const common = { size: options.size, config: overrides, batch: options.batch, dtype: options.dtype, device: options.device as 'cpu' | 'cuda', steps: options.steps, warmup: options.warmup, gauAlpha: options.arch !== 'roformer-v2' };
   console.log(`\npeak resident memory, each training loop in a process of its own (${options.warmup + options.steps} steps):`);
   const ours = runMemoryBenchmark({ ...common, seqs: options.seq, mode: 'train', targetFraction: 0.15, threads }, (r) =>
     console.log(`  seq ${r.seq}: ${r.model.padEnd(16)} ${mb(r.peakRssBytes)} (after the last step ${mb(r.rssAfterBytes)})`),

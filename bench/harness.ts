@@ -1,6 +1,7 @@
-// The benchmark harness: RoFormerV2 and the RoBERTa-style baseline through the
-// same timed training step (or forward pass), alternated step by step so drift on
-// a shared machine hits both equally.
+// The benchmark harness: RoFormerV2 and the RoBERTa-style baseline (and, with
+// `gauAlpha`, GAU-α at the depth-equivalent size) through the same timed training
+// step (or forward pass), alternated step by step so drift on a shared machine hits
+// every model equally.
 //
 // Timing rules: warm-up steps are excluded; the device is synchronised before a
 // clock is read (the trainer's step ends with a host sync; encode calls
@@ -9,14 +10,16 @@
 import { loadNative } from '../bindings/load.js';
 import type { Device, DType } from '../bindings/native.js';
 import { resolveConfig, type ModelSize, type RoFormerV2Config } from '../lib/model/config.js';
-import { RobertaBaseline, RoFormerV2 } from '../lib/model/model.js';
+import type { EncoderConfig } from '../lib/model/encoder-config.js';
+import { validateGauAlphaConfig, type GauAlphaConfig } from '../lib/model/gau-alpha-config.js';
+import { GauAlpha, RobertaBaseline, RoFormerV2 } from '../lib/model/model.js';
 import { Random } from '../lib/data/masking.js';
 import { tensor } from '../lib/model/tensor.js';
 import { Trainer, type MicroBatch } from '../lib/training/trainer.js';
 
 export type Mode = 'train' | 'encode';
 export type Precision = 'fp32' | 'bf16' | 'fp16';
-export type ModelName = 'roformer-v2' | 'roberta-baseline';
+export type ModelName = 'roformer-v2' | 'roberta-baseline' | 'gau-alpha';
 
 export interface BenchOptions {
   size: ModelSize;
@@ -31,6 +34,24 @@ export interface BenchOptions {
   mode: Mode;
   /** Share of positions that are MLM targets in training (the head runs there only). */
   targetFraction: number;
+  /** Also GAU-α, at the depth-equivalent of the RoFormerV2 config (gauAlphaEquivalent). */
+  gauAlpha?: boolean;
+}
+
+/**
+ * GAU-α at the depth-equivalent of a RoFormerV2 config, as the authors compare them:
+ * the same width and vocab, twice the layers (a GAU layer holds about half a
+ * transformer block's weights), e = 2 · hidden, s = 128.
+ */
+export function gauAlphaEquivalent(config: RoFormerV2Config): GauAlphaConfig {
+  return validateGauAlphaConfig({
+    vocab_size: config.vocab_size,
+    hidden_size: config.hidden_size,
+    num_hidden_layers: 2 * config.num_hidden_layers,
+    intermediate_size: 2 * config.hidden_size,
+    attention_key_size: 128,
+    max_position_embeddings: config.max_position_embeddings,
+  });
 }
 
 export interface ModelResult {
@@ -53,6 +74,9 @@ export interface ConfigResult {
   batch: number;
   roformer: ModelResult;
   baseline: ModelResult;
+  /** With `gauAlpha`: GAU-α's result, and its speed over RoFormerV2's (median of paired steps). */
+  gauAlpha?: ModelResult;
+  gauSpeedRatio?: number;
   /**
    * RoFormerV2 speed over the baseline's: the median over step pairs of baseline ms /
    * RoFormerV2 ms. The two steps of a pair ran back to back, so machine drift cancels
@@ -72,8 +96,15 @@ export function summarise(samples: number[]): ModelResult['msPerStep'] {
 }
 
 /** Matmul parameters N: the blocks' weight matrices (the tied head is counted where it runs). */
-export function flopsPerToken(config: RoFormerV2Config, seq: number, mode: Mode, headFraction: number): number {
+export function flopsPerToken(config: EncoderConfig, seq: number, mode: Mode, headFraction: number): number {
   const { hidden_size: d, intermediate_size: f, num_hidden_layers: L, vocab_size: V } = config;
+  if (config.model_type === 'gau_alpha') {
+    // W_i (d → 2e + s), W_o (e → d); attention: q kᵀ over s, A v over e, one head.
+    const s = config.attention_key_size;
+    const n = L * (d * (2 * f + s) + f * d) + headFraction * V * d;
+    const training = 6 * n + 6 * L * seq * (s + f);
+    return mode === 'train' ? training : training / 3;
+  }
   const n = L * (4 * d * d + 2 * d * f) + headFraction * V * d;
   const training = 6 * n + 12 * L * seq * d;
   return mode === 'train' ? training : training / 3;
@@ -111,8 +142,10 @@ export interface Runner {
 }
 
 export function makeRunner(name: ModelName, options: BenchOptions, config: RoFormerV2Config): Runner {
-  const create = name === 'roformer-v2' ? RoFormerV2.create : RobertaBaseline.create;
-  const model = create({ config, seed: 0 });
+  const model =
+    name === 'gau-alpha'
+      ? GauAlpha.create({ config: gauAlphaEquivalent(config), seed: 0 })
+      : (name === 'roformer-v2' ? RoFormerV2.create : RobertaBaseline.create)({ config, seed: 0 });
   if (options.device !== 'cpu') model.to(options.device);
   if (options.mode === 'train') {
     const trainer = new Trainer(model, { lr: 1e-4, precision: options.dtype });
@@ -142,7 +175,8 @@ export async function runBenchmark(options: BenchOptions, onProgress?: (result: 
     if (seq > config.max_position_embeddings) {
       throw new RangeError(`--seq ${seq} exceeds max_position_embeddings ${config.max_position_embeddings} (the baseline's position table)`);
     }
-    const runners = [makeRunner('roformer-v2', options, config), makeRunner('roberta-baseline', options, config)];
+    const names: ModelName[] = ['roformer-v2', 'roberta-baseline', ...(options.gauAlpha ? (['gau-alpha'] as const) : [])];
+    const runners = names.map((name) => makeRunner(name, options, config));
     const samples = new Map<ModelName, number[]>(runners.map((r) => [r.name, []]));
     const peaks = new Map<ModelName, number>(runners.map((r) => [r.name, 0]));
     let peakHost = 0;
@@ -150,7 +184,7 @@ export async function runBenchmark(options: BenchOptions, onProgress?: (result: 
       // Alternate the order every step so neither model always runs second.
       const order = step % 2 === 0 ? runners : [...runners].reverse();
       for (const runner of order) {
-        const batch = randomBatch(options.batch, seq, config.vocab_size, options.targetFraction, step * 2 + (runner.name === 'roformer-v2' ? 0 : 1));
+        const batch = randomBatch(options.batch, seq, config.vocab_size, options.targetFraction, step * names.length + names.indexOf(runner.name));
         native.peakMemory(options.device, true);
         native.synchronize(options.device);
         const start = performance.now();
@@ -169,7 +203,7 @@ export async function runBenchmark(options: BenchOptions, onProgress?: (result: 
     const headFraction = options.mode === 'train' ? options.targetFraction : 0;
     const result = (runner: Runner): ModelResult => {
       const ms = summarise(samples.get(runner.name)!);
-      const perToken = flopsPerToken(config, seq, options.mode, headFraction);
+      const perToken = flopsPerToken(runner.name === 'gau-alpha' ? gauAlphaEquivalent(config) : config, seq, options.mode, headFraction);
       const tokensPerSecond = (tokens / ms.median) * 1000;
       return {
         model: runner.name,
@@ -184,12 +218,14 @@ export async function runBenchmark(options: BenchOptions, onProgress?: (result: 
       };
     };
     const [roformer, baseline] = [result(runners[0]!), result(runners[1]!)];
+    const gauAlpha = runners[2] && result(runners[2]);
     const pairRatios = roformer.msSamples.map((ms, i) => baseline.msSamples[i]! / ms);
-    const configResult = {
+    const configResult: ConfigResult = {
       seq,
       batch: options.batch,
       roformer,
       baseline,
+      ...(gauAlpha ? { gauAlpha, gauSpeedRatio: summarise(roformer.msSamples.map((ms, i) => ms / gauAlpha.msSamples[i]!)).median } : {}),
       speedRatio: summarise(pairRatios).median,
       medianRatio: baseline.msPerStep.median / roformer.msPerStep.median,
       peakHostBytes: peakHost,

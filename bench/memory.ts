@@ -57,8 +57,9 @@ export function measureInChild(job: MemoryJob): MemoryResult {
 /** Every model × length of `options`, each in its own process. */
 export function runMemoryBenchmark(options: BenchOptions & { threads?: number }, onResult?: (r: MemoryResult) => void): MemoryResult[] {
   const results: MemoryResult[] = [];
+  const models: ModelName[] = ['roformer-v2', 'roberta-baseline', ...(options.gauAlpha ? (['gau-alpha'] as const) : [])];
   for (const seq of options.seqs) {
-    for (const model of ['roformer-v2', 'roberta-baseline'] as const) {
+    for (const model of models) {
       const { seqs: _seqs, ...rest } = options;
       const result = measureInChild({ ...rest, model, seq });
       results.push(result);

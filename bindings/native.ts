@@ -80,8 +80,8 @@ export interface NativeModelConfig {
   rope_interpolation_factor: number;
 }
 
-export type Architecture = 'roformer-v2' | 'roberta-baseline';
-export type LayerKind = 'rotary' | 'rms_norm' | 'self_attention' | 'encoder_block';
+export type Architecture = 'roformer-v2' | 'gau-alpha' | 'roberta-baseline';
+export type LayerKind = 'rotary' | 'rms_norm' | 'self_attention' | 'encoder_block' | 'normalized_attention' | 'gated_attention_unit' | 'gau_layer';
 
 /** Gradients returned by NativeModule.vjp: d(⟨output, gradOutput⟩)/d(inputs, parameters). */
 export interface VjpResult {

@@ -5,14 +5,20 @@
 
 export { tensor, tensorFromBytes, isTensor } from './model/tensor.js';
 export type { Device, DType, Tensor, TensorArray, NestedNumbers } from './model/tensor.js';
-export { RoFormerV2, RobertaBaseline } from './model/model.js';
-export type { CreateOptions, ForwardOptions } from './model/model.js';
+export { RoFormerV2, GauAlpha, RobertaBaseline, createEncoder, loadPretrained } from './model/model.js';
+export type { CreateOptions, ForwardOptions, TrainableEncoder } from './model/model.js';
+export { NormalizedAttention, GatedAttentionUnit, GauLayer } from './model/gau-layers.js';
+export type { GauOptions } from './model/gau-layers.js';
+export { GAU_ALPHA_SIZES, validateGauAlphaConfig } from './model/gau-alpha-config.js';
+export type { GauAlphaConfig } from './model/gau-alpha-config.js';
+export { validateEncoderConfig, resolveEncoderConfig } from './model/encoder-config.js';
+export type { EncoderConfig } from './model/encoder-config.js';
 export { RotaryEmbedding, RMSNorm, SelfAttention, EncoderBlock } from './model/layers.js';
 export type { SelfAttentionOptions, EncoderBlockOptions } from './model/layers.js';
 export { MODEL_SIZES, ConfigError, resolveConfig, validateConfig, interpolationFactor } from './model/config.js';
-export type { ModelSize, RoFormerV2Config } from './model/config.js';
+export type { ModelSize, RoFormerV2Config, AttentionNormalization, NormPosition } from './model/config.js';
 export { readModelDir, writeModelDir, readModelConfig, ModelDirError, CONFIG_FILE, WEIGHTS_FILE } from './model/model-dir.js';
-export { toHuggingFaceName, fromHuggingFaceName } from './model/checkpoint-names.js';
+export { toHuggingFaceName, fromHuggingFaceName, checkpointNamesOf } from './model/checkpoint-names.js';
 export { readSafetensors, writeSafetensorsAtomic, SafetensorsError } from './model/safetensors.js';
 export { writeFileAtomic } from './util/atomic-file.js';
 export { Trainer, optimizerSteps } from './training/trainer.js';

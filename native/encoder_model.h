@@ -1,9 +1,12 @@
 // What every encoder in this package shares: its configuration, the way it checks
 // its inputs, and the interface the bindings and the trainer drive.
 //
-// Two models implement it: RoFormerV2 (modules.h) and the RoBERTa-style baseline
-// (baseline.h) used for the speed comparison the RoFormerV2 authors make.
+// Three models implement it: RoFormerV2 (modules.h), GAU-α (gau_alpha.h) and the
+// RoBERTa-style baseline (baseline.h) used for the speed comparison the RoFormerV2
+// authors make.
 #pragma once
+
+#include "attention_normalization.h"
 
 #include <torch/torch.h>
 
@@ -50,6 +53,16 @@ struct ModelConfig {
   // Positions are multiplied by this factor before rotation (position interpolation:
   // trained_length / new_length < 1 stretches a trained model to longer inputs).
   double rope_interpolation_factor = 1.0;
+  // How attention weights are normalised (config.json `normalization`).
+  AttentionNormalization normalization = AttentionNormalization::softmax;
+  // RoFormerV2's block: post-norm as released, or pre-norm (`"norm_position": "pre"`).
+  bool pre_norm = false;
+  // GAU-α only: the shared q/k width s, whether the logits are divided by √s, biases
+  // (and q/k offsets) on or off, and the σ of the port's normal initialisation.
+  int64_t attention_key_size = 128;
+  bool attention_scale = true;
+  bool use_bias = false;
+  double initializer_range = 0.02;
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
 
@@ -78,7 +91,7 @@ class EncoderModel : public torch::nn::Module {
   virtual void set_residual_scale(double alpha) {}
   virtual double residual_scale() const { return 1.0; }
 
-  // "roformer-v2" or "roberta-baseline".
+  // "roformer-v2", "gau-alpha" or "roberta-baseline".
   virtual std::string architecture() const = 0;
 
   const ModelConfig& config() const { return config_; }

@@ -3,6 +3,7 @@
 #include "baseline.h"
 #include "compat.h"
 #include "executor.h"
+#include "gau_alpha.h"
 #include "modules.h"
 #include "tensor_handle.h"
 
@@ -43,6 +44,16 @@ ModelConfig parse_config(const Napi::Object& js) {
   c.layer_norm_eps = number_field(js, "layer_norm_eps", c.layer_norm_eps, where);
   c.rope_theta = number_field(js, "rope_theta", c.rope_theta, where);
   c.rope_interpolation_factor = number_field(js, "rope_interpolation_factor", c.rope_interpolation_factor, where);
+  c.normalization = parse_attention_normalization(
+      string_field(js, "normalization", attention_normalization_name(c.normalization), where));
+  const auto norm_position = string_field(js, "norm_position", "post", where);
+  require(norm_position == "post" || norm_position == "pre",
+          "config: norm_position must be 'post' or 'pre', got '" + norm_position + "'");
+  c.pre_norm = norm_position == "pre";
+  c.attention_key_size = integer_field(js, "attention_key_size", c.attention_key_size, where);
+  c.attention_scale = boolean_field(js, "attention_scale", c.attention_scale);
+  c.use_bias = boolean_field(js, "use_bias", c.use_bias);
+  c.initializer_range = number_field(js, "initializer_range", c.initializer_range, where);
   return c;
 }
 
@@ -62,6 +73,12 @@ Napi::Object config_to_js(Napi::Env env, const ModelConfig& c, const std::string
   js.Set("layer_norm_eps", c.layer_norm_eps);
   js.Set("rope_theta", c.rope_theta);
   js.Set("rope_interpolation_factor", c.rope_interpolation_factor);
+  js.Set("normalization", attention_normalization_name(c.normalization));
+  js.Set("norm_position", c.pre_norm ? "pre" : "post");
+  js.Set("attention_key_size", static_cast<double>(c.attention_key_size));
+  js.Set("attention_scale", c.attention_scale);
+  js.Set("use_bias", c.use_bias);
+  js.Set("initializer_range", c.initializer_range);
   return js;
 }
 
@@ -186,11 +203,13 @@ Napi::Value ModuleHandle::create_model(const Napi::CallbackInfo& info) {
     std::shared_ptr<EncoderModel> model;
     if (architecture == "roformer-v2") {
       model = std::make_shared<RoFormerV2>(config);
+    } else if (architecture == "gau-alpha") {
+      model = std::make_shared<GauAlpha>(config);
     } else if (architecture == "roberta-baseline") {
       model = std::make_shared<RobertaBaseline>(config);
     } else {
       throw std::invalid_argument("unknown architecture '" + architecture +
-                                  "': use 'roformer-v2' or 'roberta-baseline'");
+                                  "': use 'roformer-v2', 'gau-alpha' or 'roberta-baseline'");
     }
     return wrap(env, architecture, model, model, nullptr);
   });
@@ -234,7 +253,7 @@ Napi::Value ModuleHandle::create_layer(const Napi::CallbackInfo& info) {
       config.validate(/*needs_even_head_dim=*/true);
       const bool rotary_on = boolean_field(options, "rotary", true);
       SelfAttention attention(config.hidden_size, config.num_attention_heads, config.attention_probs_dropout_prob,
-                              boolean_field(options, "bias", false));
+                              boolean_field(options, "bias", false), config.normalization);
       RotaryEmbedding rotary(config.head_dim(), config.rope_theta, config.rope_interpolation_factor);
       // call([x, attention_mask?])
       return wrap(env, kind, attention.ptr(), nullptr,
@@ -260,8 +279,50 @@ Napi::Value ModuleHandle::create_layer(const Napi::CallbackInfo& info) {
         return block->forward(x, keep_mask(in, 1, x), cos, sin);
       });
     }
+    if (kind == "normalized_attention") {
+      const auto normalization = parse_attention_normalization(string_field(options, "normalization", "softmax", "options."));
+      const bool scaled = boolean_field(options, "scaled", true);
+      // call([q, k, v, attention_mask?]): q, k (batch, heads, seq, d), v (batch, heads, seq, dv); no parameters.
+      auto holder = std::make_shared<torch::nn::Module>();
+      return wrap(env, kind, holder, nullptr, [normalization, scaled](const std::vector<torch::Tensor>& in) {
+        const auto& q = required_input(in, 0, "q");
+        const auto& k = required_input(in, 1, "k");
+        const auto& v = required_input(in, 2, "v");
+        if (q.dim() != 4 || k.sizes() != q.sizes() || v.dim() != 4 || v.size(2) != q.size(2)) {
+          throw std::invalid_argument("q and k must have the same shape (batch, heads, seq, d) and v (batch, heads, seq, dv); got " +
+                                      shape_text(q) + ", " + shape_text(k) + ", " + shape_text(v));
+        }
+        torch::Tensor keep;
+        if (in.size() > 3 && in[3].defined()) keep = key_padding_mask(in[3]).view({q.size(0), 1, 1, q.size(2)});
+        return normalized_attention(q, k, v, keep, normalization, 0.0, scaled);
+      });
+    }
+    if (kind == "gated_attention_unit" || kind == "gau_layer") {
+      const auto config = parse_config(options);
+      validate_gau_alpha_config(config);
+      RotaryEmbedding rotary(config.attention_key_size, config.rope_theta, config.rope_interpolation_factor);
+      std::shared_ptr<torch::nn::Module> module;
+      std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)> run;
+      if (kind == "gau_layer") {
+        GauLayer unit(config);
+        module = unit.ptr();
+        run = [unit](auto&&... args) mutable { return unit->forward(args...); };
+      } else {
+        GatedAttentionUnit unit(config);
+        module = unit.ptr();
+        run = [unit](auto&&... args) mutable { return unit->forward(args...); };
+      }
+      // call([x, attention_mask?])
+      return wrap(env, kind, module, nullptr, [run, rotary, config](const std::vector<torch::Tensor>& in) mutable {
+        const auto& x = required_input(in, 0, "x");
+        require_hidden(x, config.hidden_size);
+        auto [cos, sin] = rotary(x.size(1), x.device(), x.scalar_type());
+        return run(x, keep_mask(in, 1, x), cos, sin);
+      });
+    }
     throw std::invalid_argument("unknown layer kind '" + kind +
-                                "': use 'rotary', 'rms_norm', 'self_attention' or 'encoder_block'");
+                                "': use 'rotary', 'rms_norm', 'self_attention', 'encoder_block', "
+                                "'normalized_attention', 'gated_attention_unit' or 'gau_layer'");
   });
 }
 

@@ -220,8 +220,9 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, con
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) const { return RMSNormFunction::apply(x, eps); }
 
-SelfAttentionImpl::SelfAttentionImpl(int64_t hidden_size, int64_t num_heads, double dropout, bool bias)
-    : num_heads(num_heads), dropout(dropout) {
+SelfAttentionImpl::SelfAttentionImpl(int64_t hidden_size, int64_t num_heads, double dropout, bool bias,
+                                     AttentionNormalization normalization)
+    : num_heads(num_heads), dropout(dropout), normalization(normalization) {
   auto linear = [&](const char* name) {
     return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(hidden_size, hidden_size).bias(bias)));
   };
@@ -245,15 +246,16 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
     k = apply_rotary(k, c, s);
   }
   // → (batch, heads, seq, head_dim) views for attention
-  auto attended = compat::scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), keep,
-                                                       is_training() ? dropout : 0.0);
+  auto attended = normalized_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), keep, normalization,
+                                       is_training() ? dropout : 0.0);
   return output(attended.transpose(1, 2).reshape({batch, seq, hidden}));
 }
 
 EncoderBlockImpl::EncoderBlockImpl(const ModelConfig& config) {
   attention = register_module(
       "attention", SelfAttention(config.hidden_size, config.num_attention_heads, config.attention_probs_dropout_prob,
-                                 /*bias=*/false));
+                                 /*bias=*/false, config.normalization));
+  pre_norm = config.pre_norm;
   intermediate = register_module(
       "intermediate",
       torch::nn::Linear(torch::nn::LinearOptions(config.hidden_size, config.intermediate_size).bias(false)));
@@ -265,9 +267,13 @@ EncoderBlockImpl::EncoderBlockImpl(const ModelConfig& config) {
 
 torch::Tensor EncoderBlockImpl::forward(torch::Tensor x, const torch::Tensor& keep, const torch::Tensor& cos,
                                         const torch::Tensor& sin) {
+  auto feed_forward = [this](const torch::Tensor& h) { return output(torch::relu(intermediate(h))); };
+  if (pre_norm) {
+    x = x + alpha * dropout(attention(norm(x), keep, cos, sin));
+    return x + alpha * dropout(feed_forward(norm(x)));
+  }
   x = norm(x + alpha * dropout(attention(x, keep, cos, sin)));
-  x = norm(x + alpha * dropout(output(torch::relu(intermediate(x)))));
-  return x;
+  return norm(x + alpha * dropout(feed_forward(x)));
 }
 
 // ---------------------------------------------------------------------------
@@ -323,7 +329,8 @@ torch::Tensor RoFormerV2::forward(torch::Tensor input_ids, torch::Tensor token_t
   auto [cos, sin] = rotary(seq, x.device(), x.scalar_type());
   auto keep = attention_mask.view({batch, 1, 1, seq});
   for (auto& block : *layer) x = block->as<EncoderBlockImpl>()->forward(x, keep, cos, sin);
-  return x;
+  // Pre-norm blocks leave the residual stream unnormalised: the MLM head and the task heads expect it normalised.
+  return config_.pre_norm ? norm(x) : x;
 }
 
 torch::Tensor RoFormerV2::mlm_logits(const torch::Tensor& hidden, torch::Tensor positions) {

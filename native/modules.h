@@ -4,6 +4,7 @@
 //   for each block:
 //     x = Norm(x + α · Dropout(Attention(x)))             RoPE on q and k, no bias
 //     x = Norm(x + α · Dropout(relu(x W1) W2))            no bias
+//   (pre-norm variant: x = x + α · Dropout(Sublayer(Norm(x))), and a final Norm)
 //   mlm_logits = x · E_tokᵀ                               tied, no bias
 //
 // Norm is RMS normalisation with no gain. Submodule names follow the Hugging Face
@@ -50,22 +51,26 @@ class RMSNormImpl : public torch::nn::Module {
 TORCH_MODULE(RMSNorm);
 
 // Multi-head self-attention. RoPE is applied to q and k only (pass undefined
-// cos/sin for none, as the baseline does); `keep` masks padded keys.
+// cos/sin for none, as the baseline does); `keep` masks padded keys; the weights
+// are normalised as `normalization` says (attention_normalization.h).
 class SelfAttentionImpl : public torch::nn::Module {
  public:
-  SelfAttentionImpl(int64_t hidden_size, int64_t num_heads, double dropout, bool bias);
+  SelfAttentionImpl(int64_t hidden_size, int64_t num_heads, double dropout, bool bias,
+                    AttentionNormalization normalization = AttentionNormalization::softmax);
   // x (batch, seq, hidden); keep bool broadcastable to (batch, 1, seq, seq) or undefined.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& cos,
                         const torch::Tensor& sin);
 
   int64_t num_heads;
   double dropout;
+  AttentionNormalization normalization;
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, output{nullptr};
 };
 TORCH_MODULE(SelfAttention);
 
-// One post-norm block: attention then a ReLU feed-forward, each added back with
-// the residual scale α and normalised.
+// One block: attention then a ReLU feed-forward, each added back with the residual
+// scale α. Post-norm (as released) normalises each sum; pre-norm (`norm_position`
+// "pre") normalises each sublayer's input instead, and the model its final output.
 class EncoderBlockImpl : public torch::nn::Module {
  public:
   explicit EncoderBlockImpl(const ModelConfig& config);
@@ -74,6 +79,7 @@ class EncoderBlockImpl : public torch::nn::Module {
 
   // Not a parameter: set by the trainer as it warms α from 0 to 1.
   double alpha = 1.0;
+  bool pre_norm = false;
   SelfAttention attention{nullptr};
   torch::nn::Linear intermediate{nullptr}, output{nullptr};
   torch::nn::Dropout dropout{nullptr};

@@ -7,12 +7,13 @@ import { Command } from 'commander';
 
 import { FINETUNE_DEFAULTS as D, FINETUNE_KINDS as K, type FinetuneConfig } from '../tasks/config.js';
 import { runFinetune } from './finetune-run.js';
+import { splitArchitectureFlags, type ArchitectureFlags } from './architecture-options.js';
 import { addLaunchFlags, asRank } from './launch.js';
 import { settingFlags } from './options.js';
 import { resumedConfig } from './run-stage.js';
 import { addTrainingFlags, given, modelConfigFromFlag, taskFromFlags, taskHelp, type JsonlFlags } from './task-options.js';
 
-interface FinetuneFlags extends JsonlFlags {
+interface FinetuneFlags extends JsonlFlags, ArchitectureFlags {
   task?: string;
   train?: string;
   dev?: string;
@@ -88,14 +89,15 @@ Examples:
 async function newConfig(flags: FinetuneFlags): Promise<FinetuneConfig> {
   const missing = (['task', 'train', 'out'] as const).filter((f) => !flags[f]);
   if (missing.length > 0) throw new Error(`finetune needs ${missing.map((f) => `--${f}`).join(', ')} (or --demo; see roformer finetune --help)`);
-  const { task, train, dev, test, model, out, modelConfig, textField, textField2, labelField, kind, demo, resume, ...recipe } = flags;
-  void demo, resume;
+  const { rest, model: modelConfig } = splitArchitectureFlags(flags, modelConfigFromFlag(flags.modelConfig));
+  const { task, train, dev, test, model, out, textField, textField2, labelField, kind, demo, resume, modelConfig: _file, ...recipe } = rest;
+  void demo, resume, _file;
   return {
     ...D,
     ...given(recipe),
     task: await taskFromFlags(task!, { textField, textField2, labelField, kind }),
     train: train!,
-    ...given({ dev, test, model, modelConfig: modelConfigFromFlag(modelConfig) }),
+    ...given({ dev, test, model, modelConfig }),
     out: out!,
   };
 }

@@ -5,13 +5,14 @@
 import { Command } from 'commander';
 
 import { MULTITASK_DEFAULTS as D, MULTITASK_KINDS as K, type MultitaskConfig } from '../tasks/config.js';
+import { splitArchitectureFlags, type ArchitectureFlags } from './architecture-options.js';
 import { addLaunchFlags, asRank } from './launch.js';
 import { settingFlags } from './options.js';
 import { metricNames, percent, table } from './results-table.js';
 import { resumedConfig, runStageInTerminal } from './run-stage.js';
 import { addTrainingFlags, given, modelConfigFromFlag } from './task-options.js';
 
-type MultitaskFlags = Partial<Omit<MultitaskConfig, 'modelConfig'>> & { modelConfig?: string; resume?: boolean };
+type MultitaskFlags = Partial<Omit<MultitaskConfig, 'modelConfig'>> & ArchitectureFlags & { modelConfig?: string; resume?: boolean };
 
 const setting = settingFlags(D, K);
 
@@ -59,7 +60,8 @@ tasks.json (paths relative to the file; weight, maxLength and batchSize optional
 
 function newConfig(flags: MultitaskFlags): MultitaskConfig {
   if (!flags.tasks || !flags.out) throw new Error('multitask needs --tasks <tasks.json> and --out <dir> (see roformer multitask --help)');
-  const { modelConfig, resume, ...rest } = flags;
-  void resume;
-  return { ...D, ...given(rest), ...given({ modelConfig: modelConfigFromFlag(modelConfig) }), tasks: flags.tasks, out: flags.out };
+  const { rest: withoutArchitecture, model: modelConfig } = splitArchitectureFlags(flags, modelConfigFromFlag(flags.modelConfig));
+  const { modelConfig: _file, resume, ...rest } = withoutArchitecture;
+  void resume, _file;
+  return { ...D, ...given(rest), ...given({ modelConfig }), tasks: flags.tasks, out: flags.out };
 }

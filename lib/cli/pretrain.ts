@@ -5,13 +5,14 @@
 import { Command } from 'commander';
 
 import type { Tokenizer } from '../data/tokenizer.js';
-import type { RoFormerV2 } from '../model/model.js';
+import type { TrainableEncoder } from '../model/model.js';
 import { PRETRAIN_DEFAULTS as D, PRETRAIN_KINDS as K, type PretrainConfig } from '../pretrain/config.js';
+import { addArchitectureFlags, splitArchitectureFlags, type ArchitectureFlags } from './architecture-options.js';
 import { addLaunchFlags, asRank } from './launch.js';
 import { settingFlags } from './options.js';
 import { resumedConfig, runStageInTerminal } from './run-stage.js';
 
-type PretrainFlags = Partial<PretrainConfig> & { config?: string; resume?: boolean };
+type PretrainFlags = Partial<PretrainConfig> & ArchitectureFlags & { config?: string; resume?: boolean };
 
 const setting = settingFlags(D, K);
 
@@ -43,11 +44,12 @@ export function pretrainCommand(): Command {
     .option(...setting('evalEvery', '<n>', 'evaluate on held-out text every n steps (0: never)'))
     .option(...setting('saveEvery', '<n>', 'checkpoint every n steps (0: only at the end)'))
     .option(...setting('seed', '<n>', 'random seed'));
-  return addLaunchFlags(command).action(
+  return addLaunchFlags(addArchitectureFlags(command)).action(
     asRank(async (options: PretrainFlags) => {
       const { resolvePretrainConfig } = await import('../pretrain/config.js');
       const { pretrain } = await import('../pretrain/pretrain.js');
-      const { config: file, resume, ...flags } = options;
+      const { rest, model } = splitArchitectureFlags(options);
+      const { config: file, resume, ...flags } = { ...rest, ...(model ? { model } : {}) };
       const out = flags.out ?? (flags.demo ? 'runs/demo' : undefined);
       const config = resume
         ? await resumedConfig<PretrainConfig>('pretrain', out, { steps: flags.steps })
@@ -60,7 +62,7 @@ export function pretrainCommand(): Command {
   );
 }
 
-async function demoFillMask(model: RoFormerV2, tokenizer: Tokenizer): Promise<void> {
+async function demoFillMask(model: TrainableEncoder, tokenizer: Tokenizer): Promise<void> {
   const { fillMask } = await import('../pretrain/fill-mask.js');
   console.log('\nfill-mask on the trained model:');
   for (const text of ['明月几时有，把酒问青[MASK]。', '春风又绿江[MASK]岸。', '大江东去，浪淘[MASK]，千古风流人物。']) {

@@ -6,10 +6,11 @@ import { existsSync, readFileSync } from 'node:fs';
 
 import type { Command } from 'commander';
 
-import type { RoFormerV2Config } from '../model/config.js';
+import type { EncoderConfig } from '../model/encoder-config.js';
 import { EVAL_BATCH_SIZE, FINETUNE_DEFAULTS as D, FINETUNE_KINDS as K } from '../tasks/config.js';
 import { TASK_NAMES, type JsonlTaskSpec } from '../tasks/registry.js';
 import { outputFile, positiveInteger } from '../util/value-kinds.js';
+import { addArchitectureFlags } from './architecture-options.js';
 import { parse, settingFlags } from './options.js';
 
 /** The name that selects the generic JSON Lines task. */
@@ -56,7 +57,7 @@ export async function taskFromFlags(name: string, jsonl: JsonlFlags): Promise<st
  * Its keys' types and values are checked against the model size by the stage,
  * with errors naming the key and `modelConfigSource(value)`.
  */
-export function modelConfigFromFlag(value: string | undefined): Partial<RoFormerV2Config> | undefined {
+export function modelConfigFromFlag(value: string | undefined): Partial<EncoderConfig> | undefined {
   if (value === undefined) return undefined;
   const inline = value.trim().startsWith('{');
   if (!inline && !existsSync(value)) throw new Error(`--model-config: ${value} is neither a JSON object nor an existing file`);
@@ -67,7 +68,7 @@ export function modelConfigFromFlag(value: string | undefined): Partial<RoFormer
     throw new Error(`--model-config: ${inline ? 'invalid JSON' : value}: ${(error as Error).message}`);
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('--model-config must be a JSON object of config.json keys, e.g. {"num_hidden_layers": 2}');
-  return parsed as Partial<RoFormerV2Config>;
+  return parsed as Partial<EncoderConfig>;
 }
 
 /** The flags a user actually gave (commander leaves the others undefined), so they override defaults and nothing else. */
@@ -84,7 +85,7 @@ const setting = settingFlags(D, K);
 
 export function addTrainingFlags(command: Command, vocabFrom: string): Command {
   // The supervised stages share these defaults (lib/tasks/config.ts).
-  return command
+  return addArchitectureFlags(command)
     .option(...setting('optimizer', '<name>', 'adafactor, adamw or lamb'))
     .option(...setting('lr', '<x>', 'peak learning rate (after the warm-up, constant)'))
     .option(...setting('batchSize', '<n>', 'examples per micro-batch (multitask: unless a task sets its own batchSize)'))

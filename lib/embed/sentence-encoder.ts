@@ -20,7 +20,7 @@
 // building blocks of lib/model/layers.ts). It costs one extra block per batch.
 
 import type { Tokenizer } from '../data/tokenizer.js';
-import { RoFormerV2 } from '../model/model.js';
+import { createEncoder, type TrainableEncoder } from '../model/model.js';
 import { tensor, type Tensor } from '../model/tensor.js';
 import { loadEncoder } from '../training/model-source.js';
 
@@ -41,10 +41,10 @@ export interface EmbedOptions {
 export const EMBED_DEFAULTS = { pooling: 'mean' as Pooling, batchSize: 32, maxLength: 512 };
 
 export class SentenceEncoder {
-  private firstLayer: RoFormerV2 | null = null;
+  private firstLayer: TrainableEncoder | null = null;
 
   constructor(
-    readonly model: RoFormerV2,
+    readonly model: TrainableEncoder,
     readonly tokenizer: Tokenizer,
   ) {}
 
@@ -118,11 +118,11 @@ export class SentenceEncoder {
   }
 
   /** The one-block twin (see the top of this file), made on first use. */
-  private firstLayerModel(): RoFormerV2 {
+  private firstLayerModel(): TrainableEncoder {
     if (this.firstLayer) return this.firstLayer;
     const parameters = this.model.namedParameters();
     // On the model's device and in its dtype, so both layers are computed alike.
-    const twin = RoFormerV2.create({ config: { ...this.model.config, num_hidden_layers: 1 } });
+    const twin = createEncoder({ config: { ...this.model.config, num_hidden_layers: 1 } });
     try {
       twin.to(this.model.device, parameters['word_embeddings.weight']!.dtype);
       const kept = Object.entries(parameters).filter(([name]) => !name.startsWith('layer.') || name.startsWith('layer.0.'));
@@ -137,7 +137,7 @@ export class SentenceEncoder {
 }
 
 /** The model's output (batch, seq, hidden) as float32 values, the tensor freed. */
-async function hiddenStates(model: RoFormerV2, inputIds: Tensor, attentionMask: Tensor): Promise<Float32Array> {
+async function hiddenStates(model: TrainableEncoder, inputIds: Tensor, attentionMask: Tensor): Promise<Float32Array> {
   const hidden = await model.forward(inputIds, { attentionMask });
   // toArray() reads float16/bfloat16 back as float32; float64 models are narrowed here.
   const values = hidden.toArray();

@@ -10,7 +10,7 @@ import type { Tensor } from '../../bindings/native.js';
 import type { Tokenizer } from '../data/tokenizer.js';
 import { configToJson } from '../model/config.js';
 import { CONFIG_FILE, VOCAB_FILE } from '../model/model-dir.js';
-import type { RoFormerV2 } from '../model/model.js';
+import { RoFormerV2, type TrainableEncoder } from '../model/model.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { encodeOnnxModel } from './onnx-proto.js';
 import { roformerOnnxModel } from './roformer-graph.js';
@@ -63,11 +63,16 @@ function exportedConfig(model: RoFormerV2, head?: ExportedHead): Record<string, 
 
 /** Writes the folder; returns the files written (relative to `outDir`) and the model's size in bytes. */
 export async function exportOnnx(
-  model: RoFormerV2,
+  model: TrainableEncoder,
   tokenizer: Tokenizer,
   outDir: string,
   head?: ExportedHead,
 ): Promise<{ files: string[]; modelBytes: number }> {
+  if (!(model instanceof RoFormerV2)) throw new Error('the ONNX export writes RoFormerV2 graphs; GAU-α models cannot be exported yet');
+  // The graph (roformer-graph.ts) is the released block: post-norm, softmax attention.
+  if (model.config.normalization !== 'softmax' || model.config.norm_position !== 'post') {
+    throw new Error(`the ONNX export writes post-norm softmax RoFormerV2 graphs; this model has normalization ${model.config.normalization}, norm_position ${model.config.norm_position}`);
+  }
   await model.idle();
   const parameters = model.namedParameters();
   let bytes: Uint8Array;

@@ -1,4 +1,5 @@
-// Tensor names: the native module tree ⇄ the Hugging Face RoFormerV2 checkpoint.
+// Tensor names: the native module tree ⇄ the Hugging Face RoFormerV2 checkpoint, and
+// ⇄ the GAU-α PyTorch port's (JunnYu/GAU-alpha-pytorch, `gau_alpha.` prefix).
 //
 // A port that maps these wrongly loads without complaint and produces garbage,
 // so the whole mapping is this one table, used in both directions, and the
@@ -16,6 +17,20 @@ const NAME_TABLE: ReadonlyArray<readonly [native: string, huggingFace: string]> 
   ['layer.{i}.output.weight', 'roformer.encoder.layer.{i}.output.dense.weight'],
 ];
 
+/** GAU-α: the port's GAUAlphaForMaskedLM names. */
+const GAU_ALPHA_NAME_TABLE: ReadonlyArray<readonly [native: string, port: string]> = [
+  ['word_embeddings.weight', 'gau_alpha.embeddings.word_embeddings.weight'],
+  ['token_type_embeddings.weight', 'gau_alpha.embeddings.token_type_embeddings.weight'],
+  ['layer.{i}.gau.i_dense.weight', 'gau_alpha.encoder.layer.{i}.gau.i_dense.weight'],
+  ['layer.{i}.gau.i_dense.bias', 'gau_alpha.encoder.layer.{i}.gau.i_dense.bias'],
+  ['layer.{i}.gau.o_dense.weight', 'gau_alpha.encoder.layer.{i}.gau.o_dense.weight'],
+  ['layer.{i}.gau.o_dense.bias', 'gau_alpha.encoder.layer.{i}.gau.o_dense.bias'],
+  ['layer.{i}.gau.q_scaleoffset.weight', 'gau_alpha.encoder.layer.{i}.gau.q_scaleoffset.weight'],
+  ['layer.{i}.gau.q_scaleoffset.bias', 'gau_alpha.encoder.layer.{i}.gau.q_scaleoffset.bias'],
+  ['layer.{i}.gau.k_scaleoffset.weight', 'gau_alpha.encoder.layer.{i}.gau.k_scaleoffset.weight'],
+  ['layer.{i}.gau.k_scaleoffset.bias', 'gau_alpha.encoder.layer.{i}.gau.k_scaleoffset.bias'],
+];
+
 /** The MLM decoder, tied to the word embeddings: written for compatibility, never a separate weight. */
 export const TIED_DECODER_NAME = 'cls.predictions.decoder.weight';
 export const WORD_EMBEDDINGS_NAME = 'roformer.embeddings.word_embeddings.weight';
@@ -31,10 +46,14 @@ function pattern(template: string): RegExp {
   return new RegExp(`^${escaped}$`);
 }
 
-const TO_HF = NAME_TABLE.map(([native, hf]) => ({ from: pattern(native), to: hf }));
-const FROM_HF = NAME_TABLE.map(([native, hf]) => ({ from: pattern(hf), to: native }));
+type Rules = Array<{ from: RegExp; to: string }>;
+const rulesOf = (table: typeof NAME_TABLE) => ({
+  toHF: table.map(([native, hf]) => ({ from: pattern(native), to: hf })),
+  fromHF: table.map(([native, hf]) => ({ from: pattern(hf), to: native })),
+});
+const { toHF: TO_HF, fromHF: FROM_HF } = rulesOf(NAME_TABLE);
 
-function translate(name: string, rules: typeof TO_HF): string | undefined {
+function translate(name: string, rules: Rules): string | undefined {
   for (const rule of rules) {
     const match = rule.from.exec(name);
     if (match) return match[1] === undefined ? rule.to : rule.to.replace('{i}', match[1]);
@@ -60,4 +79,38 @@ export function fromHuggingFaceName(hfName: string): string | undefined {
  */
 export function withRoformerPrefix(hfName: string): string {
   return /^(embeddings|encoder)\./.test(hfName) ? `roformer.${hfName}` : hfName;
+}
+
+/** One architecture's checkpoint naming: both directions, the word embeddings' name, the bare encoder's prefix. */
+export interface CheckpointNames {
+  toHuggingFace(nativeName: string): string;
+  fromHuggingFace(name: string): string | undefined;
+  /** The name the tied MLM decoder must equal. */
+  wordEmbeddings: string;
+  /** A bare encoder's name (`encoder.…`, `embeddings.…`) with the masked-LM model's prefix. */
+  withModelPrefix(name: string): string;
+}
+
+const ROFORMER_NAMES: CheckpointNames = {
+  toHuggingFace: toHuggingFaceName,
+  fromHuggingFace: fromHuggingFaceName,
+  wordEmbeddings: WORD_EMBEDDINGS_NAME,
+  withModelPrefix: withRoformerPrefix,
+};
+
+const GAU_ALPHA_RULES = rulesOf(GAU_ALPHA_NAME_TABLE);
+const GAU_ALPHA_NAMES: CheckpointNames = {
+  toHuggingFace: (nativeName) => {
+    const name = translate(nativeName, GAU_ALPHA_RULES.toHF);
+    if (name === undefined) throw new Error(`no GAU-α port name for native parameter '${nativeName}'`);
+    return name;
+  },
+  fromHuggingFace: (name) => translate(name, GAU_ALPHA_RULES.fromHF),
+  wordEmbeddings: 'gau_alpha.embeddings.word_embeddings.weight',
+  withModelPrefix: (name) => (/^(embeddings|encoder)\./.test(name) ? `gau_alpha.${name}` : name),
+};
+
+/** The checkpoint names of a config.json `model_type`. */
+export function checkpointNamesOf(modelType: 'roformer' | 'gau_alpha'): CheckpointNames {
+  return modelType === 'gau_alpha' ? GAU_ALPHA_NAMES : ROFORMER_NAMES;
 }

@@ -5,6 +5,18 @@ import type { NativeModelConfig } from '../../bindings/native.js';
 
 export type ModelSize = 'small' | 'base' | 'large';
 
+/**
+ * How attention weights are normalised (config.json `normalization`, both architectures):
+ * softmax; softmax_plus, softmax(a · log n / log 512) with n the real tokens of the row,
+ * which keeps attention as sharp past the trained length; squared_relu, relu(a)² / n.
+ */
+export type AttentionNormalization = 'softmax' | 'softmax_plus' | 'squared_relu';
+export const ATTENTION_NORMALIZATIONS: readonly AttentionNormalization[] = ['softmax', 'softmax_plus', 'squared_relu'];
+
+/** Where RoFormerV2's blocks normalise: after each residual sum (as released) or before each sublayer. */
+export type NormPosition = 'post' | 'pre';
+export const NORM_POSITIONS: readonly NormPosition[] = ['post', 'pre'];
+
 /** A RoFormerV2 config.json, as the released Hugging Face model dirs write it. */
 export interface RoFormerV2Config extends NativeModelConfig {
   model_type: 'roformer';
@@ -16,6 +28,8 @@ export interface RoFormerV2Config extends NativeModelConfig {
   hidden_act: 'relu';
   norm_type: 'rms_norm';
   use_bias: false;
+  normalization: AttentionNormalization;
+  norm_position: NormPosition;
 }
 
 /** The spec's table (§1): head size 64 throughout, ReLU FFN, vocab 12000, 2 segment types. */
@@ -41,6 +55,8 @@ const DEFAULTS: RoFormerV2Config = {
   hidden_act: 'relu',
   norm_type: 'rms_norm',
   use_bias: false,
+  normalization: 'softmax',
+  norm_position: 'post',
 };
 
 export class ConfigError extends Error {
@@ -50,7 +66,7 @@ export class ConfigError extends Error {
   }
 }
 
-const INTEGER_KEYS = [
+export const INTEGER_KEYS = [
   'vocab_size',
   'hidden_size',
   'num_hidden_layers',
@@ -60,7 +76,7 @@ const INTEGER_KEYS = [
   'max_position_embeddings',
   'pad_token_id',
 ] as const;
-const NUMBER_KEYS = [
+export const NUMBER_KEYS = [
   'residual_scale',
   'hidden_dropout_prob',
   'attention_probs_dropout_prob',
@@ -95,20 +111,14 @@ export function validateConfig(raw: unknown, source = 'config'): RoFormerV2Confi
   };
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('must be a JSON object');
   const given = raw as Record<string, unknown>;
-  const config = { ...DEFAULTS } as Record<string, unknown>;
-
-  for (const key of INTEGER_KEYS) {
-    if (given[key] === undefined) continue;
-    const value = given[key];
-    if (typeof value !== 'number' || !Number.isInteger(value)) fail(`${key} must be an integer, got ${JSON.stringify(value)}`);
-    config[key] = value;
+  if (given.model_type !== undefined && given.model_type !== 'roformer') {
+    fail(`model_type is ${JSON.stringify(given.model_type)}, but this reads RoFormerV2 configs ("roformer"; "gau_alpha" is read by validateEncoderConfig)`);
   }
-  for (const key of NUMBER_KEYS) {
-    if (given[key] === undefined) continue;
-    const value = given[key];
-    if (typeof value !== 'number' || !Number.isFinite(value)) fail(`${key} must be a number, got ${JSON.stringify(value)}`);
-    config[key] = value;
-  }
+  const config = copyKnownKeys(given, { ...DEFAULTS }, fail, {
+    integers: INTEGER_KEYS,
+    numbers: NUMBER_KEYS,
+    choices: { normalization: ATTENTION_NORMALIZATIONS, norm_position: NORM_POSITIONS },
+  });
   const mustBe = (key: string, expected: unknown, why: string) => {
     if (given[key] !== undefined && given[key] !== expected) {
       fail(`${key} is ${JSON.stringify(given[key])}, but RoFormerV2 ${why} (expected ${JSON.stringify(expected)})`);
@@ -142,6 +152,43 @@ export function validateConfig(raw: unknown, source = 'config'): RoFormerV2Confi
   if (c.rope_interpolation_factor <= 0) fail(`rope_interpolation_factor must be positive`);
   if (c.residual_scale < 0 || c.residual_scale > 1) fail(`residual_scale must be in [0, 1], got ${c.residual_scale}`);
   return c;
+}
+
+/**
+ * Copies the keys of `given` that a config knows into `config`, each checked:
+ * integers, finite numbers, booleans, and strings out of a fixed set of choices.
+ */
+export function copyKnownKeys(
+  given: Record<string, unknown>,
+  config: Record<string, unknown>,
+  fail: (problem: string) => never,
+  keys: { integers?: readonly string[]; numbers?: readonly string[]; booleans?: readonly string[]; choices?: Record<string, readonly string[]> },
+): Record<string, unknown> {
+  for (const key of keys.integers ?? []) {
+    const value = given[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isInteger(value)) fail(`${key} must be an integer, got ${JSON.stringify(value)}`);
+    config[key] = value;
+  }
+  for (const key of keys.numbers ?? []) {
+    const value = given[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isFinite(value)) fail(`${key} must be a number, got ${JSON.stringify(value)}`);
+    config[key] = value;
+  }
+  for (const key of keys.booleans ?? []) {
+    const value = given[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'boolean') fail(`${key} must be true or false, got ${JSON.stringify(value)}`);
+    config[key] = value;
+  }
+  for (const [key, allowed] of Object.entries(keys.choices ?? {})) {
+    const value = given[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'string' || !allowed.includes(value)) fail(`${key} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
+    config[key] = value;
+  }
+  return config;
 }
 
 /** Position interpolation: the factor that maps `newLength` positions into the trained range. */

@@ -3,10 +3,10 @@
 
 import { loadNative } from '../../bindings/load.js';
 import type { Device, DType, LayerKind, NativeModule, Tensor, VjpResult } from '../../bindings/native.js';
-import type { RoFormerV2Config } from './config.js';
+import type { AttentionNormalization, RoFormerV2Config } from './config.js';
 
 /** What every building block offers besides its forward pass. */
-abstract class Layer {
+export abstract class Layer {
   protected readonly native: NativeModule;
 
   protected constructor(kind: LayerKind, options: Record<string, unknown>, seed?: number) {
@@ -78,6 +78,8 @@ export interface SelfAttentionOptions {
   /** RoPE on q and k. Default true. */
   rotary?: boolean;
   ropeTheta?: number;
+  /** How the attention weights are normalised (default softmax). */
+  normalization?: AttentionNormalization;
   seed?: number;
 }
 
@@ -93,6 +95,7 @@ export class SelfAttention extends Layer {
         bias: options.bias ?? false,
         rotary: options.rotary ?? true,
         rope_theta: options.ropeTheta,
+        normalization: options.normalization,
       },
       options.seed,
     );
@@ -113,6 +116,8 @@ export type EncoderBlockOptions = Partial<
     | 'attention_probs_dropout_prob'
     | 'layer_norm_eps'
     | 'rope_theta'
+    | 'normalization'
+    | 'norm_position'
   >
 > & { alpha?: number; seed?: number };
 

@@ -1,5 +1,6 @@
-// The models users hold: RoFormerV2 and the RoBERTa-style baseline, thin typed
-// wrappers over the native modules (native/modules.h, native/baseline.h).
+// The models users hold: RoFormerV2, GAU-α and the RoBERTa-style baseline, thin typed
+// wrappers over the native modules (native/modules.h, native/gau_alpha.h, native/baseline.h).
+// loadPretrained() and createEncoder() pick RoFormerV2 or GAU-α by the config's model_type.
 //
 //   const model = await RoFormerV2.fromPretrained('my-model');
 //   const hidden = await model.forward(inputIds);          // (batch, seq, hidden)
@@ -7,8 +8,10 @@
 
 import { loadNative } from '../../bindings/load.js';
 import type { Architecture, Device, DType, NativeModule, Tensor } from '../../bindings/native.js';
-import { resolveConfig, type ModelSize, type RoFormerV2Config } from './config.js';
-import { readModelDir, writeModelDir } from './model-dir.js';
+import type { ModelSize, RoFormerV2Config } from './config.js';
+import { architectureOf, resolveEncoderConfig, type EncoderConfig } from './encoder-config.js';
+import type { GauAlphaConfig } from './gau-alpha-config.js';
+import { readModelConfig, readModelDir, writeModelDir } from './model-dir.js';
 import { isTensor } from './tensor.js';
 
 export interface ForwardOptions {
@@ -18,22 +21,22 @@ export interface ForwardOptions {
   attentionMask?: Tensor;
 }
 
-export interface CreateOptions {
+export interface CreateOptions<C extends EncoderConfig = RoFormerV2Config> {
   /** A named size from the spec's table (default 'base'); `config` overrides single keys. */
   size?: ModelSize;
-  config?: Partial<RoFormerV2Config>;
+  config?: Partial<C>;
   /** Same seed → same weights. */
   seed?: number;
   device?: Device;
   dtype?: DType;
 }
 
-/** What RoFormerV2 and the baseline share: a native encoder, its device, its mode. */
-abstract class Encoder {
+/** What every encoder shares: a native encoder, its device, its mode. */
+abstract class Encoder<C extends EncoderConfig = EncoderConfig> {
   protected constructor(
     /** The native module; the trainer drives it directly. */
     readonly native: NativeModule,
-    readonly config: RoFormerV2Config,
+    readonly config: C,
     private currentDevice: string = 'cpu',
   ) {}
 
@@ -112,7 +115,7 @@ abstract class Encoder {
   }
 
   /** The config as it should be saved: with the current residual scale α. */
-  savedConfig(): RoFormerV2Config {
+  savedConfig(): C {
     return { ...this.config, residual_scale: this.native.residualScale };
   }
 
@@ -125,39 +128,32 @@ abstract class Encoder {
   }
 }
 
-function createNative(architecture: Architecture, options: CreateOptions): { native: NativeModule; config: RoFormerV2Config } {
-  const config = resolveConfig({ ...(options.size ? { size: options.size } : {}), ...options.config });
+function createNative<C extends EncoderConfig>(architecture: Architecture, options: CreateOptions<C>, modelType: C['model_type']): { native: NativeModule; config: C } {
+  const overrides = { ...(options.size ? { size: options.size } : {}), ...options.config, model_type: modelType } as Parameters<typeof resolveEncoderConfig>[0];
+  const config = resolveEncoderConfig(overrides) as C;
   const native = loadNative().createModel(architecture, config, options.seed);
   return { native, config };
 }
 
-export class RoFormerV2 extends Encoder {
-  private constructor(native: NativeModule, config: RoFormerV2Config) {
-    super(native, config);
-  }
-
-  /** A new model with the authors' initialisation, in training mode (as PyTorch modules start). */
-  static create(options: CreateOptions = {}): RoFormerV2 {
-    const { native, config } = createNative('roformer-v2', options);
-    return new RoFormerV2(native, config).place(options);
-  }
-
-  /**
-   * Loads a Hugging Face RoFormerV2 model dir (config.json + model.safetensors),
-   * in evaluation mode as transformers' from_pretrained does.
-   */
-  static async fromPretrained(dir: string, options: { device?: Device; dtype?: DType } = {}): Promise<RoFormerV2> {
-    const { config, state } = await readModelDir(dir);
-    const model = new RoFormerV2(loadNative().createModel('roformer-v2', config), config);
-    try {
-      model.loadStateDict(state);
-    } finally {
-      for (const t of Object.values(state)) t.dispose();
+/** Reads a model dir's weights into a new native model of its config's architecture. */
+async function loadNativeFromDir<C extends EncoderConfig>(dir: string, modelType: C['model_type']): Promise<{ native: NativeModule; config: C }> {
+  const { config, state } = await readModelDir(dir);
+  try {
+    if (config.model_type !== modelType) {
+      const other = config.model_type === 'gau_alpha' ? 'GAU-α (model_type "gau_alpha"): load it with GauAlpha.fromPretrained or loadPretrained' : 'RoFormerV2: load it with RoFormerV2.fromPretrained or loadPretrained';
+      throw new Error(`${dir} holds a ${other}`);
     }
-    model.setResidualScale(config.residual_scale);
-    return model.place(options).eval();
+    const native = loadNative().createModel(architectureOf(config), config);
+    native.loadStateDict(state);
+    native.setResidualScale(config.residual_scale);
+    return { native, config: config as C };
+  } finally {
+    for (const t of Object.values(state)) t.dispose();
   }
+}
 
+/** What a model that can be trained and saved adds: waiting for its jobs, freeing it, writing its model dir. */
+abstract class TrainableModel<C extends EncoderConfig> extends Encoder<C> {
   /**
    * Resolves once every step and forward pass submitted before it has finished.
    * All native work runs on one thread in submission order, so after this the
@@ -195,17 +191,76 @@ export class RoFormerV2 extends Encoder {
   }
 }
 
+export class RoFormerV2 extends TrainableModel<RoFormerV2Config> {
+  private constructor(native: NativeModule, config: RoFormerV2Config) {
+    super(native, config);
+  }
+
+  /** A new model with the authors' initialisation, in training mode (as PyTorch modules start). */
+  static create(options: CreateOptions = {}): RoFormerV2 {
+    const { native, config } = createNative<RoFormerV2Config>('roformer-v2', options, 'roformer');
+    return new RoFormerV2(native, config).place(options);
+  }
+
+  /**
+   * Loads a Hugging Face RoFormerV2 model dir (config.json + model.safetensors),
+   * in evaluation mode as transformers' from_pretrained does.
+   */
+  static async fromPretrained(dir: string, options: { device?: Device; dtype?: DType } = {}): Promise<RoFormerV2> {
+    const { native, config } = await loadNativeFromDir<RoFormerV2Config>(dir, 'roformer');
+    return new RoFormerV2(native, config).place(options).eval();
+  }
+}
+
+/**
+ * GAU-α: one gated attention unit per layer in place of attention + feed-forward
+ * (native/gau_alpha.h). Model dirs use the PyTorch port's names and config.json.
+ */
+export class GauAlpha extends TrainableModel<GauAlphaConfig> {
+  private constructor(native: NativeModule, config: GauAlphaConfig) {
+    super(native, config);
+  }
+
+  /** A new model initialised as the port does (normal(0, initializer_range), scales 1), in training mode. */
+  static create(options: CreateOptions<GauAlphaConfig> = {}): GauAlpha {
+    const { native, config } = createNative<GauAlphaConfig>('gau-alpha', options, 'gau_alpha');
+    return new GauAlpha(native, config).place(options);
+  }
+
+  /** Loads a GAU-α model dir (the port's config.json and tensor names), in evaluation mode. */
+  static async fromPretrained(dir: string, options: { device?: Device; dtype?: DType } = {}): Promise<GauAlpha> {
+    const { native, config } = await loadNativeFromDir<GauAlphaConfig>(dir, 'gau_alpha');
+    return new GauAlpha(native, config).place(options).eval();
+  }
+}
+
+/** Either trainable architecture: what the stages train, save and load. */
+export type TrainableEncoder = RoFormerV2 | GauAlpha;
+
+/** A new model of the architecture its config's model_type names (RoFormerV2 when absent). */
+export function createEncoder(options: CreateOptions<EncoderConfig> = {}): TrainableEncoder {
+  return options.config?.model_type === 'gau_alpha'
+    ? GauAlpha.create(options as CreateOptions<GauAlphaConfig>)
+    : RoFormerV2.create(options as CreateOptions<RoFormerV2Config>);
+}
+
+/** Loads a model dir of either architecture (its config.json's model_type decides), in evaluation mode. */
+export async function loadPretrained(dir: string, options: { device?: Device; dtype?: DType } = {}): Promise<TrainableEncoder> {
+  const config = await readModelConfig(dir);
+  return config.model_type === 'gau_alpha' ? GauAlpha.fromPretrained(dir, options) : RoFormerV2.fromPretrained(dir, options);
+}
+
 /**
  * The RoBERTa-style encoder RoFormerV2's authors compare training speed against:
  * same sizes, with biases, LayerNorm gains, learned positions and GELU put back.
  */
-export class RobertaBaseline extends Encoder {
+export class RobertaBaseline extends Encoder<RoFormerV2Config> {
   private constructor(native: NativeModule, config: RoFormerV2Config) {
     super(native, config);
   }
 
   static create(options: CreateOptions = {}): RobertaBaseline {
-    const { native, config } = createNative('roberta-baseline', options);
+    const { native, config } = createNative<RoFormerV2Config>('roberta-baseline', options, 'roformer');
     return new RobertaBaseline(native, config).place(options);
   }
 }

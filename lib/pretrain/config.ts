@@ -3,7 +3,8 @@
 
 import { readFile } from 'node:fs/promises';
 
-import { checkConfigOverrides, type ModelSize, type RoFormerV2Config } from '../model/config.js';
+import type { ModelSize } from '../model/config.js';
+import { checkEncoderConfigOverrides, type EncoderConfig } from '../model/encoder-config.js';
 import { OPTIMIZERS, TRAINING_DEFAULTS, TRAINING_KINDS, type Optimizer, type Precision } from '../training/defaults.js';
 import {
   boolean,
@@ -51,8 +52,8 @@ export interface PretrainConfig {
   /** The run directory: checkpoints, metrics.jsonl, report.svg, vocab.txt. */
   out: string;
   size: ModelSize;
-  /** Overrides of single model config keys (Hugging Face names), e.g. { "num_hidden_layers": 4 }. */
-  model: Partial<RoFormerV2Config>;
+  /** Overrides of single model config keys (Hugging Face names), e.g. { "num_hidden_layers": 4 }; { "model_type": "gau_alpha" } trains GAU-α. */
+  model: Partial<EncoderConfig>;
   /** A vocab.txt to use; when absent one of `vocabSize` tokens is built from the corpus. */
   vocab: string | null;
   vocabSize: number;
@@ -220,7 +221,9 @@ export async function resolvePretrainConfig(options: { file?: string; flags?: Pa
   }
   const flags = validatePretrainConfig(options.flags ?? {}, 'command line');
   const demo = flags.demo ?? fromFile.demo ?? false;
-  return checkPretrainConfig({ ...PRETRAIN_DEFAULTS, ...(demo ? DEMO_OVERRIDES : {}), ...fromFile, ...flags, demo });
+  // The flags' model keys (--arch, --attention-normalization) add to the file's rather than replace them.
+  const model = fromFile.model && flags.model ? ({ ...fromFile.model, ...flags.model } as Partial<EncoderConfig>) : undefined;
+  return checkPretrainConfig({ ...PRETRAIN_DEFAULTS, ...(demo ? DEMO_OVERRIDES : {}), ...fromFile, ...flags, ...(model ? { model } : {}), demo });
 }
 
 /** A whole config, checked (pretrain() does this at its entry; resolvePretrainConfig() too). */
@@ -230,7 +233,7 @@ export function checkPretrainConfig(config: PretrainConfig, source = 'config'): 
     throw new PretrainConfigError('no corpus: pass --corpus <files or dirs> (or --demo for the built-in poetry corpus)');
   }
   try {
-    checkConfigOverrides(config.model, config.size, `${source}: model`);
+    checkEncoderConfigOverrides(config.model, config.size, `${source}: model`);
   } catch (error) {
     throw new PretrainConfigError((error as Error).message);
   }

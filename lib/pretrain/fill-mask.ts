@@ -1,7 +1,7 @@
 // Fill-mask: the most likely tokens at each [MASK] of a text, with probabilities.
 
 import type { Tokenizer } from '../data/tokenizer.js';
-import type { RoFormerV2 } from '../model/model.js';
+import type { TrainableEncoder } from '../model/model.js';
 import { tensor } from '../model/tensor.js';
 import { loadEncoder } from '../training/model-source.js';
 
@@ -12,11 +12,11 @@ export interface MaskPrediction {
 }
 
 /** A model dir, a checkpoint dir, or a run dir (its latest checkpoint) → model + tokenizer. */
-export async function loadForInference(path: string): Promise<{ model: RoFormerV2; tokenizer: Tokenizer; dir: string }> {
+export async function loadForInference(path: string): Promise<{ model: TrainableEncoder; tokenizer: Tokenizer; dir: string }> {
   return loadEncoder(path, 'its text cannot be tokenized without the vocab the model was trained with');
 }
 
-export async function fillMask(model: RoFormerV2, tokenizer: Tokenizer, text: string, topK = 5): Promise<MaskPrediction[]> {
+export async function fillMask(model: TrainableEncoder, tokenizer: Tokenizer, text: string, topK = 5): Promise<MaskPrediction[]> {
   const ids = tokenizer.encode(text, model.config.max_position_embeddings);
   const positions = ids.flatMap((id, i) => (id === tokenizer.maskId ? [i] : []));
   if (positions.length === 0) throw new Error(`the text has no [MASK] token to fill: "${text}"`);

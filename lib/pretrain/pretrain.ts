@@ -18,7 +18,7 @@ import { jiebaSegmenter, MlmPipeline, type MlmBatch, type PipelinePosition } fro
 import { buildVocab, Tokenizer } from '../data/tokenizer.js';
 import type { Device, MicroBatch } from '../../bindings/native.js';
 import { VOCAB_FILE } from '../model/model-dir.js';
-import { RoFormerV2 } from '../model/model.js';
+import { createEncoder, loadPretrained, type TrainableEncoder } from '../model/model.js';
 import type { EvalMetric } from '../training/metrics.js';
 import { readRunConfig as readRunDirConfig, RUN_CONFIG_FILE } from '../training/run-dir.js';
 import type { EvalFigures, RunEvent, TrainingBatch, TrainingStage } from '../training/run-loop.js';
@@ -39,7 +39,7 @@ export interface PretrainResult {
   lastEval: EvalMetric | null;
   /** Time spent in JS between native steps, over the native step time (evaluation and saving excluded). */
   loopOverhead: number;
-  model: RoFormerV2;
+  model: TrainableEncoder;
   tokenizer: Tokenizer;
 }
 
@@ -144,8 +144,8 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
     async prepare(resumeFrom) {
       const tokenizer = resumeFrom ? await Tokenizer.fromFile(join(resumeFrom, VOCAB_FILE)) : await prepareTokenizer(config, corpus);
       const model = resumeFrom
-        ? (await RoFormerV2.fromPretrained(resumeFrom)).train()
-        : RoFormerV2.create({ size: config.size, config: { ...config.model, vocab_size: tokenizer.size }, seed: config.seed });
+        ? (await loadPretrained(resumeFrom)).train()
+        : createEncoder({ size: config.size, config: { ...config.model, vocab_size: tokenizer.size }, seed: config.seed });
       if (model.config.vocab_size !== tokenizer.size) {
         throw new Error(`the model's vocab_size (${model.config.vocab_size}) differs from the vocab's ${tokenizer.size} tokens`);
       }
@@ -168,7 +168,7 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
           evalEvery: config.evalEvery,
           saveEvery: config.saveEvery,
           keepLast: config.keepLast,
-          reportTitle: 'RoFormerV2 MLM pre-training',
+          reportTitle: `${model.config.model_type === 'gau_alpha' ? 'GAU-α' : 'RoFormerV2'} MLM pre-training`,
         },
         async stage(trainer) {
           const segmenter = config.masking === 'whole-word' ? await jiebaSegmenter() : undefined;

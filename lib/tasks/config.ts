@@ -4,7 +4,8 @@
 // with the same kinds and writes its help text from the same defaults.
 
 import type { Device, GradientNormalization } from '../../bindings/native.js';
-import { checkConfigOverrides, type ModelSize, type RoFormerV2Config } from '../model/config.js';
+import type { ModelSize } from '../model/config.js';
+import { checkEncoderConfigOverrides, type EncoderConfig } from '../model/encoder-config.js';
 import { OPTIMIZERS, TRAINING_DEFAULTS, TRAINING_KINDS, type Optimizer, type Precision } from '../training/defaults.js';
 import { boolean, checkSettings, existingFile, fieldList, fraction, nonNegativeInteger, oneOf, positiveNumber, text, type ValueKind } from '../util/value-kinds.js';
 import type { JsonlTaskSpec, Task, TaskSpec } from './registry.js';
@@ -17,7 +18,7 @@ interface SupervisedSettings {
   /** Fresh model only. */
   size: ModelSize;
   /** Fresh model only: config keys overriding the size. */
-  modelConfig?: Partial<RoFormerV2Config>;
+  modelConfig?: Partial<EncoderConfig>;
   /** Fresh model only: tokens in the vocab built from the training files. */
   vocabSize: number;
   batchSize: number;
@@ -124,7 +125,7 @@ export const MULTITASK_KINDS: Kinds<MultitaskConfig> = {
  */
 function checkSupervised<C extends SupervisedSettings>(config: C, kinds: Kinds<C>, name: (key: string) => string): C {
   checkSettings(config, kinds, name);
-  if (config.modelConfig !== undefined) checkConfigOverrides(config.modelConfig, config.size, name('modelConfig'));
+  if (config.modelConfig !== undefined) checkEncoderConfigOverrides(config.modelConfig, config.size, name('modelConfig'));
   return config;
 }
 

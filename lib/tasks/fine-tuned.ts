@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { Tokenizer } from '../data/tokenizer.js';
-import { RoFormerV2 } from '../model/model.js';
+import { loadPretrained, type TrainableEncoder } from '../model/model.js';
 import { resolveModelDir } from '../training/model-source.js';
 import { VOCAB_FILE } from '../model/model-dir.js';
 import { Trainer } from '../training/trainer.js';
@@ -17,7 +17,7 @@ import { headsFor, TASKS_FILE } from './setup.js';
 
 export interface FineTunedModel {
   dir: string;
-  model: RoFormerV2;
+  model: TrainableEncoder;
   tokenizer: Tokenizer;
   tasks: Task[];
   /** Holds the heads; predict() and evaluate through it. */
@@ -33,7 +33,7 @@ export async function loadFineTuned(path: string): Promise<FineTunedModel> {
   if (!Array.isArray(raw)) throw new Error(`${join(dir, TASKS_FILE)}: expected a JSON array of tasks`);
   const tasks = raw.map((t, i) => taskFromJSON(t, `${join(dir, TASKS_FILE)}[${i}]`) as Task);
   const tokenizer = await Tokenizer.fromFile(join(dir, VOCAB_FILE));
-  const model = await RoFormerV2.fromPretrained(dir);
+  const model = await loadPretrained(dir);
   const trainer = new Trainer(model, { optimizer: 'adafactor', heads: headsFor(tasks) });
   await trainer.loadHeads(dir);
   return { dir, model, tokenizer, tasks, trainer };

@@ -4,8 +4,9 @@
 
 import { textLines } from '../data/data-file.js';
 import { buildVocab, SPECIAL_TOKENS, Tokenizer } from '../data/tokenizer.js';
-import type { ModelSize, RoFormerV2Config } from '../model/config.js';
-import { RoFormerV2 } from '../model/model.js';
+import type { ModelSize } from '../model/config.js';
+import type { EncoderConfig } from '../model/encoder-config.js';
+import { createEncoder, type TrainableEncoder } from '../model/model.js';
 import { loadEncoder } from '../training/model-source.js';
 import { VOCAB_FILE } from '../model/model-dir.js';
 import type { InputNoiseOptions } from './batch.js';
@@ -25,8 +26,8 @@ export interface EncoderChoice {
   model?: string;
   /** Size of a fresh model. */
   size: ModelSize;
-  /** Keys of a fresh model's config overriding the size (e.g. num_hidden_layers). */
-  config?: Partial<RoFormerV2Config>;
+  /** Keys of a fresh model's config overriding the size (e.g. num_hidden_layers; model_type "gau_alpha" for GAU-α). */
+  config?: Partial<EncoderConfig>;
   /** Vocab size of a fresh model's vocab, built from `vocabTexts`. */
   vocabSize: number;
   seed: number;
@@ -36,7 +37,7 @@ export interface EncoderChoice {
  * The encoder and tokenizer to train: loaded from a model dir (its vocab.txt
  * beside it), or a fresh model whose vocab is built from the training files.
  */
-export async function prepareEncoder(choice: EncoderChoice, vocabFiles: readonly string[]): Promise<{ model: RoFormerV2; tokenizer: Tokenizer; dir: string | null }> {
+export async function prepareEncoder(choice: EncoderChoice, vocabFiles: readonly string[]): Promise<{ model: TrainableEncoder; tokenizer: Tokenizer; dir: string | null }> {
   if (choice.model) {
     const { model, tokenizer, dir } = await loadEncoder(choice.model, 'a model dir to fine-tune needs the vocab it was trained with');
     return { model: model.train(), tokenizer, dir };
@@ -45,7 +46,7 @@ export async function prepareEncoder(choice: EncoderChoice, vocabFiles: readonly
     for (const file of vocabFiles) for await (const lines of textLines(file)) yield lines.map((l) => l.text).join('\n');
   }
   const tokenizer = Tokenizer.fromTokens(await buildVocab(texts(), { size: choice.vocabSize }), 'built from the training files');
-  const model = RoFormerV2.create({ size: choice.size, config: { ...choice.config, vocab_size: tokenizer.size }, seed: choice.seed });
+  const model = createEncoder({ size: choice.size, config: { ...choice.config, vocab_size: tokenizer.size }, seed: choice.seed });
   return { model, tokenizer, dir: null };
 }
 

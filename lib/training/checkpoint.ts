@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 
 import type { DType, Tensor, TrainerCounters } from '../../bindings/native.js';
 import { readModelDir, writeModelDir } from '../model/model-dir.js';
-import type { RoFormerV2Config } from '../model/config.js';
+import type { EncoderConfig } from '../model/encoder-config.js';
 import { readSafetensors, writeSafetensorsAtomic, type SafetensorsDtype } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { tensorFromBytes } from '../model/tensor.js';
@@ -52,7 +52,7 @@ export interface TrainerState extends TrainerCounters {
 
 export interface Checkpoint {
   dir: string;
-  config: RoFormerV2Config;
+  config: EncoderConfig;
   modelState: Record<string, Tensor>;
   trainerState: Record<string, Tensor>;
   state: TrainerState;
@@ -67,7 +67,7 @@ const SAFETENSORS_TO_DTYPE: Partial<Record<SafetensorsDtype, DType>> = { F32: 'f
 export async function writeCheckpoint(
   runDir: string,
   contents: {
-    config: RoFormerV2Config;
+    config: EncoderConfig;
     parameters: Record<string, Tensor>;
     trainerState: Record<string, Tensor>;
     state: Omit<TrainerState, 'format' | 'savedAt'>;
@@ -187,7 +187,7 @@ export async function readCheckpoint(path: string): Promise<Checkpoint> {
 }
 
 /** Names every size key where a checkpoint's config differs from the model's. */
-export function configMismatches(checkpoint: RoFormerV2Config, model: RoFormerV2Config): string[] {
+export function configMismatches(checkpoint: EncoderConfig, model: EncoderConfig): string[] {
   const keys = ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'type_vocab_size'] as const;
   return keys.filter((k) => checkpoint[k] !== model[k]).map((k) => `${k}: checkpoint ${checkpoint[k]}, model ${model[k]}`);
 }

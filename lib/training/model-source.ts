@@ -7,7 +7,7 @@ import { join } from 'node:path';
 
 import { Tokenizer } from '../data/tokenizer.js';
 import { CONFIG_FILE, VOCAB_FILE } from '../model/model-dir.js';
-import { RoFormerV2 } from '../model/model.js';
+import { loadPretrained, type TrainableEncoder } from '../model/model.js';
 import { resolveCheckpointDir } from './checkpoint.js';
 
 /** Where a supervised run leaves its final model dir, inside its --out. */
@@ -24,12 +24,12 @@ export async function resolveModelDir(path: string): Promise<string> {
  * The encoder and its vocab from anything resolveModelDir() accepts. `needsVocab`
  * completes "… has no vocab.txt: " (why this use of the model needs it).
  */
-export async function loadEncoder(path: string, needsVocab: string): Promise<{ model: RoFormerV2; tokenizer: Tokenizer; dir: string }> {
+export async function loadEncoder(path: string, needsVocab: string): Promise<{ model: TrainableEncoder; tokenizer: Tokenizer; dir: string }> {
   const dir = await resolveModelDir(path);
   const vocab = join(dir, VOCAB_FILE);
   if (!existsSync(vocab)) throw new Error(`${dir} has no ${VOCAB_FILE}: ${needsVocab}`);
   const tokenizer = await Tokenizer.fromFile(vocab);
-  const model = await RoFormerV2.fromPretrained(dir);
+  const model = await loadPretrained(dir);
   if (model.config.vocab_size !== tokenizer.size) {
     throw new Error(`${dir}: ${VOCAB_FILE} has ${tokenizer.size} tokens but the model's vocab_size is ${model.config.vocab_size} (${CONFIG_FILE})`);
   }

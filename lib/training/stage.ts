@@ -15,7 +15,7 @@
 import { mkdir } from 'node:fs/promises';
 
 import type { AnyMicroBatch, Device } from '../../bindings/native.js';
-import type { RoFormerV2 } from '../model/model.js';
+import type { TrainableEncoder } from '../model/model.js';
 import { joinRanks, leaveRanks, type Distributed, type DistributedSettings } from './distributed.js';
 import { openRunDir, writeRunConfig } from './run-dir.js';
 import { runTraining, type RunEvent, type RunOptions, type RunResult, type TrainingStage } from './run-loop.js';
@@ -70,13 +70,13 @@ export interface StagePlan<R> {
 }
 
 /** A stage: the model it starts from, then its plan. */
-export interface StageDescription<P extends { model: RoFormerV2 }, R> {
+export interface StageDescription<P extends { model: TrainableEncoder }, R> {
   /** The model to train (and whatever the stage builds with it, e.g. its vocab): the checkpoint's when resuming. */
   prepare(resumeFrom: string | null): Promise<P>;
   plan(prepared: P, context: StageContext): Promise<StagePlan<R>>;
 }
 
-export async function runStage<P extends { model: RoFormerV2 }, R>(
+export async function runStage<P extends { model: TrainableEncoder }, R>(
   settings: StageSettings,
   hooks: StageHooks,
   description: StageDescription<P, R>,

@@ -34,7 +34,7 @@ import { headMismatches, HeadsError, nativeHeads, readHeads, validateHeadSpecs, 
 import { writeModelDir } from '../model/model-dir.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { join } from 'node:path';
-import type { RobertaBaseline, RoFormerV2 } from '../model/model.js';
+import type { RobertaBaseline, TrainableEncoder } from '../model/model.js';
 import { constant, residualWarmup, type Schedule } from './schedules.js';
 import type { Distributed } from './distributed.js';
 import { TRAINING_DEFAULTS } from './defaults.js';
@@ -74,7 +74,7 @@ export class Trainer {
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
-    readonly model: RoFormerV2 | RobertaBaseline,
+    readonly model: TrainableEncoder | RobertaBaseline,
     readonly options: TrainerOptions = {},
   ) {
     const { lr = TRAINING_DEFAULTS.lr, alphaWarmupSteps = 0, heads = {}, distributed, ...nativeOptions } = options;
