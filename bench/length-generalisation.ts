@@ -173,6 +173,7 @@ export async function runLengthBenchmark(options: LengthOptions, log: (line: str
     let model: TrainableEncoder;
     if (arm.interpolates) {
       model = trained.get(arm.interpolates)!;
+      log(`  ${arm.name}: the weights of ${arm.interpolates}, positions × ${options.trainLength} / length`);
     } else {
       model = createEncoder({ config: { ...arm.config, vocab_size: tokenizer.size, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1 }, seed: options.seed });
       const trainer = new Trainer(model, { optimizer: 'adamw', lr: linearWarmupDecay({ peak: options.lr, warmupSteps: Math.round(options.steps / 10), totalSteps: options.steps }), weightDecay: 0.01, maxGradNorm: 1 });
@@ -185,6 +186,7 @@ export async function runLengthBenchmark(options: LengthOptions, log: (line: str
         const batch = maskedBatch(train, starts, options.trainLength, vocab, tokenizer, masks);
         last = (await trainer.step(batch)).loss;
         dispose(batch);
+        if ((step + 1) % 50 === 0 && step + 1 < options.steps) log(`    step ${step + 1}: training loss ${last.toFixed(3)}`);
       }
       trainer.native.dispose?.();
       trained.set(arm.name, model);

@@ -104,6 +104,10 @@ class EncoderModel : public torch::nn::Module {
                       torch::Device device) const;
   // Validates MLM positions against the number of hidden rows.
   torch::Tensor prepare_positions(const torch::Tensor& positions, int64_t rows) const;
+  // The MLM head RoFormerV2 and GAU-α share: the hidden rows at `positions` (all when
+  // undefined) times the word embeddings: tied, no dense layer, no norm, no bias.
+  torch::Tensor tied_mlm_logits(const torch::Tensor& hidden, torch::Tensor positions,
+                                const torch::Tensor& word_embeddings) const;
 
   ModelConfig config_;
 };

@@ -104,12 +104,7 @@ torch::Tensor GauAlpha::forward(torch::Tensor input_ids, torch::Tensor token_typ
 }
 
 torch::Tensor GauAlpha::mlm_logits(const torch::Tensor& hidden, torch::Tensor positions) {
-  require(hidden.dim() >= 2 && hidden.size(-1) == config_.hidden_size,
-          "hidden must have shape (..., " + std::to_string(config_.hidden_size) + "), got " + shape_text(hidden));
-  auto rows = hidden.reshape({-1, config_.hidden_size});
-  positions = prepare_positions(positions, rows.size(0));
-  if (positions.defined()) rows = rows.index_select(0, positions.to(rows.device()));
-  return torch::nn::functional::linear(rows, word_embeddings->weight);
+  return tied_mlm_logits(hidden, std::move(positions), word_embeddings->weight);
 }
 
 }  // namespace roformer

@@ -133,6 +133,16 @@ torch::Tensor EncoderModel::prepare_positions(const torch::Tensor& positions, in
   return positions.to(torch::kLong);
 }
 
+torch::Tensor EncoderModel::tied_mlm_logits(const torch::Tensor& hidden, torch::Tensor positions,
+                                             const torch::Tensor& word_embeddings) const {
+  require(hidden.dim() >= 2 && hidden.size(-1) == config_.hidden_size,
+          "hidden must have shape (..., " + std::to_string(config_.hidden_size) + "), got " + shape_text(hidden));
+  auto rows = hidden.reshape({-1, config_.hidden_size});
+  positions = prepare_positions(positions, rows.size(0));
+  if (positions.defined()) rows = rows.index_select(0, positions.to(rows.device()));
+  return torch::nn::functional::linear(rows, word_embeddings);
+}
+
 // ---------------------------------------------------------------------------
 // Building blocks
 // ---------------------------------------------------------------------------
@@ -334,13 +344,7 @@ torch::Tensor RoFormerV2::forward(torch::Tensor input_ids, torch::Tensor token_t
 }
 
 torch::Tensor RoFormerV2::mlm_logits(const torch::Tensor& hidden, torch::Tensor positions) {
-  require(hidden.dim() >= 2 && hidden.size(-1) == config_.hidden_size,
-          "hidden must have shape (..., " + std::to_string(config_.hidden_size) + "), got " + shape_text(hidden));
-  auto rows = hidden.reshape({-1, config_.hidden_size});
-  positions = prepare_positions(positions, rows.size(0));
-  if (positions.defined()) rows = rows.index_select(0, positions.to(rows.device()));
-  // Tied to the token embedding: no dense layer, no norm, no bias.
-  return torch::nn::functional::linear(rows, word_embeddings->weight);
+  return tied_mlm_logits(hidden, std::move(positions), word_embeddings->weight);
 }
 
 }  // namespace roformer

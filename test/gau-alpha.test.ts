@@ -470,6 +470,26 @@ describe('RoFormerV2 options', () => {
     expect(maxAbsDiff(sampleMat(out, 0).data, expected.data)).toBeLessThan(1e-12);
   });
 
+  it('the whole model follows its config: each normalisation and norm position gives another function of the same weights', async () => {
+    const ids = tensor([[2, 9, 4, 7, 3, 0]], undefined, 'int64');
+    const hiddenOf = async (config: Record<string, unknown>, create: (c: Record<string, unknown>) => RoFormerV2 | GauAlpha) => {
+      const model = create(config).eval();
+      const out = values(await model.forward(ids));
+      model.dispose();
+      return out;
+    };
+    const roformer = (extra: Record<string, unknown>) => hiddenOf(extra, (c) => RoFormerV2.create({ config: { vocab_size: 50, hidden_size: 16, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 32, ...c }, seed: 13 }));
+    const gau = (extra: Record<string, unknown>) => hiddenOf(extra, (c) => GauAlpha.create({ config: { ...TINY, vocab_size: 50, initializer_range: 0.5, ...c }, seed: 13 }));
+    const base = await roformer({});
+    for (const variant of [{ normalization: 'softmax_plus' }, { normalization: 'squared_relu' }, { norm_position: 'pre' }]) {
+      expect(maxAbsDiff(await roformer(variant), base), JSON.stringify(variant)).toBeGreaterThan(1e-4);
+    }
+    const gauBase = await gau({});
+    for (const variant of [{ normalization: 'softmax' }, { normalization: 'squared_relu' }]) {
+      expect(maxAbsDiff(await gau(variant), gauBase), JSON.stringify(variant)).toBeGreaterThan(1e-4);
+    }
+  });
+
   it('a pre-norm squared_relu RoFormerV2 saves both keys and loads back the same function', async () => {
     const dir = tmp();
     const model = RoFormerV2.create({ config: { vocab_size: 200, hidden_size: 16, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 32, norm_position: 'pre', normalization: 'squared_relu' }, seed: 12 }).eval();

@@ -133,14 +133,26 @@ export function validateConfig(raw: unknown, source = 'config'): RoFormerV2Confi
   }
 
   const c = config as unknown as RoFormerV2Config;
-  for (const key of ['vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size', 'type_vocab_size', 'max_position_embeddings'] as const) {
-    if (c[key] <= 0) fail(`${key} must be positive, got ${c[key]}`);
-  }
+  checkSharedRanges(c, fail, ['num_attention_heads', 'intermediate_size']);
   if (c.hidden_size % c.num_attention_heads !== 0) {
     fail(`hidden_size (${c.hidden_size}) must be divisible by num_attention_heads (${c.num_attention_heads})`);
   }
   if ((c.hidden_size / c.num_attention_heads) % 2 !== 0) {
     fail(`the head size hidden_size / num_attention_heads = ${c.hidden_size / c.num_attention_heads} must be even for rotary embeddings`);
+  }
+  if (c.residual_scale < 0 || c.residual_scale > 1) fail(`residual_scale must be in [0, 1], got ${c.residual_scale}`);
+  return c;
+}
+
+/**
+ * The limits both architectures' configs share: sizes (and `positiveKeys`) positive,
+ * pad_token_id inside the vocab, dropout probabilities in [0, 1), eps and the
+ * interpolation factor positive.
+ */
+export function checkSharedRanges(c: NativeModelConfig, fail: (problem: string) => never, positiveKeys: ReadonlyArray<keyof NativeModelConfig | string>): void {
+  const values = c as unknown as Record<string, number>;
+  for (const key of ['vocab_size', 'hidden_size', 'num_hidden_layers', ...positiveKeys, 'type_vocab_size', 'max_position_embeddings']) {
+    if (values[key]! <= 0) fail(`${key} must be positive, got ${values[key]}`);
   }
   if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size) {
     fail(`pad_token_id (${c.pad_token_id}) must be in [0, vocab_size = ${c.vocab_size})`);
@@ -150,8 +162,6 @@ export function validateConfig(raw: unknown, source = 'config'): RoFormerV2Confi
   }
   if (c.layer_norm_eps <= 0) fail(`layer_norm_eps must be positive, got ${c.layer_norm_eps}`);
   if (c.rope_interpolation_factor <= 0) fail(`rope_interpolation_factor must be positive`);
-  if (c.residual_scale < 0 || c.residual_scale > 1) fail(`residual_scale must be in [0, 1], got ${c.residual_scale}`);
-  return c;
 }
 
 /**

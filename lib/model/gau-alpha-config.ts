@@ -3,7 +3,7 @@
 // `intermediate_size` e (u and v each e wide), swish, no biases, softmax_plus.
 
 import type { NativeModelConfig } from '../../bindings/native.js';
-import { ATTENTION_NORMALIZATIONS, ConfigError, copyKnownKeys, INTEGER_KEYS, NUMBER_KEYS, type AttentionNormalization, type ModelSize } from './config.js';
+import { ATTENTION_NORMALIZATIONS, checkSharedRanges, ConfigError, copyKnownKeys, INTEGER_KEYS, NUMBER_KEYS, type AttentionNormalization, type ModelSize } from './config.js';
 
 export interface GauAlphaConfig extends NativeModelConfig {
   model_type: 'gau_alpha';
@@ -77,17 +77,9 @@ export function validateGauAlphaConfig(raw: unknown, source = 'config'): GauAlph
     fail(`embedding_size (${JSON.stringify(given.embedding_size)}) must equal hidden_size (${c.hidden_size})`);
   }
   if (given.norm_position !== undefined && given.norm_position !== 'post') fail(`norm_position is ${JSON.stringify(given.norm_position)}, but GAU-α is post-norm`);
-  for (const key of ['vocab_size', 'hidden_size', 'num_hidden_layers', 'intermediate_size', 'type_vocab_size', 'max_position_embeddings', 'attention_key_size'] as const) {
-    if (c[key] <= 0) fail(`${key} must be positive, got ${c[key]}`);
-  }
+  checkSharedRanges(c, fail, ['intermediate_size', 'attention_key_size']);
   if (c.attention_key_size % 2 !== 0) fail(`attention_key_size (${c.attention_key_size}) must be even for rotary embeddings`);
-  if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size) fail(`pad_token_id (${c.pad_token_id}) must be in [0, vocab_size = ${c.vocab_size})`);
-  for (const key of ['hidden_dropout_prob', 'attention_probs_dropout_prob'] as const) {
-    if (c[key] < 0 || c[key] >= 1) fail(`${key} must be in [0, 1), got ${c[key]}`);
-  }
-  if (c.layer_norm_eps <= 0) fail(`layer_norm_eps must be positive, got ${c.layer_norm_eps}`);
   if (c.initializer_range <= 0) fail(`initializer_range must be positive, got ${c.initializer_range}`);
-  if (c.rope_interpolation_factor <= 0) fail('rope_interpolation_factor must be positive');
   c.residual_scale = 1;
   return c;
 }
