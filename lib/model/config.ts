@@ -39,10 +39,9 @@ export const MODEL_SIZES: Record<ModelSize, Pick<RoFormerV2Config, 'num_hidden_l
   large: { num_hidden_layers: 24, hidden_size: 1024, num_attention_heads: 16, intermediate_size: 4096 },
 };
 
-const DEFAULTS: RoFormerV2Config = {
-  model_type: 'roformer',
+/** The defaults RoFormerV2 and GAU-α share (the released models' values). */
+export const SHARED_DEFAULTS = {
   vocab_size: 12000,
-  ...MODEL_SIZES.base,
   type_vocab_size: 2,
   max_position_embeddings: 512,
   pad_token_id: 0,
@@ -52,6 +51,12 @@ const DEFAULTS: RoFormerV2Config = {
   rope_theta: 10000,
   rope_interpolation_factor: 1,
   residual_scale: 1,
+};
+
+const DEFAULTS: RoFormerV2Config = {
+  model_type: 'roformer',
+  ...SHARED_DEFAULTS,
+  ...MODEL_SIZES.base,
   hidden_act: 'relu',
   norm_type: 'rms_norm',
   use_bias: false,

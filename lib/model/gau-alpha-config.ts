@@ -3,7 +3,7 @@
 // `intermediate_size` e (u and v each e wide), swish, no biases, softmax_plus.
 
 import type { NativeModelConfig } from '../../bindings/native.js';
-import { ATTENTION_NORMALIZATIONS, checkSharedRanges, ConfigError, copyKnownKeys, INTEGER_KEYS, NUMBER_KEYS, type AttentionNormalization, type ModelSize } from './config.js';
+import { ATTENTION_NORMALIZATIONS, checkSharedRanges, ConfigError, copyKnownKeys, SHARED_DEFAULTS, INTEGER_KEYS, NUMBER_KEYS, type AttentionNormalization, type ModelSize } from './config.js';
 
 export interface GauAlphaConfig extends NativeModelConfig {
   model_type: 'gau_alpha';
@@ -35,23 +35,14 @@ export const GAU_ALPHA_SIZES: Record<ModelSize, Pick<GauAlphaConfig, 'num_hidden
 
 export const GAU_ALPHA_DEFAULTS: GauAlphaConfig = {
   model_type: 'gau_alpha',
-  vocab_size: 12000,
+  ...SHARED_DEFAULTS,
   ...GAU_ALPHA_SIZES.base,
   num_attention_heads: 1,
-  type_vocab_size: 2,
-  max_position_embeddings: 512,
-  pad_token_id: 0,
-  hidden_dropout_prob: 0.1,
-  attention_probs_dropout_prob: 0.1,
-  layer_norm_eps: 1e-12,
-  rope_theta: 10000,
-  rope_interpolation_factor: 1,
   attention_scale: true,
   normalization: 'softmax_plus',
   hidden_act: 'swish',
   use_bias: false,
   initializer_range: 0.02,
-  residual_scale: 1,
 };
 
 /** Checks a GAU-α config object (e.g. the port's config.json) and fills in defaults; errors name `source` and the key. */
