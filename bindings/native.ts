@@ -187,10 +187,15 @@ export interface MicroBatch {
   /** (batch, seq) token ids. */
   inputIds: Tensor;
   tokenTypeIds?: Tensor | null;
+  /**
+   * (batch, seq), non-zero at real tokens (default: inputIds != pad). Packed rows number
+   * their documents instead (1, 2, …; 0 = padding): each document attends only to itself
+   * and its RoPE positions start at 0.
+   */
   attentionMask?: Tensor | null;
   /** Flat indices into batch·seq of the positions to predict. */
   targetPositions: Tensor;
-  /** The original token id at each target position. */
+  /** The original token id at each target position; -100 marks an unused slot (no target). */
   targetIds: Tensor;
 }
 

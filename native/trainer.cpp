@@ -21,6 +21,11 @@ bool has_labels(const HeadTargets& t) { return t.labels.defined() || t.span_labe
 
 }  // namespace
 
+int64_t mlm_target_count(const torch::Tensor& target_ids) {
+  // JS hands the targets over on the host: counting them there costs no device round trip.
+  return target_ids.to(torch::kCPU).ne(kIgnoredTarget).sum().item<int64_t>();
+}
+
 Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex> model_mutex, TrainerOptions options)
     : model_(std::move(model)), model_mutex_(std::move(model_mutex)), options_(std::move(options)) {
   const auto device = device_of(*model_);
@@ -110,12 +115,15 @@ void Trainer::check_batch(const MicroBatch& b, bool training) const {
   require(b.target_positions.numel() == b.target_ids.numel(),
           "targetPositions has " + std::to_string(b.target_positions.numel()) + " entries but targetIds has " +
               std::to_string(b.target_ids.numel()));
-  require(b.target_ids.numel() > 0, "a micro-batch has no MLM targets");
-  auto [lo, hi] = torch::aminmax(b.target_ids);
+  const auto ids = b.target_ids.to(torch::kCPU, torch::kLong);
+  const auto used = ids.ne(kIgnoredTarget);
+  require(used.any().item<bool>(), "a micro-batch has no MLM targets");
+  auto [lo, hi] = torch::aminmax(ids.masked_select(used));
   const int64_t min_id = lo.item<int64_t>(), max_id = hi.item<int64_t>();
   const int64_t vocab = model_->config().vocab_size;
   require(min_id >= 0 && max_id < vocab, "targetIds must be in [0, vocab_size = " + std::to_string(vocab) +
-                                             "), got " + std::to_string(min_id < 0 ? min_id : max_id));
+                                             ") or " + std::to_string(kIgnoredTarget) + " (an unused slot), got " +
+                                             std::to_string(min_id < 0 ? min_id : max_id));
 }
 
 torch::Tensor Trainer::mlm_loss_sum(const MicroBatch& b, torch::Tensor* logits_out) {
@@ -128,7 +136,7 @@ torch::Tensor Trainer::mlm_loss_sum(const MicroBatch& b, torch::Tensor* logits_o
   if (logits_out) *logits_out = logits;
   return torch::nn::functional::cross_entropy(
       logits, b.target_ids.to(device, torch::kLong, /*non_blocking=*/true),
-      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(kIgnoredTarget));
 }
 
 torch::Tensor Trainer::head_scores(TaskHead& head, const MicroBatch& b) {
@@ -184,7 +192,7 @@ std::vector<Trainer::TaskGroup> Trainer::group_by_task(const std::vector<MicroBa
     auto it = std::find_if(groups.begin(), groups.end(), [&](const TaskGroup& g) { return g.task == task; });
     if (it == groups.end()) it = groups.insert(groups.end(), TaskGroup{task, head, {}, 0});
     it->batches.push_back(&b);
-    it->count += head ? head->examples(b.targets, b.input_ids.size(0)) : b.target_ids.numel();
+    it->count += head ? head->examples(b.targets, b.input_ids.size(0)) : mlm_target_count(b.target_ids);
   }
   return groups;
 }
@@ -426,7 +434,7 @@ Trainer::EvalResult Trainer::evaluate(const MicroBatch& batch) {
   auto correct = logits.argmax(-1).eq(batch.target_ids.to(logits.device()).to(torch::kLong)).sum();
   auto summary = torch::stack({loss_sum.to(torch::kDouble), correct.to(torch::kDouble)}).to(torch::kCPU);
   model_->train(was_training);
-  return {summary[0].item<double>(), static_cast<int64_t>(summary[1].item<double>()), batch.target_ids.numel()};
+  return {summary[0].item<double>(), static_cast<int64_t>(summary[1].item<double>()), mlm_target_count(batch.target_ids)};
 }
 
 HeadPrediction Trainer::predict(const MicroBatch& batch) {

@@ -49,11 +49,20 @@ struct TrainerOptions {
   std::shared_ptr<Distributed> distributed;
 };
 
+// The target id of an unused MLM target slot (cross-entropy's ignore_index, as in PyTorch).
+constexpr int64_t kIgnoredTarget = -100;
+
+// The MLM targets of a micro-batch: its target slots that are not kIgnoredTarget.
+int64_t mlm_target_count(const torch::Tensor& target_ids);
+
 // One micro-batch of one task: token ids plus that task's labels.
 struct MicroBatch {
   std::string task;  // empty or "mlm": masked-language modelling; else a head's task name
   torch::Tensor input_ids, token_type_ids, attention_mask;
-  torch::Tensor target_positions, target_ids;  // MLM targets at flat positions into batch·seq
+  // MLM targets at flat positions into batch·seq. A batch may hold a fixed number of
+  // target slots (so the MLM head's shapes do not change from step to step): slots whose
+  // id is kIgnoredTarget are not targets, and the loss leaves them out.
+  torch::Tensor target_positions, target_ids;
   HeadTargets targets;                          // a head's labels
 };
 
