@@ -134,6 +134,12 @@ export interface NativeTrainerOptions {
   growthFactor?: number;
   backoffFactor?: number;
   growthInterval?: number;
+  /**
+   * The static step: loss, gradient norm, skip decision, clipping and learning rate stay
+   * on the device and the figures are read back once, after the update (AdamW: the fused
+   * kernel where libtorch ≥ 2.4). Default: on for CUDA, off for the CPU.
+   */
+  staticStep?: boolean;
   /** Task heads trained with the encoder, by task name (lib/training/heads.ts). */
   heads?: Record<string, NativeHeadConfig>;
   /**

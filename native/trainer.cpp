@@ -70,6 +70,8 @@ Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex
   }
   optimizer_ = make_optimizer(std::move(parameters), options_.optimizer);
   counters_.loss_scale = uses_loss_scaling() ? options_.init_scale : 1.0;
+  static_step_ = options_.static_step.value_or(device.is_cuda());
+  lr_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device));
 }
 
 bool Trainer::uses_loss_scaling() const { return options_.loss_scaling.value_or(options_.precision == "fp16"); }
@@ -245,15 +247,17 @@ namespace {
 // page-faulting in) a model-sized set of fresh ones, which costs more than the
 // memset on the CPU.
 std::vector<torch::Tensor> zeroed_gradients(NamedTensors& parameters) {
-  std::vector<torch::Tensor> grads;
+  std::vector<torch::Tensor> grads, existing;
   for (auto& [name, p] : parameters) {
     if (p.grad().defined()) {
-      p.mutable_grad().zero_();
+      existing.push_back(p.grad());
     } else {
-      p.mutable_grad() = torch::zeros_like(p);
+      p.mutable_grad() = torch::zeros_like(p);  // the first step: allocated once
     }
     grads.push_back(p.grad());
   }
+  torch::NoGradGuard no_grad;
+  if (!existing.empty()) at::_foreach_zero_(existing);  // one multi-tensor call
   return grads;
 }
 
@@ -360,45 +364,86 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
   // The global norm of the combined gradient (inf/NaN in any gradient makes it inf/NaN).
   torch::NoGradGuard no_grad;
   auto total_norm = global_norm(grads);
-
-  // The step's one host synchronisation (with normalisation, each task's norm was one
-  // more): losses and norm decide whether to update.
   auto losses = torch::stack(acc.losses).to(torch::kFloat);
   if (sync) options_.distributed->all_reduce_(losses, "sum");  // every rank's share of each task's loss
-  auto summary = torch::cat({losses.sum().unsqueeze(0), total_norm.to(torch::kFloat).unsqueeze(0), losses}).to(torch::kCPU);
+
   StepResult result;
-  result.loss = summary[0].item<double>();
-  result.grad_norm = summary[1].item<double>();
   result.loss_scale = scale;
   result.tasks = std::move(acc.tasks);
-  for (size_t i = 0; i < result.tasks.size(); ++i) {
-    result.tasks[i].loss = summary[static_cast<int64_t>(i) + 2].item<double>();
-    if (result.tasks[i].task == "mlm") result.targets += result.tasks[i].examples;
+  for (const auto& task : result.tasks) {
+    if (task.task == "mlm") result.targets += task.examples;
   }
-
-  if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm)) {
-    // Skip: weights and optimiser state stay as they were.
-    result.skipped = true;
-    counters_.skipped_steps++;
-    if (uses_loss_scaling()) {
-      counters_.loss_scale *= options_.backoff_factor;
-      counters_.growth_tracker = 0;
-    }
+  if (static_step_) {
+    update_on_device(result, total_norm, losses, lr);
   } else {
-    if (options_.max_grad_norm > 0 && result.grad_norm > options_.max_grad_norm) {
-      at::_foreach_mul_(grads, options_.max_grad_norm / (result.grad_norm + 1e-6));
-    }
-    optimizer_->step(lr);
-    counters_.step++;
-    if (uses_loss_scaling() && ++counters_.growth_tracker >= options_.growth_interval) {
-      counters_.loss_scale *= options_.growth_factor;
-      counters_.growth_tracker = 0;
-    }
+    update_on_host(result, grads, total_norm, losses, lr);
   }
   at::_foreach_zero_(grads);
   result.step = counters_.step;
   result.skipped_steps = counters_.skipped_steps;
   return result;
+}
+
+void Trainer::read_figures(StepResult& result, const torch::Tensor& summary, int64_t first_task) {
+  result.loss = summary[0].item<double>();
+  result.grad_norm = summary[1].item<double>();
+  for (size_t i = 0; i < result.tasks.size(); ++i) {
+    result.tasks[i].loss = summary[static_cast<int64_t>(i) + first_task].item<double>();
+  }
+}
+
+void Trainer::count_step(bool skipped) {
+  if (skipped) {
+    // Skip: weights and optimiser state stay as they were.
+    counters_.skipped_steps++;
+    if (uses_loss_scaling()) {
+      counters_.loss_scale *= options_.backoff_factor;
+      counters_.growth_tracker = 0;
+    }
+    return;
+  }
+  counters_.step++;
+  if (uses_loss_scaling() && ++counters_.growth_tracker >= options_.growth_interval) {
+    counters_.loss_scale *= options_.growth_factor;
+    counters_.growth_tracker = 0;
+  }
+}
+
+void Trainer::update_on_host(StepResult& result, std::vector<torch::Tensor>& grads, const torch::Tensor& total_norm,
+                             const torch::Tensor& losses, double lr) {
+  // One host synchronisation (with normalisation, each task's norm was one more): losses
+  // and norm decide whether to update.
+  read_figures(result, torch::cat({losses.sum().unsqueeze(0), total_norm.to(torch::kFloat).unsqueeze(0), losses})
+                           .to(torch::kCPU), 2);
+  result.skipped = !std::isfinite(result.loss) || !std::isfinite(result.grad_norm);
+  if (!result.skipped) {
+    if (options_.max_grad_norm > 0 && result.grad_norm > options_.max_grad_norm) {
+      at::_foreach_mul_(grads, options_.max_grad_norm / (result.grad_norm + 1e-6));
+    }
+    optimizer_->step(lr);
+  }
+  count_step(result.skipped);
+}
+
+void Trainer::update_on_device(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses,
+                               double lr) {
+  const auto norm = total_norm.to(torch::kFloat);
+  const auto loss = losses.sum();
+  // 1 where the step must be skipped (an inf/NaN loss or gradient), else 0.
+  const auto found_inf = loss.isfinite().logical_and(norm.isfinite()).logical_not().to(torch::kFloat);
+  torch::Tensor clip;  // the clipping factor, 1 under the limit; undefined without clipping
+  if (options_.max_grad_norm > 0) {
+    const double max = options_.max_grad_norm;
+    clip = torch::where(norm.gt(max), max / (norm + 1e-6), torch::ones_like(norm));
+  }
+  lr_.fill_(lr);  // a write to the device, no wait
+  optimizer_->step_on_device(lr_, clip, found_inf);
+  // The step's one read, after the update is queued.
+  const auto summary = torch::cat({loss.unsqueeze(0), norm.unsqueeze(0), found_inf.unsqueeze(0), losses}).to(torch::kCPU);
+  read_figures(result, summary, 3);
+  result.skipped = summary[2].item<float>() != 0;
+  count_step(result.skipped);
+  optimizer_->set_steps(counters_.step);
 }
 
 GradientResult Trainer::gradients(const std::vector<MicroBatch>& batches, double alpha,

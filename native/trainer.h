@@ -40,6 +40,13 @@ struct TrainerOptions {
   double growth_factor = 2.0;
   double backoff_factor = 0.5;
   int64_t growth_interval = 2000;
+  // The static step (the base for CUDA graphs): the loss, gradient norm, found-inf flag,
+  // clipping factor and learning rate stay tensors on the device, the update is skipped
+  // there (AdamW's fused kernel, libtorch ≥ 2.4; otherwise the optimiser reads the flag),
+  // and the step's figures are read back once, after the update is queued. Default: on
+  // for CUDA, off for the CPU (where a read costs nothing and the foreach update is the
+  // one the tests pin).
+  std::optional<bool> static_step;
   // Task heads by task name, trained with the encoder (empty: MLM only).
   std::vector<std::pair<std::string, HeadConfig>> heads;
   // How the tasks of one step combine their gradients (gradient_normalization.h).
@@ -198,6 +205,17 @@ class Trainer {
   void sync_parameters();
   void check_device() const;
   bool uses_loss_scaling() const;
+  // The end of a step from its gradients: norm, skip, clipping, update, counters.
+  // update_on_host: the figures read first, the decision made on the host; update_on_device:
+  // the static step (TrainerOptions::static_step), the figures read once, last.
+  void update_on_host(StepResult& result, std::vector<torch::Tensor>& grads, const torch::Tensor& total_norm,
+                      const torch::Tensor& losses, double lr);
+  void update_on_device(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses, double lr);
+  // The step's figures (summed loss, norm, per-task losses) into `result`, from the host copy
+  // `summary` = [loss, norm, task losses…] starting at `first_task`.
+  static void read_figures(StepResult& result, const torch::Tensor& summary, int64_t first_task);
+  // Counters after a step made (or skipped).
+  void count_step(bool skipped);
 
   std::shared_ptr<EncoderModel> model_;
   // The heads, registered as "<task>" in one container: parameters "heads.<task>.…".
@@ -211,6 +229,8 @@ class Trainer {
   // afterwards would leave that state behind.
   torch::Device device_{torch::kCPU};
   TrainerCounters counters_;
+  bool static_step_ = false;
+  torch::Tensor lr_;  // static step: the learning rate, a 0-dim float32 on the device
   std::shared_ptr<GradientReducer> reducer_;  // data-parallel only
   bool synced_ = false;                       // weights broadcast from rank 0 yet
 };
