@@ -12,17 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { buildVocab, Corpus, MlmPipeline, RobertaBaseline, RoFormerV2, tensor, Tokenizer, Trainer, type Tensor } from '../lib/index.js';
 import { IGNORED_TARGET, packedRows } from '../lib/data/pipeline.js';
 import { maxAbsDiff } from './reference.js';
-import { values } from './native-helpers.js';
-
-const tiny = {
-  vocab_size: 50,
-  hidden_size: 16,
-  num_hidden_layers: 2,
-  num_attention_heads: 2,
-  intermediate_size: 32,
-  hidden_dropout_prob: 0,
-  attention_probs_dropout_prob: 0,
-};
+import { TINY_CONFIG as tiny, values } from './native-helpers.js';
 
 // Three documents ([CLS] … [SEP] = 2 … 3) of 5, 7 and 4 tokens.
 const documents = [

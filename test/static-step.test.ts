@@ -9,17 +9,7 @@ import { describe, expect, it } from 'vitest';
 
 import { RoFormerV2, tensor, Trainer, type TrainerOptions } from '../lib/index.js';
 import { maxAbsDiff } from './reference.js';
-import { values } from './native-helpers.js';
-
-const tiny = {
-  vocab_size: 50,
-  hidden_size: 16,
-  num_hidden_layers: 2,
-  num_attention_heads: 2,
-  intermediate_size: 32,
-  hidden_dropout_prob: 0,
-  attention_probs_dropout_prob: 0,
-};
+import { TINY_CONFIG as tiny, values } from './native-helpers.js';
 
 const batch = () => ({
   inputIds: tensor([[2, 7, 9, 11, 13, 3, 0, 0], [2, 5, 17, 19, 23, 29, 31, 3]], undefined, 'int64'),
