@@ -134,6 +134,12 @@ export interface NativeTrainerOptions {
   growthFactor?: number;
   backoffFactor?: number;
   growthInterval?: number;
+  /**
+   * The static step: loss, gradient norm, skip decision, clipping and learning rate stay
+   * on the device and the figures are read back once, after the update (AdamW: the fused
+   * kernel where libtorch ≥ 2.4). Default: on for CUDA, off for the CPU.
+   */
+  staticStep?: boolean;
   /** Task heads trained with the encoder, by task name (lib/training/heads.ts). */
   heads?: Record<string, NativeHeadConfig>;
   /**
@@ -187,10 +193,15 @@ export interface MicroBatch {
   /** (batch, seq) token ids. */
   inputIds: Tensor;
   tokenTypeIds?: Tensor | null;
+  /**
+   * (batch, seq), non-zero at real tokens (default: inputIds != pad). Packed rows number
+   * their documents instead (1, 2, …; 0 = padding): each document attends only to itself
+   * and its RoPE positions start at 0.
+   */
   attentionMask?: Tensor | null;
   /** Flat indices into batch·seq of the positions to predict. */
   targetPositions: Tensor;
-  /** The original token id at each target position. */
+  /** The original token id at each target position; -100 marks an unused slot (no target). */
   targetIds: Tensor;
 }
 

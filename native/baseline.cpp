@@ -74,18 +74,18 @@ void RobertaBaseline::reset_parameters() {
 
 torch::Tensor RobertaBaseline::forward(torch::Tensor input_ids, torch::Tensor token_type_ids,
                                        torch::Tensor attention_mask) {
-  prepare_inputs(input_ids, token_type_ids, attention_mask, word_embeddings->weight.device());
-  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
+  torch::Tensor positions;  // packed rows: positions within each document
+  prepare_inputs(input_ids, token_type_ids, attention_mask, word_embeddings->weight.device(), &positions);
+  const int64_t seq = input_ids.size(1);
   if (seq > config_.max_position_embeddings) {
     throw std::invalid_argument("input_ids has " + std::to_string(seq) +
                                 " positions, but the baseline's position table (max_position_embeddings) has " +
                                 std::to_string(config_.max_position_embeddings));
   }
-  auto positions = torch::arange(seq, input_ids.options());
+  if (!positions.defined()) positions = torch::arange(seq, input_ids.options());
   auto x = word_embeddings(input_ids) + position_embeddings(positions) + token_type_embeddings(token_type_ids);
   x = dropout(normalize(embeddings_norm, x));
-  auto keep = attention_mask.view({batch, 1, 1, seq});
-  for (auto& block : *layer) x = block->as<BaselineBlockImpl>()->forward(x, keep);
+  for (auto& block : *layer) x = block->as<BaselineBlockImpl>()->forward(x, attention_mask);
   return x;
 }
 

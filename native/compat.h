@@ -12,7 +12,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -27,7 +29,44 @@
 #define ROFORMER_HAS_CUDA_ALLOCATOR 1
 #endif
 
+// libtorch 2.4: the per-device autocast setters gave way to device-type arguments, and
+// the fused AdamW kernel (CPU and CUDA) arrived with foreach ops taking a tensor scalar.
+#define ROFORMER_LIBTORCH_2_4 (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
+
 namespace roformer::compat {
+
+// at::_fused_adamw_: AdamW over a list of parameters in one kernel, reading the learning
+// rate, step count, gradient scale and found-inf flag from tensors (no host round trip).
+constexpr bool kHasFusedAdamW = ROFORMER_LIBTORCH_2_4;
+
+// tensors[i] *= factor for every tensor, `factor` a 0-dim tensor on their device.
+inline void foreach_mul_(std::vector<torch::Tensor>& tensors, const torch::Tensor& factor) {
+#if ROFORMER_LIBTORCH_2_4
+  at::_foreach_mul_(tensors, factor);
+#else
+  for (auto& t : tensors) t.mul_(factor);
+#endif
+}
+
+// One fused AdamW update (PyTorch's _fused_adamw_): per parameter, g = grad / grad_scale,
+// p ← p·(1 − lr·weight_decay), the Adam moments, p ← p − lr/(1−β1ᵗ)·m/(sqrt(v/(1−β2ᵗ)) + ε),
+// t read from `steps` (the count including this update); nothing changes where found_inf
+// is non-zero. lr, grad_scale and found_inf are 0-dim float tensors on the parameters'
+// device. Only where kHasFusedAdamW (callers check it).
+inline void fused_adamw_(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
+                         const std::vector<torch::Tensor>& exp_avgs, const std::vector<torch::Tensor>& exp_avg_sqs,
+                         const std::vector<torch::Tensor>& steps, const torch::Tensor& lr, double beta1, double beta2,
+                         double weight_decay, double eps, const torch::Tensor& grad_scale,
+                         const torch::Tensor& found_inf) {
+#if ROFORMER_LIBTORCH_2_4
+  at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr, beta1, beta2, weight_decay,
+                    eps, /*amsgrad=*/false, /*maximize=*/false, grad_scale, found_inf);
+#else
+  (void)params, (void)grads, (void)exp_avgs, (void)exp_avg_sqs, (void)steps, (void)lr, (void)beta1, (void)beta2,
+      (void)weight_decay, (void)eps, (void)grad_scale, (void)found_inf;
+  throw std::logic_error("fused AdamW needs libtorch >= 2.4");
+#endif
+}
 
 // libtorch 2.0 added at::scaled_dot_product_attention (fused flash / memory-efficient kernels).
 constexpr bool kHasFusedAttention = TORCH_VERSION_MAJOR >= 2;
@@ -108,7 +147,7 @@ inline void cuda_reset_peak(int device) {
 class AutocastGuard {
  public:
   AutocastGuard(torch::Device device, torch::ScalarType dtype) : device_type_(device.type()) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#if ROFORMER_LIBTORCH_2_4
     previous_enabled_ = at::autocast::is_autocast_enabled(device_type_);
     previous_dtype_ = at::autocast::get_autocast_dtype(device_type_);
     at::autocast::set_autocast_dtype(device_type_, dtype);
@@ -132,7 +171,7 @@ class AutocastGuard {
   ~AutocastGuard() {
     // Casted weight copies are cached while autocast is on; drop them with the last guard.
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#if ROFORMER_LIBTORCH_2_4
     at::autocast::set_autocast_enabled(device_type_, previous_enabled_);
     at::autocast::set_autocast_dtype(device_type_, previous_dtype_);
 #else

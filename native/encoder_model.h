@@ -33,6 +33,18 @@ inline void require(bool ok, const std::string& message) {
 // spreads through gradients); its first key is kept so every row stays finite.
 torch::Tensor key_padding_mask(const torch::Tensor& attention_mask);
 
+// Packed rows (several documents in one row): an attention_mask that numbers the
+// documents of each row (1, 2, 3, … for the tokens of the first, second, third document,
+// each document's tokens contiguous; 0 = padding) instead of marking real tokens with 1.
+// Each token then attends only to its own document (padding only to padding), and its
+// RoPE position counts from its document's first token, so every document sees exactly
+// what it would see alone in a row of its own.
+//
+// The (batch, 1, seq, seq) block-diagonal keep mask of such a document-number mask.
+torch::Tensor document_keep_mask(const torch::Tensor& documents);
+// (batch, seq) int64 positions that restart at 0 where the document number changes.
+torch::Tensor document_positions(const torch::Tensor& documents);
+
 // Field names follow the Hugging Face config.json keys, so a config read from a
 // model directory maps one to one.
 struct ModelConfig {
@@ -77,7 +89,8 @@ class EncoderModel : public torch::nn::Module {
   explicit EncoderModel(ModelConfig config) : config_(config) {}
 
   // input_ids (batch, seq) int; token_type_ids (batch, seq) int or undefined (all 0);
-  // attention_mask (batch, seq), non-zero at real tokens, or undefined (ids != pad).
+  // attention_mask (batch, seq), non-zero at real tokens, or undefined (ids != pad);
+  // values above 1 number the documents of packed rows (see document_keep_mask).
   // Returns the final hidden states (batch, seq, hidden).
   virtual torch::Tensor forward(torch::Tensor input_ids, torch::Tensor token_type_ids,
                                 torch::Tensor attention_mask) = 0;
@@ -100,8 +113,12 @@ class EncoderModel : public torch::nn::Module {
   // Validates and normalises the three inputs in place (ids to int64 on `device`,
   // defaults filled in), throwing std::invalid_argument that names the offending
   // input. Checking before the move keeps CPU inputs from forcing a GPU sync.
+  // attention_mask becomes attention's keep mask: undefined when no row has padding
+  // (so SDPA may take its flash kernel), (batch, 1, 1, seq) for padded rows, or the
+  // (batch, 1, seq, seq) block-diagonal mask of packed rows, in which case `positions`
+  // (if given) receives the positions within each document; it stays undefined otherwise.
   void prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token_type_ids, torch::Tensor& attention_mask,
-                      torch::Device device) const;
+                      torch::Device device, torch::Tensor* positions = nullptr) const;
   // Validates MLM positions against the number of hidden rows.
   torch::Tensor prepare_positions(const torch::Tensor& positions, int64_t rows) const;
   // The MLM head RoFormerV2 and GAU-α share: the hidden rows at `positions` (all when

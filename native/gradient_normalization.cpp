@@ -14,8 +14,9 @@ GradientNormalization parse_gradient_normalization(const std::string& name) {
 }
 
 torch::Tensor global_norm(const std::vector<torch::Tensor>& grads) {
-  std::vector<torch::Tensor> norms;
-  for (const auto& g : grads) norms.push_back(g.norm(2).to(torch::kFloat));
+  // Each gradient's norm in one multi-tensor call, then the norm of those norms.
+  auto norms = at::_foreach_norm(grads, 2);
+  for (auto& n : norms) n = n.to(torch::kFloat);
   return torch::stack(norms).norm(2);
 }
 

@@ -62,6 +62,21 @@ torch::Tensor key_padding_mask(const torch::Tensor& attention_mask) {
   return keep;
 }
 
+torch::Tensor document_keep_mask(const torch::Tensor& documents) {
+  return documents.unsqueeze(-1).eq(documents.unsqueeze(-2)).unsqueeze(1);
+}
+
+torch::Tensor document_positions(const torch::Tensor& documents) {
+  const int64_t seq = documents.size(1);
+  auto index = torch::arange(seq, documents.options().dtype(torch::kLong)).expand_as(documents);
+  // A document starts where its number differs from the previous token's; each token's
+  // position is its distance from the latest start (a running maximum of start indices).
+  auto starts = torch::ones_like(documents, torch::kBool);
+  starts.narrow(1, 1, seq - 1).copy_(documents.narrow(1, 1, seq - 1).ne(documents.narrow(1, 0, seq - 1)));
+  auto latest_start = std::get<0>(torch::cummax(index * starts, 1));
+  return index - latest_start;
+}
+
 // ---------------------------------------------------------------------------
 // ModelConfig and the shared input checks of EncoderModel
 // ---------------------------------------------------------------------------
@@ -96,13 +111,16 @@ void ModelConfig::validate(bool needs_even_head_dim) const {
 }
 
 void EncoderModel::prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token_type_ids,
-                                  torch::Tensor& attention_mask, torch::Device device) const {
+                                  torch::Tensor& attention_mask, torch::Device device, torch::Tensor* positions) const {
   require(input_ids.defined(), "input_ids is required");
   require(is_integer_dtype(input_ids), "input_ids must be an int32 or int64 tensor, got " + dtype_string(input_ids));
   require(input_ids.dim() == 2, "input_ids must have shape (batch, seq), got " + shape_text(input_ids));
   require(input_ids.size(0) > 0 && input_ids.size(1) > 0,
           "input_ids is empty: shape " + shape_text(input_ids));
   check_id_range(input_ids, config_.vocab_size, "input_ids", "vocab_size");
+  // The mask is read where it arrived (the host, from JS): whether any row is padded or
+  // packed decides the attention layout without a device round trip.
+  auto mask = attention_mask.defined() ? attention_mask : input_ids.ne(config_.pad_token_id);
   input_ids = input_ids.to(device, torch::kLong);
 
   if (token_type_ids.defined()) {
@@ -116,12 +134,20 @@ void EncoderModel::prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token
     token_type_ids = torch::zeros_like(input_ids);
   }
 
-  if (attention_mask.defined()) {
-    require(attention_mask.sizes() == input_ids.sizes(), "attention_mask has shape " + shape_text(attention_mask) +
-                                                             " but input_ids has shape " + shape_text(input_ids));
-    attention_mask = key_padding_mask(attention_mask.to(input_ids.device()));
+  require(mask.sizes() == input_ids.sizes(),
+          "attention_mask has shape " + shape_text(mask) + " but input_ids has shape " + shape_text(input_ids));
+  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
+  const auto numbers = mask.to(torch::kLong);
+  if (numbers.gt(1).any().item<bool>()) {
+    require(numbers.min().item<int64_t>() >= 0, "attention_mask numbers packed documents from 1 (0 = padding); "
+                                                "it holds a negative value");
+    auto documents = numbers.to(device);
+    attention_mask = document_keep_mask(documents);
+    if (positions) *positions = document_positions(documents);
+  } else if (mask.eq(0).any().item<bool>()) {
+    attention_mask = key_padding_mask(mask.to(device)).view({batch, 1, 1, seq});
   } else {
-    attention_mask = key_padding_mask(input_ids.ne(config_.pad_token_id));
+    attention_mask = torch::Tensor();  // no padding: attention without a mask
   }
 }
 
@@ -162,6 +188,16 @@ std::pair<torch::Tensor, torch::Tensor> RotaryEmbeddingImpl::forward(int64_t seq
   auto positions = torch::arange(seq_len, options) * interpolation_factor;
   // (seq, d/2) angles, each repeated for the two members of its pair → (seq, d)
   auto angles = torch::outer(positions, theta).repeat_interleave(2, /*dim=*/-1);
+  return {angles.cos(), angles.sin()};
+}
+
+std::pair<torch::Tensor, torch::Tensor> RotaryEmbeddingImpl::at_positions(const torch::Tensor& positions,
+                                                                     torch::ScalarType dtype) const {
+  const auto table_dtype = dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
+  const auto options = torch::TensorOptions().dtype(table_dtype).device(positions.device());
+  auto theta = torch::pow(base, -torch::arange(0, head_dim, 2, options) / static_cast<double>(head_dim));
+  // (batch, seq, d/2) angles, as the table above but at each token's own position
+  auto angles = ((positions.to(table_dtype) * interpolation_factor).unsqueeze(-1) * theta).repeat_interleave(2, -1);
   return {angles.cos(), angles.sin()};
 }
 
@@ -329,15 +365,18 @@ void RoFormerV2::set_residual_scale(double alpha) {
 
 torch::Tensor RoFormerV2::forward(torch::Tensor input_ids, torch::Tensor token_type_ids,
                                   torch::Tensor attention_mask) {
-  prepare_inputs(input_ids, token_type_ids, attention_mask, word_embeddings->weight.device());
-  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
+  torch::Tensor positions;  // packed rows: positions within each document
+  prepare_inputs(input_ids, token_type_ids, attention_mask, word_embeddings->weight.device(), &positions);
+  const int64_t seq = input_ids.size(1);
 
   auto x = word_embeddings(input_ids) + token_type_embeddings(token_type_ids);
   x = norm(dropout(x));
 
-  // One set of rotary tables and one key mask, shared by every block.
-  auto [cos, sin] = rotary(seq, x.device(), x.scalar_type());
-  auto keep = attention_mask.view({batch, 1, 1, seq});
+  // One set of rotary tables and one key mask, shared by every block: (seq, d) tables
+  // for rows of one document, (batch, seq, d) for packed rows.
+  auto [cos, sin] = positions.defined() ? rotary->at_positions(positions, x.scalar_type())
+                                        : rotary(seq, x.device(), x.scalar_type());
+  const auto& keep = attention_mask;
   for (auto& block : *layer) x = block->as<EncoderBlockImpl>()->forward(x, keep, cos, sin);
   // Pre-norm blocks leave the residual stream unnormalised: the MLM head and the task heads expect it normalised.
   return config_.pre_norm ? norm(x) : x;

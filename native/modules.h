@@ -31,6 +31,8 @@ class RotaryEmbeddingImpl : public torch::nn::Module {
   // Computed in float64 for a float64 model, float32 otherwise.
   std::pair<torch::Tensor, torch::Tensor> forward(int64_t seq_len, torch::Device device,
                                                   torch::ScalarType dtype) const;
+  // The same tables at given positions (batch, seq) (packed rows): (batch, seq, head_dim).
+  std::pair<torch::Tensor, torch::Tensor> at_positions(const torch::Tensor& positions, torch::ScalarType dtype) const;
 
   int64_t head_dim;
   double base;

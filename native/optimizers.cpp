@@ -1,5 +1,7 @@
 #include "optimizers.h"
 
+#include "compat.h"
+
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -27,6 +29,25 @@ void Optimizer::step(double lr) {
     if (!param.grad().defined()) continue;
     update(name, param, param.grad(), lr, t);
   }
+}
+
+std::vector<torch::Tensor> Optimizer::gradients() const {
+  std::vector<torch::Tensor> grads;
+  for (const auto& [name, p] : parameters_) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  return grads;
+}
+
+void Optimizer::step_on_device(const torch::Tensor& lr, const torch::Tensor& clip, const torch::Tensor& found_inf) {
+  // Without a fused kernel the decision is read here: one scalar, before the update.
+  if (found_inf.item<float>() != 0) return;
+  torch::NoGradGuard no_grad;
+  if (clip.defined()) {
+    auto grads = gradients();
+    compat::foreach_mul_(grads, clip);
+  }
+  step(lr.item<double>());
 }
 
 void Optimizer::load_state(const std::map<std::string, torch::Tensor>& saved) {
@@ -99,6 +120,36 @@ class AdamW : public Optimizer {
     at::_foreach_addcdiv_(params, exp_avg, denom, -lr / bias1);
   }
 
+  void step_on_device(const torch::Tensor& lr, const torch::Tensor& clip, const torch::Tensor& found_inf) override {
+    if (!compat::kHasFusedAdamW) return Optimizer::step_on_device(lr, clip, found_inf);
+    torch::NoGradGuard no_grad;
+    // Two groups: the decayed parameters (matrices, embeddings) and the others.
+    struct Group {
+      std::vector<torch::Tensor> params, grads, exp_avg, exp_avg_sq, steps;
+    } decayed, plain;
+    if (!step_count_.defined()) step_count_ = torch::zeros({}, lr.options());
+    for (auto& [name, p] : parameters_) {
+      if (!p.grad().defined()) continue;
+      auto& group = decays(p) ? decayed : plain;
+      group.params.push_back(p);
+      group.grads.push_back(p.grad());
+      group.exp_avg.push_back(state("exp_avg", name));
+      group.exp_avg_sq.push_back(state("exp_avg_sq", name));
+      group.steps.push_back(step_count_);  // one count, shared: the kernel only reads it
+    }
+    // The count this update would make (the host's, written without waiting: a skipped
+    // step leaves steps() where it was, and the next update writes the same number).
+    step_count_.fill_(static_cast<double>(steps_ + 1));
+    // The kernel divides the gradients by grad_scale: 1 / clip multiplies them by clip.
+    const auto grad_scale = clip.defined() ? clip.reciprocal() : torch::ones({}, lr.options());
+    const auto& o = options_;
+    for (auto* group : {&decayed, &plain}) {
+      if (group->params.empty()) continue;
+      compat::fused_adamw_(group->params, group->grads, group->exp_avg, group->exp_avg_sq, group->steps, lr, o.beta1,
+                           o.beta2, group == &decayed ? o.weight_decay : 0.0, o.eps, grad_scale, found_inf);
+    }
+  }
+
  protected:
   void update(const std::string&, torch::Tensor&, const torch::Tensor&, double, int64_t) override {
     // unused: step() above updates all parameters together
@@ -106,6 +157,7 @@ class AdamW : public Optimizer {
 
  private:
   std::vector<torch::Tensor> denominators_;
+  torch::Tensor step_count_;  // fused kernel: the update's step number, on the device
 };
 
 // LAMB (You et al. 2019): the Adam direction plus weight decay, rescaled per

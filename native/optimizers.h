@@ -41,6 +41,14 @@ class Optimizer {
   // walks the parameters one by one through update(); AdamW batches them instead.
   virtual void step(double lr);
 
+  // One update whose inputs stay tensors on the device (the trainer's static step): the
+  // learning rate `lr`, the gradients multiplied by `clip` first (undefined: not clipped),
+  // and no update at all where `found_inf` is non-zero (all three 0-dim float32). The
+  // default reads found_inf and lr on the host, then steps as above; AdamW with the fused
+  // kernel of libtorch ≥ 2.4 reads nothing back. Either way the caller sets steps() once
+  // it has read whether the update was made.
+  virtual void step_on_device(const torch::Tensor& lr, const torch::Tensor& clip, const torch::Tensor& found_inf);
+
   // The state as named tensors (created up front, so the key set never changes),
   // and its strict restoration from a checkpoint.
   const std::map<std::string, torch::Tensor>& state() const { return state_; }
@@ -59,6 +67,9 @@ class Optimizer {
   void add_adam_moments();
   // Weight decay applies to matrices and embeddings, not to biases or norm gains.
   static bool decays(const torch::Tensor& param) { return param.dim() >= 2; }
+
+  // The parameters' gradients, those that have one.
+  std::vector<torch::Tensor> gradients() const;
 
   NamedTensors parameters_;
   OptimizerOptions options_;

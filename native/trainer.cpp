@@ -21,6 +21,11 @@ bool has_labels(const HeadTargets& t) { return t.labels.defined() || t.span_labe
 
 }  // namespace
 
+int64_t mlm_target_count(const torch::Tensor& target_ids) {
+  // JS hands the targets over on the host: counting them there costs no device round trip.
+  return target_ids.to(torch::kCPU).ne(kIgnoredTarget).sum().item<int64_t>();
+}
+
 Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex> model_mutex, TrainerOptions options)
     : model_(std::move(model)), model_mutex_(std::move(model_mutex)), options_(std::move(options)) {
   const auto device = device_of(*model_);
@@ -65,6 +70,8 @@ Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex
   }
   optimizer_ = make_optimizer(std::move(parameters), options_.optimizer);
   counters_.loss_scale = uses_loss_scaling() ? options_.init_scale : 1.0;
+  static_step_ = options_.static_step.value_or(device.is_cuda());
+  lr_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device));
 }
 
 bool Trainer::uses_loss_scaling() const { return options_.loss_scaling.value_or(options_.precision == "fp16"); }
@@ -110,12 +117,15 @@ void Trainer::check_batch(const MicroBatch& b, bool training) const {
   require(b.target_positions.numel() == b.target_ids.numel(),
           "targetPositions has " + std::to_string(b.target_positions.numel()) + " entries but targetIds has " +
               std::to_string(b.target_ids.numel()));
-  require(b.target_ids.numel() > 0, "a micro-batch has no MLM targets");
-  auto [lo, hi] = torch::aminmax(b.target_ids);
+  const auto ids = b.target_ids.to(torch::kCPU, torch::kLong);
+  const auto used = ids.ne(kIgnoredTarget);
+  require(used.any().item<bool>(), "a micro-batch has no MLM targets");
+  auto [lo, hi] = torch::aminmax(ids.masked_select(used));
   const int64_t min_id = lo.item<int64_t>(), max_id = hi.item<int64_t>();
   const int64_t vocab = model_->config().vocab_size;
   require(min_id >= 0 && max_id < vocab, "targetIds must be in [0, vocab_size = " + std::to_string(vocab) +
-                                             "), got " + std::to_string(min_id < 0 ? min_id : max_id));
+                                             ") or " + std::to_string(kIgnoredTarget) + " (an unused slot), got " +
+                                             std::to_string(min_id < 0 ? min_id : max_id));
 }
 
 torch::Tensor Trainer::mlm_loss_sum(const MicroBatch& b, torch::Tensor* logits_out) {
@@ -128,7 +138,7 @@ torch::Tensor Trainer::mlm_loss_sum(const MicroBatch& b, torch::Tensor* logits_o
   if (logits_out) *logits_out = logits;
   return torch::nn::functional::cross_entropy(
       logits, b.target_ids.to(device, torch::kLong, /*non_blocking=*/true),
-      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(kIgnoredTarget));
 }
 
 torch::Tensor Trainer::head_scores(TaskHead& head, const MicroBatch& b) {
@@ -184,7 +194,7 @@ std::vector<Trainer::TaskGroup> Trainer::group_by_task(const std::vector<MicroBa
     auto it = std::find_if(groups.begin(), groups.end(), [&](const TaskGroup& g) { return g.task == task; });
     if (it == groups.end()) it = groups.insert(groups.end(), TaskGroup{task, head, {}, 0});
     it->batches.push_back(&b);
-    it->count += head ? head->examples(b.targets, b.input_ids.size(0)) : b.target_ids.numel();
+    it->count += head ? head->examples(b.targets, b.input_ids.size(0)) : mlm_target_count(b.target_ids);
   }
   return groups;
 }
@@ -237,15 +247,17 @@ namespace {
 // page-faulting in) a model-sized set of fresh ones, which costs more than the
 // memset on the CPU.
 std::vector<torch::Tensor> zeroed_gradients(NamedTensors& parameters) {
-  std::vector<torch::Tensor> grads;
+  std::vector<torch::Tensor> grads, existing;
   for (auto& [name, p] : parameters) {
     if (p.grad().defined()) {
-      p.mutable_grad().zero_();
+      existing.push_back(p.grad());
     } else {
-      p.mutable_grad() = torch::zeros_like(p);
+      p.mutable_grad() = torch::zeros_like(p);  // the first step: allocated once
     }
     grads.push_back(p.grad());
   }
+  torch::NoGradGuard no_grad;
+  if (!existing.empty()) at::_foreach_zero_(existing);  // one multi-tensor call
   return grads;
 }
 
@@ -352,45 +364,86 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
   // The global norm of the combined gradient (inf/NaN in any gradient makes it inf/NaN).
   torch::NoGradGuard no_grad;
   auto total_norm = global_norm(grads);
-
-  // The step's one host synchronisation (with normalisation, each task's norm was one
-  // more): losses and norm decide whether to update.
   auto losses = torch::stack(acc.losses).to(torch::kFloat);
   if (sync) options_.distributed->all_reduce_(losses, "sum");  // every rank's share of each task's loss
-  auto summary = torch::cat({losses.sum().unsqueeze(0), total_norm.to(torch::kFloat).unsqueeze(0), losses}).to(torch::kCPU);
+
   StepResult result;
-  result.loss = summary[0].item<double>();
-  result.grad_norm = summary[1].item<double>();
   result.loss_scale = scale;
   result.tasks = std::move(acc.tasks);
-  for (size_t i = 0; i < result.tasks.size(); ++i) {
-    result.tasks[i].loss = summary[static_cast<int64_t>(i) + 2].item<double>();
-    if (result.tasks[i].task == "mlm") result.targets += result.tasks[i].examples;
+  for (const auto& task : result.tasks) {
+    if (task.task == "mlm") result.targets += task.examples;
   }
-
-  if (!std::isfinite(result.loss) || !std::isfinite(result.grad_norm)) {
-    // Skip: weights and optimiser state stay as they were.
-    result.skipped = true;
-    counters_.skipped_steps++;
-    if (uses_loss_scaling()) {
-      counters_.loss_scale *= options_.backoff_factor;
-      counters_.growth_tracker = 0;
-    }
+  if (static_step_) {
+    update_on_device(result, total_norm, losses, lr);
   } else {
-    if (options_.max_grad_norm > 0 && result.grad_norm > options_.max_grad_norm) {
-      at::_foreach_mul_(grads, options_.max_grad_norm / (result.grad_norm + 1e-6));
-    }
-    optimizer_->step(lr);
-    counters_.step++;
-    if (uses_loss_scaling() && ++counters_.growth_tracker >= options_.growth_interval) {
-      counters_.loss_scale *= options_.growth_factor;
-      counters_.growth_tracker = 0;
-    }
+    update_on_host(result, grads, total_norm, losses, lr);
   }
   at::_foreach_zero_(grads);
   result.step = counters_.step;
   result.skipped_steps = counters_.skipped_steps;
   return result;
+}
+
+void Trainer::read_figures(StepResult& result, const torch::Tensor& summary, int64_t first_task) {
+  result.loss = summary[0].item<double>();
+  result.grad_norm = summary[1].item<double>();
+  for (size_t i = 0; i < result.tasks.size(); ++i) {
+    result.tasks[i].loss = summary[static_cast<int64_t>(i) + first_task].item<double>();
+  }
+}
+
+void Trainer::count_step(bool skipped) {
+  if (skipped) {
+    // Skip: weights and optimiser state stay as they were.
+    counters_.skipped_steps++;
+    if (uses_loss_scaling()) {
+      counters_.loss_scale *= options_.backoff_factor;
+      counters_.growth_tracker = 0;
+    }
+    return;
+  }
+  counters_.step++;
+  if (uses_loss_scaling() && ++counters_.growth_tracker >= options_.growth_interval) {
+    counters_.loss_scale *= options_.growth_factor;
+    counters_.growth_tracker = 0;
+  }
+}
+
+void Trainer::update_on_host(StepResult& result, std::vector<torch::Tensor>& grads, const torch::Tensor& total_norm,
+                             const torch::Tensor& losses, double lr) {
+  // One host synchronisation (with normalisation, each task's norm was one more): losses
+  // and norm decide whether to update.
+  read_figures(result, torch::cat({losses.sum().unsqueeze(0), total_norm.to(torch::kFloat).unsqueeze(0), losses})
+                           .to(torch::kCPU), 2);
+  result.skipped = !std::isfinite(result.loss) || !std::isfinite(result.grad_norm);
+  if (!result.skipped) {
+    if (options_.max_grad_norm > 0 && result.grad_norm > options_.max_grad_norm) {
+      at::_foreach_mul_(grads, options_.max_grad_norm / (result.grad_norm + 1e-6));
+    }
+    optimizer_->step(lr);
+  }
+  count_step(result.skipped);
+}
+
+void Trainer::update_on_device(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses,
+                               double lr) {
+  const auto norm = total_norm.to(torch::kFloat);
+  const auto loss = losses.sum();
+  // 1 where the step must be skipped (an inf/NaN loss or gradient), else 0.
+  const auto found_inf = loss.isfinite().logical_and(norm.isfinite()).logical_not().to(torch::kFloat);
+  torch::Tensor clip;  // the clipping factor, 1 under the limit; undefined without clipping
+  if (options_.max_grad_norm > 0) {
+    const double max = options_.max_grad_norm;
+    clip = torch::where(norm.gt(max), max / (norm + 1e-6), torch::ones_like(norm));
+  }
+  lr_.fill_(lr);  // a write to the device, no wait
+  optimizer_->step_on_device(lr_, clip, found_inf);
+  // The step's one read, after the update is queued.
+  const auto summary = torch::cat({loss.unsqueeze(0), norm.unsqueeze(0), found_inf.unsqueeze(0), losses}).to(torch::kCPU);
+  read_figures(result, summary, 3);
+  result.skipped = summary[2].item<float>() != 0;
+  count_step(result.skipped);
+  optimizer_->set_steps(counters_.step);
 }
 
 GradientResult Trainer::gradients(const std::vector<MicroBatch>& batches, double alpha,
@@ -426,7 +479,7 @@ Trainer::EvalResult Trainer::evaluate(const MicroBatch& batch) {
   auto correct = logits.argmax(-1).eq(batch.target_ids.to(logits.device()).to(torch::kLong)).sum();
   auto summary = torch::stack({loss_sum.to(torch::kDouble), correct.to(torch::kDouble)}).to(torch::kCPU);
   model_->train(was_training);
-  return {summary[0].item<double>(), static_cast<int64_t>(summary[1].item<double>()), batch.target_ids.numel()};
+  return {summary[0].item<double>(), static_cast<int64_t>(summary[1].item<double>()), mlm_target_count(batch.target_ids)};
 }
 
 HeadPrediction Trainer::predict(const MicroBatch& batch) {

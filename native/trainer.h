@@ -40,6 +40,13 @@ struct TrainerOptions {
   double growth_factor = 2.0;
   double backoff_factor = 0.5;
   int64_t growth_interval = 2000;
+  // The static step (the base for CUDA graphs): the loss, gradient norm, found-inf flag,
+  // clipping factor and learning rate stay tensors on the device, the update is skipped
+  // there (AdamW's fused kernel, libtorch ≥ 2.4; otherwise the optimiser reads the flag),
+  // and the step's figures are read back once, after the update is queued. Default: on
+  // for CUDA, off for the CPU (where a read costs nothing and the foreach update is the
+  // one the tests pin).
+  std::optional<bool> static_step;
   // Task heads by task name, trained with the encoder (empty: MLM only).
   std::vector<std::pair<std::string, HeadConfig>> heads;
   // How the tasks of one step combine their gradients (gradient_normalization.h).
@@ -49,11 +56,20 @@ struct TrainerOptions {
   std::shared_ptr<Distributed> distributed;
 };
 
+// The target id of an unused MLM target slot (cross-entropy's ignore_index, as in PyTorch).
+constexpr int64_t kIgnoredTarget = -100;
+
+// The MLM targets of a micro-batch: its target slots that are not kIgnoredTarget.
+int64_t mlm_target_count(const torch::Tensor& target_ids);
+
 // One micro-batch of one task: token ids plus that task's labels.
 struct MicroBatch {
   std::string task;  // empty or "mlm": masked-language modelling; else a head's task name
   torch::Tensor input_ids, token_type_ids, attention_mask;
-  torch::Tensor target_positions, target_ids;  // MLM targets at flat positions into batch·seq
+  // MLM targets at flat positions into batch·seq. A batch may hold a fixed number of
+  // target slots (so the MLM head's shapes do not change from step to step): slots whose
+  // id is kIgnoredTarget are not targets, and the loss leaves them out.
+  torch::Tensor target_positions, target_ids;
   HeadTargets targets;                          // a head's labels
 };
 
@@ -189,6 +205,17 @@ class Trainer {
   void sync_parameters();
   void check_device() const;
   bool uses_loss_scaling() const;
+  // The end of a step from its gradients: norm, skip, clipping, update, counters.
+  // update_on_host: the figures read first, the decision made on the host; update_on_device:
+  // the static step (TrainerOptions::static_step), the figures read once, last.
+  void update_on_host(StepResult& result, std::vector<torch::Tensor>& grads, const torch::Tensor& total_norm,
+                      const torch::Tensor& losses, double lr);
+  void update_on_device(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses, double lr);
+  // The step's figures (summed loss, norm, per-task losses) into `result`, from the host copy
+  // `summary` = [loss, norm, task losses…] starting at `first_task`.
+  static void read_figures(StepResult& result, const torch::Tensor& summary, int64_t first_task);
+  // Counters after a step made (or skipped).
+  void count_step(bool skipped);
 
   std::shared_ptr<EncoderModel> model_;
   // The heads, registered as "<task>" in one container: parameters "heads.<task>.…".
@@ -202,6 +229,8 @@ class Trainer {
   // afterwards would leave that state behind.
   torch::Device device_{torch::kCPU};
   TrainerCounters counters_;
+  bool static_step_ = false;
+  torch::Tensor lr_;  // static step: the learning rate, a 0-dim float32 on the device
   std::shared_ptr<GradientReducer> reducer_;  // data-parallel only
   bool synced_ = false;                       // weights broadcast from rank 0 yet
 };

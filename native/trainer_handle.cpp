@@ -27,6 +27,7 @@ TrainerOptions parse_options(const Napi::Object& o) {
   t.max_grad_norm = number_field(o, "maxGradNorm", t.max_grad_norm, kOption);
   t.precision = string_field(o, "precision", t.precision, kOption);
   t.loss_scaling = optional_boolean_field(o, "lossScaling");
+  t.static_step = optional_boolean_field(o, "staticStep");
   t.init_scale = number_field(o, "initScale", t.init_scale, kOption);
   t.growth_factor = number_field(o, "growthFactor", t.growth_factor, kOption);
   t.backoff_factor = number_field(o, "backoffFactor", t.backoff_factor, kOption);

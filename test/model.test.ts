@@ -9,17 +9,7 @@ import { describe, expect, it } from 'vitest';
 
 import { readSafetensors, RobertaBaseline, RoFormerV2, tensor, toHuggingFaceName, type Tensor } from '../lib/index.js';
 import { baselineBlock, gelu, layerNorm, mat, matmulT, maxAbsDiff, roformerModel, type Mat } from './reference.js';
-import { blockWeights, sampleMat, toMat, values } from './native-helpers.js';
-
-const tiny = {
-  vocab_size: 50,
-  hidden_size: 16,
-  num_hidden_layers: 2,
-  num_attention_heads: 2,
-  intermediate_size: 32,
-  hidden_dropout_prob: 0,
-  attention_probs_dropout_prob: 0,
-};
+import { blockWeights, sampleMat, TINY_CONFIG as tiny, toMat, values } from './native-helpers.js';
 
 function referenceWeights(model: RoFormerV2) {
   const p = model.namedParameters();

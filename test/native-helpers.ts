@@ -3,6 +3,17 @@
 import { tensor, type Tensor } from '../lib/index.js';
 import { mat, type BlockWeights, type Mat } from './reference.js';
 
+/** A tiny RoFormerV2 config without dropout, for exact comparisons. */
+export const TINY_CONFIG = {
+  vocab_size: 50,
+  hidden_size: 16,
+  num_hidden_layers: 2,
+  num_attention_heads: 2,
+  intermediate_size: 32,
+  hidden_dropout_prob: 0,
+  attention_probs_dropout_prob: 0,
+};
+
 /** A tensor's values as float64 numbers. */
 export function values(t: Tensor): Float64Array {
   return Float64Array.from(t.to(undefined, 'float64').toArray() as Float64Array);

@@ -1,11 +1,23 @@
-// The MLM data pipeline: documents → token ids → length-grouped batches →
-// dynamic masking → tensors, with a position that resumes it exactly.
+// The MLM data pipeline: documents → token ids → rows (one document each, length-
+// grouped; or several short documents packed into one row) → dynamic masking →
+// tensors, with a position that resumes it exactly.
 //
-// Samples are read into a buffer of `bufferBatches` batches, sorted by length (so
-// each batch needs little padding), cut into batches whose order is shuffled, and
-// masked as each batch is emitted. A batch's `resume` position records where its
-// buffer started (corpus position and random state) and how many of the buffer's
-// batches have been used: replaying from there reproduces the very same batches.
+// Samples are read into a buffer of `bufferBatches` batches and arranged into rows:
+// either sorted by length (so each batch needs little padding), one sample a row, or
+// packed (`pack`), first-fit decreasing, several samples a row up to maxLength. The
+// rows are cut into batches whose order is shuffled, and masked as each batch is
+// emitted. A packed batch's attentionMask numbers the documents of each row (1, 2, …;
+// 0 = padding), so the model keeps each document's attention and RoPE positions to
+// itself (native/encoder_model.h): a document trains as it would alone.
+//
+// MLM targets come in a fixed number of slots per batch (⌈p·rows·seq⌉ rounded up to a
+// multiple of 8, p the masking rate; more only when the draw exceeds it), unused slots
+// with the target id IGNORED_TARGET, so the MLM head's shapes stay the same from step
+// to step (packed batches always have seq = maxLength).
+//
+// A batch's `resume` position records where its buffer started (corpus position and
+// random state) and how many of the buffer's batches have been used: replaying from
+// there reproduces the very same batches.
 
 import type { MicroBatch } from '../../bindings/native.js';
 import type { Corpus, CorpusPosition } from './corpus.js';
@@ -25,7 +37,15 @@ export interface PipelineOptions {
   seed?: number;
   /** Data-parallel: this rank's documents only, those with (file index + line) mod worldSize = rank. */
   shard?: { rank: number; worldSize: number };
+  /** Several documents per row (training batches; held-out batches keep one per row). Default false. */
+  pack?: boolean;
 }
+
+/** The target id of an unused MLM target slot (native kIgnoredTarget, PyTorch's ignore_index). */
+export const IGNORED_TARGET = -100;
+
+/** Target slots are allotted in multiples of this. */
+const TARGET_SLOT_MULTIPLE = 8;
 
 /** The documents of one rank's shard; stateless, so a corpus position resumes it exactly. */
 async function* shardOf<D extends { line: number; position: CorpusPosition }>(
@@ -51,9 +71,11 @@ export interface PipelinePosition {
 
 export interface MlmBatch {
   microBatch: MicroBatch;
+  /** Documents in the batch (more than its rows when packed). */
   samples: number;
   /** Real (non-padding) tokens. */
   tokens: number;
+  /** MLM targets (the target slots not IGNORED_TARGET). */
   targets: number;
   /** Where to resume to get the batch after this one. */
   resume: PipelinePosition;
@@ -79,6 +101,39 @@ export async function jiebaSegmenter(): Promise<Segmenter> {
 interface Sample {
   ids: number[];
   wordStarts?: boolean[];
+}
+
+/** One row of a batch: its documents, one after the other. */
+type Row = Sample[];
+
+const rowLength = (row: Row) => row.reduce((n, s) => n + s.ids.length, 0);
+
+/** Rows of one sample each, sorted by length (ties in reading order): little padding per batch. */
+function lengthGroupedRows(samples: Sample[]): Row[] {
+  const order = samples.map((s, i) => i).sort((a, b) => samples[a]!.ids.length - samples[b]!.ids.length || a - b);
+  return order.map((i) => [samples[i]!]);
+}
+
+/**
+ * Rows of up to `maxLength` tokens holding several samples each: first-fit decreasing
+ * (longest first, each into the first row with room), which leaves little padding.
+ */
+export function packedRows(samples: Sample[], maxLength: number): Row[] {
+  const order = samples.map((s, i) => i).sort((a, b) => samples[b]!.ids.length - samples[a]!.ids.length || a - b);
+  const rows: Row[] = [];
+  const free: number[] = [];
+  for (const i of order) {
+    const sample = samples[i]!;
+    const r = free.findIndex((room) => room >= sample.ids.length);
+    if (r >= 0) {
+      rows[r]!.push(sample);
+      free[r]! -= sample.ids.length;
+    } else {
+      rows.push([sample]);
+      free.push(maxLength - sample.ids.length);
+    }
+  }
+  return rows;
 }
 
 export class MlmPipeline {
@@ -131,38 +186,74 @@ export class MlmPipeline {
     return { ids, wordStarts };
   }
 
-  private build(samples: Sample[], random: Random): MlmBatch {
-    const masked = samples.map((s) => maskSample(s.ids, this.vocab, random, this.options.masking, s.wordStarts));
-    const seq = Math.max(...masked.map((m) => m.inputIds.length));
-    const ids = new Int32Array(samples.length * seq); // [PAD] = 0
+  /** Target slots for a batch of `rows` × `seq` holding `targets` targets (see the file comment). */
+  private targetSlots(rows: number, seq: number, targets: number): number {
+    const rate = this.options.masking?.probability ?? 0.15;
+    const slots = Math.max(Math.ceil(rate * rows * seq), targets);
+    return Math.max(TARGET_SLOT_MULTIPLE, Math.ceil(slots / TARGET_SLOT_MULTIPLE) * TARGET_SLOT_MULTIPLE);
+  }
+
+  private build(rows: Row[], random: Random): MlmBatch {
+    const masked = rows.map((row) => row.map((s) => maskSample(s.ids, this.vocab, random, this.options.masking, s.wordStarts)));
+    const packed = rows.some((row) => row.length > 1);
+    const seq = Math.max(...rows.map(rowLength));
+    const ids = new Int32Array(rows.length * seq); // [PAD] = 0
+    const documents = packed ? new Int32Array(rows.length * seq) : undefined; // document numbers, 0 = padding
     const positions: number[] = [];
     const labels: number[] = [];
     let tokens = 0;
-    masked.forEach((m, b) => {
-      ids.set(m.inputIds, b * seq);
-      tokens += m.inputIds.length;
-      m.positions.forEach((p, k) => {
-        positions.push(b * seq + p);
-        labels.push(m.labels[k]!);
+    let samples = 0;
+    masked.forEach((row, b) => {
+      let offset = b * seq;
+      row.forEach((m, d) => {
+        ids.set(m.inputIds, offset);
+        documents?.fill(d + 1, offset, offset + m.inputIds.length);
+        m.positions.forEach((p, k) => {
+          positions.push(offset + p);
+          labels.push(m.labels[k]!);
+        });
+        offset += m.inputIds.length;
+        tokens += m.inputIds.length;
+        samples++;
       });
     });
+    const targets = positions.length;
+    const slots = this.targetSlots(rows.length, seq, targets);
+    // Unused slots point at the first target (any real position would do): the loss ignores them.
+    const targetPositions = new Int32Array(slots).fill(positions[0] ?? 0);
+    const targetIds = new Int32Array(slots).fill(IGNORED_TARGET);
+    targetPositions.set(positions);
+    targetIds.set(labels);
     const microBatch: MicroBatch = {
-      inputIds: tensor(ids, [samples.length, seq], 'int64'),
-      targetPositions: tensor(Int32Array.from(positions), [positions.length], 'int64'),
-      targetIds: tensor(Int32Array.from(labels), [labels.length], 'int64'),
+      inputIds: tensor(ids, [rows.length, seq], 'int64'),
+      ...(documents ? { attentionMask: tensor(documents, [rows.length, seq], 'int64') } : {}),
+      targetPositions: tensor(targetPositions, [slots], 'int64'),
+      targetIds: tensor(targetIds, [slots], 'int64'),
     };
     return {
       microBatch,
-      samples: samples.length,
+      samples,
       tokens,
-      targets: positions.length,
+      targets,
       resume: { corpus: null, random: 0, skip: 0 },
       dispose: () => {
         microBatch.inputIds.dispose();
+        microBatch.attentionMask?.dispose();
         microBatch.targetPositions.dispose();
         microBatch.targetIds.dispose();
       },
     };
+  }
+
+  /** The median length in tokens ([CLS] and [SEP] included, truncated) of the first `documents` training documents. */
+  async medianLength(documents = 2000): Promise<number> {
+    const lengths: number[] = [];
+    for await (const doc of this.corpus.train()) {
+      if (doc.position.epoch > 0 || lengths.length >= documents) break;
+      lengths.push(this.sample(doc.text).ids.length);
+    }
+    lengths.sort((a, b) => a - b);
+    return lengths.length === 0 ? 0 : lengths[Math.floor((lengths.length - 1) / 2)]!;
   }
 
   /** Training batches, forever (epoch after epoch), from `from` or the start. */
@@ -186,10 +277,10 @@ export class MlmPipeline {
       }
       if (buffer.length === 0) return;
 
-      // Length grouping: similar lengths share a batch; the batch order is shuffled.
-      const order = buffer.map((s, i) => i).sort((a, b) => buffer[a]!.ids.length - buffer[b]!.ids.length || a - b);
-      const groups: Sample[][] = [];
-      for (let i = 0; i < order.length; i += this.batchSize) groups.push(order.slice(i, i + this.batchSize).map((j) => buffer[j]!));
+      // Rows (packed, or length-grouped: similar lengths share a batch); the batch order is shuffled.
+      const rows = this.options.pack ? packedRows(buffer, this.maxLength) : lengthGroupedRows(buffer);
+      const groups: Row[][] = [];
+      for (let i = 0; i < rows.length; i += this.batchSize) groups.push(rows.slice(i, i + this.batchSize));
       for (let i = groups.length - 1; i > 0; i--) {
         const j = random.int(i + 1);
         [groups[i], groups[j]] = [groups[j]!, groups[i]!];
@@ -198,7 +289,7 @@ export class MlmPipeline {
       for (let k = 0; k < groups.length; k++) {
         if (k < skip) {
           // Replay the masks drawn for batches already used, so the random state matches.
-          for (const s of groups[k]!) maskSample(s.ids, this.vocab, random, this.options.masking, s.wordStarts);
+          for (const s of groups[k]!.flat()) maskSample(s.ids, this.vocab, random, this.options.masking, s.wordStarts);
           continue;
         }
         const batch = this.build(groups[k]!, random);
@@ -217,9 +308,9 @@ export class MlmPipeline {
   async evalBatches(maxBatches: number, seed = 12345): Promise<MlmBatch[]> {
     const random = new Random(seed);
     const batches: MlmBatch[] = [];
-    let pending: Sample[] = [];
+    let pending: Row[] = [];
     for await (const doc of this.corpus.heldOut()) {
-      pending.push(this.sample(doc.text));
+      pending.push([this.sample(doc.text)]);
       if (pending.length === this.batchSize) {
         batches.push(this.build(pending, random));
         pending = [];

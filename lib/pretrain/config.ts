@@ -31,6 +31,11 @@ const pathOrNull: ValueKind<string | null> = {
   accepts: (v): v is string | null => v === null || (typeof v === 'string' && v !== ''),
   fromText: (t) => t,
 };
+const booleanOrNull: ValueKind<boolean | null> = {
+  description: 'true, false or null (decide from the corpus)',
+  accepts: (v): v is boolean | null => v === null || typeof v === 'boolean',
+  fromText: (t) => (t === 'true' ? true : t === 'false' ? false : t),
+};
 const object: ValueKind<object> = {
   description: 'an object',
   accepts: (v): v is object => typeof v === 'object' && v !== null && !Array.isArray(v),
@@ -58,6 +63,12 @@ export interface PretrainConfig {
   vocab: string | null;
   vocabSize: number;
   maxLength: number;
+  /**
+   * Several documents per row (RoPE positions and attention kept to each document):
+   * true, false, or null to decide from the corpus (packing when the median document is
+   * under half of maxLength).
+   */
+  pack: boolean | null;
   batchSize: number;
   /** Micro-batches per optimiser step (gradient accumulation). */
   accumulate: number;
@@ -96,6 +107,7 @@ export const PRETRAIN_DEFAULTS: PretrainConfig = {
   vocab: null,
   vocabSize: 12000,
   maxLength: 128,
+  pack: null,
   accumulate: 1,
   steps: 1000,
   optimizer: 'adamw',
@@ -153,6 +165,7 @@ export const PRETRAIN_KINDS: Record<keyof PretrainConfig, ValueKind<unknown>> = 
   out: text,
   model: object,
   vocab: pathOrNull,
+  pack: booleanOrNull,
   optimizer: oneOf(OPTIMIZERS, 'adamw'),
   finalLr: nonNegativeNumber,
   weightDecay: nonNegativeNumber,

@@ -2,7 +2,7 @@
 // run loop (lib/training/run-loop.ts), which does the stepping, evaluation,
 // checkpoints, resume, metrics and report.
 //
-//   corpus → tokenizer → MlmPipeline (length-grouped, dynamically masked batches)
+//   corpus → tokenizer → MlmPipeline (length-grouped or packed, dynamically masked batches)
 //        → the MLM stage: training batches, held-out evaluation, vocab.txt in each checkpoint
 //        → runTraining(trainer, stage)
 //
@@ -68,6 +68,17 @@ export async function buildCorpusVocab(corpus: Corpus, size: number, maxBytes = 
     }
   }
   return Tokenizer.fromTokens(await buildVocab(onePass(), { size }), 'built from the corpus');
+}
+
+/**
+ * --pack's default: packing several documents per row pays when the median document
+ * fills less than half a row (short lines such as poems would otherwise be mostly padding).
+ */
+async function packingPays(corpus: Corpus, tokenizer: Tokenizer, maxLength: number, note: (message: string) => void): Promise<boolean> {
+  const median = await new MlmPipeline(corpus, tokenizer, { maxLength }).medianLength();
+  const pack = median < maxLength / 2;
+  note(`the median document has ${median} tokens of --max-length ${maxLength}: ${pack ? 'packing several documents per row (--no-pack: one per row)' : 'one document per row (--pack: several)'}`);
+  return pack;
 }
 
 /** The vocab: a given vocab.txt, or one built from (up to ~50 MB of) the corpus. */
@@ -152,7 +163,7 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
       vocabSize = tokenizer.size;
       return { model, tokenizer };
     },
-    async plan({ model, tokenizer }, { shard }) {
+    async plan({ model, tokenizer }, { shard, note }) {
       return {
         trainer: {
           optimizer: config.optimizer,
@@ -173,7 +184,8 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
         async stage(trainer) {
           const segmenter = config.masking === 'whole-word' ? await jiebaSegmenter() : undefined;
           const masking = { scheme: config.masking, probability: config.maskProbability };
-          const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: config.maxLength, batchSize: config.batchSize, masking, seed: config.seed + shard.rank, shard }, segmenter);
+          const pack = config.pack ?? (await packingPays(corpus, tokenizer, config.maxLength, note));
+          const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: config.maxLength, batchSize: config.batchSize, masking, seed: config.seed + shard.rank, shard, pack }, segmenter);
           const evalBatches = config.evalEvery > 0 ? await pipeline.evalBatches(config.evalBatches) : [];
           return new MlmStage(pipeline, corpus, trainer, evalBatches, tokenizer.vocabFileText());
         },
