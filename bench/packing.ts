@@ -20,6 +20,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { Corpus } from '../lib/data/corpus.js';
 import { poetryRoot } from '../lib/data/demo-corpus.js';
 import { MlmPipeline } from '../lib/data/pipeline.js';
+import type { RoFormerV2Config } from '../lib/model/config.js';
 import { RoFormerV2 } from '../lib/model/model.js';
 import { DEMO_OVERRIDES } from '../lib/pretrain/config.js';
 import { buildCorpusVocab } from '../lib/pretrain/pretrain.js';
@@ -56,7 +57,7 @@ async function tangCorpus(dir: string): Promise<string> {
 
 /** Real tokens per second over `steps` timed steps (after `warmup`), batches read as training reads them. */
 async function tokensPerSecond(pipeline: MlmPipeline, vocabSize: number, options: Options): Promise<number> {
-  const model = RoFormerV2.create({ size: 'small', config: { ...DEMO_OVERRIDES.model, vocab_size: vocabSize, max_position_embeddings: options.maxLength }, seed: 1 });
+  const model = RoFormerV2.create({ size: 'small', config: { ...(DEMO_OVERRIDES.model as Partial<RoFormerV2Config>), vocab_size: vocabSize, max_position_embeddings: options.maxLength }, seed: 1 });
   const trainer = new Trainer(model, { lr: 1e-3 });
   const batches = pipeline.batches();
   let tokens = 0;

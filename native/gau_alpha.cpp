@@ -91,14 +91,19 @@ void GauAlpha::reset_parameters() {
 }
 
 torch::Tensor GauAlpha::forward(torch::Tensor input_ids, torch::Tensor token_type_ids, torch::Tensor attention_mask) {
-  prepare_inputs(input_ids, token_type_ids, attention_mask, word_embeddings->weight.device());
-  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
+  torch::Tensor positions;  // packed rows: positions within each document
+  prepare_inputs(input_ids, token_type_ids, attention_mask, word_embeddings->weight.device(), &positions);
+  const int64_t seq = input_ids.size(1);
 
   auto x = norm(word_embeddings(input_ids) + token_type_embeddings(token_type_ids));
   x = dropout(x);
 
-  auto [cos, sin] = rotary(seq, x.device(), x.scalar_type());
-  auto keep = attention_mask.view({batch, 1, 1, seq});
+  // As RoFormerV2: (seq, s) tables, or (batch, seq, s) at each token's position within its
+  // document for packed rows; the key mask is undefined (no padding), (batch, 1, 1, seq)
+  // (padding) or (batch, 1, seq, seq) (packed documents), all broadcasting over the one head.
+  auto [cos, sin] = positions.defined() ? rotary->at_positions(positions, x.scalar_type())
+                                        : rotary(seq, x.device(), x.scalar_type());
+  const auto& keep = attention_mask;
   for (auto& unit : *layer) x = unit->as<GauLayerImpl>()->forward(x, keep, cos, sin);
   return x;
 }

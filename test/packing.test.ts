@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { buildVocab, Corpus, MlmPipeline, RobertaBaseline, RoFormerV2, tensor, Tokenizer, Trainer, type Tensor } from '../lib/index.js';
+import { buildVocab, Corpus, GauAlpha, MlmPipeline, RobertaBaseline, RoFormerV2, tensor, Tokenizer, Trainer, type Tensor } from '../lib/index.js';
 import { IGNORED_TARGET, packedRows } from '../lib/data/pipeline.js';
 import { maxAbsDiff } from './reference.js';
 import { TINY_CONFIG as tiny, values } from './native-helpers.js';
@@ -77,6 +77,8 @@ describe('packed sequences', () => {
   for (const [name, create] of [
     ['RoFormerV2', (seed: number) => RoFormerV2.create({ config: tiny, seed })],
     ['the baseline', (seed: number) => RobertaBaseline.create({ config: tiny, seed })],
+    // GAU-α with its default softmax_plus: n (the keys a query may see) is its own document's length.
+    ['GAU-α', (seed: number) => GauAlpha.create({ config: { ...tiny, attention_key_size: 8 }, seed })],
   ] as const) {
     it(`${name}: a packed row gives each document the hidden states and MLM loss it has alone (float64)`, async () => {
       const model = create(1).to('cpu', 'float64').eval();

@@ -31,7 +31,7 @@ export function pretrainCommand(): Command {
     .option(...setting('field', '<names>', "JSONL field holding the text, or several separated by commas ('sentence,sentence1,sentence2'): a record's present fields, joined in this order, are one document"))
     .option(...setting('documents', '<mode>', 'text: line (a document per line) or blank-line'))
     .option(...setting('maxLength', '<n>', 'tokens per sample, [CLS] and [SEP] included'))
-    .option('--pack', 'several documents per row, each attending only to itself (default: on when the median document is under half of --max-length)')
+    .option('--pack', 'several documents per row, each attending only to itself (default: on CUDA when the median document is under half of --max-length; off on the CPU, where it measured slower)')
     .option('--no-pack', 'one document per row (length-grouped batches)')
     .option(...setting('batchSize', '<n>', 'rows per micro-batch'))
     .option(...setting('accumulate', '<n>', 'micro-batches per optimiser step'))

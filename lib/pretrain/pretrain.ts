@@ -71,10 +71,14 @@ export async function buildCorpusVocab(corpus: Corpus, size: number, maxBytes = 
 }
 
 /**
- * --pack's default: packing several documents per row pays when the median document
- * fills less than half a row (short lines such as poems would otherwise be mostly padding).
+ * --pack's default. Packing several documents per row pays when rows would otherwise be mostly
+ * padding and the device's attention cost does not grow with the row: on CUDA, when the median
+ * document fills less than half a row. On the CPU it is off: measured on the Tang shi
+ * (bench/packing.ts), grouping by length already leaves ~98% real tokens, while packed rows make
+ * attention's work per token longer, so packing ran at 0.58–0.74× the real tokens/s there.
  */
-async function packingPays(corpus: Corpus, tokenizer: Tokenizer, maxLength: number, note: (message: string) => void): Promise<boolean> {
+async function packingPays(corpus: Corpus, tokenizer: Tokenizer, maxLength: number, device: string, note: (message: string) => void): Promise<boolean> {
+  if (!device.startsWith('cuda')) return false;
   const median = await new MlmPipeline(corpus, tokenizer, { maxLength }).medianLength();
   const pack = median < maxLength / 2;
   note(`the median document has ${median} tokens of --max-length ${maxLength}: ${pack ? 'packing several documents per row (--no-pack: one per row)' : 'one document per row (--pack: several)'}`);
@@ -184,7 +188,7 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
         async stage(trainer) {
           const segmenter = config.masking === 'whole-word' ? await jiebaSegmenter() : undefined;
           const masking = { scheme: config.masking, probability: config.maskProbability };
-          const pack = config.pack ?? (await packingPays(corpus, tokenizer, config.maxLength, note));
+          const pack = config.pack ?? (await packingPays(corpus, tokenizer, config.maxLength, config.device, note));
           const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: config.maxLength, batchSize: config.batchSize, masking, seed: config.seed + shard.rank, shard, pack }, segmenter);
           const evalBatches = config.evalEvery > 0 ? await pipeline.evalBatches(config.evalBatches) : [];
           return new MlmStage(pipeline, corpus, trainer, evalBatches, tokenizer.vocabFileText());
