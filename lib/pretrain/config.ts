@@ -126,13 +126,13 @@ export const DEMO_OVERRIDES: Partial<PretrainConfig> = {
   vocabSize: 8000,
   maxLength: 32,
   batchSize: 128,
-  steps: 1200,
+  steps: 600,
   lr: 2e-3,
   warmupSteps: 50,
   evalEvery: 100,
   evalBatches: 8,
   evalFraction: 0.02,
-  saveEvery: 400,
+  saveEvery: 200,
   logEvery: 10,
 };
 
