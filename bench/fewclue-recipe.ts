@@ -354,8 +354,8 @@ export const README_MARKERS = ['<!-- recipe-results -->', '<!-- /recipe-results 
 
 /** The results as the README shows them: how far the run is, the table, each stage's own figures. */
 export function readmeResults(r: RecipeResults): string {
-  const started = r.units.finished.length > 0 ? r.date.slice(0, 16).replace('T', ' ') : '';
-  const state = r.complete ? `**Results** (${r.units.total} units, complete; ${started} UTC)` : `**Results so far: ${r.units.done} of ${r.units.total} units** (the run goes on; refreshed ${started} UTC)`;
+  const when = `${r.date.slice(0, 16).replace('T', ' ')} UTC`;
+  const state = r.complete ? `**Results** (${r.units.total} units, complete; ${when})` : `**Results so far: ${r.units.done} of ${r.units.total} units** (the run goes on; refreshed ${when})`;
   const stages = r.stages.map((s) => {
     const result = s.result as { steps?: number; lastEval?: { accuracy?: number } } | null;
     const mlm = result?.lastEval?.accuracy === undefined ? '' : `, held-out masked-token accuracy ${pct(result.lastEval.accuracy)}%`;
