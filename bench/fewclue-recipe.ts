@@ -17,7 +17,7 @@
 //   npm run bench:recipe -- --out runs/fewclue-recipe [--json bench/results/fewclue-recipe.json --svg …]
 
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 
 import { Command, InvalidArgumentError } from 'commander';
@@ -93,7 +93,7 @@ const list = <T extends string>(allowed: readonly T[]) => (text: string) => {
   return items as T[];
 };
 
-function parseSettings(argv: string[]): { settings: RecipeSettings; out: string; json?: string; svg?: string; status?: boolean } {
+function parseSettings(argv: string[]): { settings: RecipeSettings; out: string; json?: string; svg?: string; readme?: string; status?: boolean } {
   const program = new Command()
     .name('fewclue-recipe')
     .description('FewCLUE test accuracy from four starts: fresh, MLM, MLM → multi-task (grad. norm. on/off)')
@@ -102,25 +102,26 @@ function parseSettings(argv: string[]): { settings: RecipeSettings; out: string;
     .option('--tasks <names>', 'comma-separated tasks (fine-tuned, and the multi-task stage\'s)', list(FEWCLUE_TASKS), FEWCLUE_TASKS)
     .option('--arms <letters>', 'which arms, of a,b,c,d', list(Object.keys(ARMS) as Arm[]), Object.keys(ARMS) as Arm[])
     .option('--seeds <n>', 'seeds per arm on --seeded-tasks', integer(1), 3)
-    .option('--seeded-tasks <names>', 'the tasks fine-tuned with every seed (the fast ones); one seed elsewhere', list(FEWCLUE_TASKS), ['eprstmt', 'bustm', 'ocnli', 'csl', 'cluewsc'])
+    .option('--seeded-tasks <names>', 'the tasks fine-tuned with every seed (the fast ones); one seed elsewhere', list(FEWCLUE_TASKS), FEWCLUE_TASKS.filter((t) => t !== 'chid'))
     .option('--model-config <json>', 'model config keys of the fresh encoder and of the MLM stage', '{"num_hidden_layers":2,"hidden_size":128,"num_attention_heads":2,"intermediate_size":512}')
     .option('--vocab-size <n>', 'tokens in each built vocab', integer(5), 8000)
     .option('--max-length <n>', 'tokens per sequence, every stage', integer(8), 64)
     .option('--corpus <files...>', "MLM text (default: the tasks' unlabeled.json in --data)")
     .option('--field <names>', 'the JSONL fields holding the MLM text', FEWCLUE_TEXT_FIELDS)
-    .option('--mlm-steps <n>', 'MLM pre-training steps', integer(1), 5000)
+    .option('--mlm-steps <n>', 'MLM pre-training steps', integer(1), 10000)
     .option('--mlm-lr <x>', 'MLM peak learning rate', positive, 1e-3)
-    .option('--multitask-steps <n>', 'multi-task steps (each of 4 micro-batches)', integer(1), 300)
+    .option('--multitask-steps <n>', 'multi-task steps (each of 4 micro-batches)', integer(1), 500)
     .option('--multitask-lr <x>', 'multi-task learning rate', positive, 1e-3)
     .option('--epochs <n>', 'fine-tuning epochs', positive, 10)
-    .option('--max-steps <n>', 'fine-tuning: cap on steps per task (0: none)', integer(0), 150)
+    .option('--max-steps <n>', 'fine-tuning: cap on steps per task (0: none, every task trains its --epochs)', integer(0), 0)
     .option('--lr <x>', 'fine-tuning learning rate', positive, 1e-3)
     .option('--batch-size <n>', 'batch size, every stage', integer(1), 32)
     .option('--json <file>', 'also write the results here')
     .option('--svg <file>', 'also write the chart here')
-    .option('--status', 'run nothing: write the results so far (and --json/--svg) and print their table')
+    .option('--readme <file>', `also put the table into this Markdown file, between its ${README_MARKERS.join(' and ')} lines`)
+    .option('--status', 'run nothing: write the results so far (and --json/--svg/--readme) and print their table')
     .parse(argv);
-  const o = program.opts<Omit<RecipeSettings, 'modelConfig' | 'corpus'> & { modelConfig: string; corpus?: string[]; out: string; json?: string; svg?: string; status?: boolean }>();
+  const o = program.opts<Omit<RecipeSettings, 'modelConfig' | 'corpus'> & { modelConfig: string; corpus?: string[]; out: string; json?: string; svg?: string; readme?: string; status?: boolean }>();
   if (!fieldList.accepts(o.field)) program.error(`error: option '--field <names>' must be ${fieldList.description}`);
   let modelConfig: Partial<RoFormerV2Config> = {};
   try {
@@ -130,8 +131,8 @@ function parseSettings(argv: string[]): { settings: RecipeSettings; out: string;
   }
   const data = resolve(o.data);
   const corpus = (o.corpus ?? FEWCLUE_UNLABELED_TASKS.map((task) => fewclueFile(data, task, 'unlabeled.json'))).map((p) => resolve(p));
-  const { out, json, svg, status, ...rest } = o;
-  return { settings: { ...rest, data, modelConfig, corpus, field: fieldNames(o.field)!.join(',') }, out: resolve(out), json, svg, status };
+  const { out, json, svg, readme, status, ...rest } = o;
+  return { settings: { ...rest, data, modelConfig, corpus, field: fieldNames(o.field)!.join(',') }, out: resolve(out), json, svg, readme, status };
 }
 
 /**
@@ -167,6 +168,12 @@ function hooksFor(name: string, resume: boolean, signal: AbortSignal): StageHook
   };
 }
 
+/** A finished unit in a line: test accuracy beside the majority class, or the stage's model. */
+function outcome(result: UnitResult): string {
+  if (result.kind === 'model') return `${result.steps} steps → ${result.model}`;
+  return `test ${pct(headline(result.test))}% (majority class ${pct(result.majority.test)}%), dev ${pct(headline(result.dev))}%, ${result.steps} steps in ${(result.seconds / 60).toFixed(1)} min`;
+}
+
 async function runRecipe(settings: RecipeSettings, out: string, copies: { json?: string; svg?: string }, signal: AbortSignal): Promise<void> {
   const ledger = Ledger.open<RecipeSettings, UnitResult>(out, settings);
   const report = async () => writeReport(settings, ledger.units, out, copies);
@@ -178,6 +185,7 @@ async function runRecipe(settings: RecipeSettings, out: string, copies: { json?:
     if (done) return done;
     console.error(`[${((Date.now() - started) / 60000).toFixed(1)} min] ${name}`);
     const result = await ledger.run(key, (dir, resume) => work(dir, hooksFor(name, resume, signal)));
+    console.error(`  ${name}: ${outcome(result)}`);
     await report();
     return result;
   };
@@ -341,6 +349,36 @@ function avgMajority(r: RecipeResults): number | null {
   return (values as number[]).reduce((x, y) => x + y, 0) / values.length;
 }
 
+/** The lines of a Markdown file between which --readme puts the results. */
+export const README_MARKERS = ['<!-- recipe-results -->', '<!-- /recipe-results -->'] as const;
+
+/** The results as the README shows them: how far the run is, the table, each stage's own figures. */
+export function readmeResults(r: RecipeResults): string {
+  const when = `${r.date.slice(0, 16).replace('T', ' ')} UTC`;
+  const state = r.complete ? `**Results** (${r.units.total} units, complete; ${when})` : `**Results so far: ${r.units.done} of ${r.units.total} units** (the run goes on; refreshed ${when})`;
+  const stages = r.stages.map((s) => {
+    const result = s.result as { steps?: number; lastEval?: { accuracy?: number } } | null;
+    const mlm = result?.lastEval?.accuracy === undefined ? '' : `, held-out masked-token accuracy ${pct(result.lastEval.accuracy)}%`;
+    return `${s.stage} (${s.arm}): ${result?.steps ?? '?'} steps in ${((s.seconds ?? 0) / 60).toFixed(1)} min${mlm}`;
+  });
+  return [
+    `${state}. Test accuracy (%), the mean over seeds with min–max where there are several:`,
+    '',
+    markdownTable(r),
+    '',
+    stages.length > 0 ? `Stages: ${stages.join('; ')}.` : '',
+  ].join('\n');
+}
+
+/** `text` with what lies between README_MARKERS replaced by `inner`; an error naming `file` when a marker is missing. */
+export function replaceBetweenMarkers(text: string, inner: string, file: string): string {
+  const [open, close] = README_MARKERS;
+  const start = text.indexOf(open);
+  const end = text.indexOf(close, start);
+  if (start < 0 || end < 0) throw new Error(`${file}: no ${open} … ${close} lines to put the results between`);
+  return `${text.slice(0, start + open.length)}\n${inner}\n${text.slice(end)}`;
+}
+
 const COLORS: Record<string, string> = { a: '#7f7f7f', b: '#1f77b4', c: '#2ca02c', d: '#ff7f0e' };
 
 export function chartSvg(r: RecipeResults): string {
@@ -381,7 +419,7 @@ async function writeReport(settings: RecipeSettings, units: Array<UnitRecord<Uni
 }
 
 async function main(): Promise<void> {
-  const { settings, out, json, svg, status } = parseSettings(process.argv);
+  const { settings, out, json, svg, readme, status } = parseSettings(process.argv);
   await mkdir(out, { recursive: true });
   if (!status) {
     // Ctrl-C / kill: the current stage stops after its step with a checkpoint; running again resumes.
@@ -390,6 +428,7 @@ async function main(): Promise<void> {
     await runRecipe(settings, out, { json, svg }, abort.signal);
   }
   const results = await writeReport(settings, Ledger.open<RecipeSettings, UnitResult>(out, settings).units, out, { json, svg });
+  if (readme) await writeFileAtomic(readme, [replaceBetweenMarkers(await readFile(readme, 'utf8'), readmeResults(results), readme)]);
   console.log(`\n${markdownTable(results)}\n\n${results.units.done} of ${results.units.total} units; results ${join(out, 'results.json')}, chart ${join(out, 'chart.svg')}`);
 }
 

@@ -99,21 +99,24 @@ describe('example streams', () => {
   });
 });
 
+/** Fine-tuning the toy task (writeToyTask's files) with a fresh tiny model, or --model. */
+const finetuneConfig = (dir: string, files: { train: string; dev: string }, out: string) => ({
+  ...FINETUNE_DEFAULTS,
+  task: { name: 'toy', format: 'jsonl' as const, head: 'classification' as const, textFields: ['sentence'], labelField: 'label', labels: ['Negative', 'Positive'], metrics: ['accuracy' as const], maxLength: 32, description: 'toy' },
+  train: files.train,
+  dev: files.dev,
+  test: files.dev,
+  out,
+  modelConfig: tiny,
+  vocabSize: 200,
+  epochs: 12,
+  batchSize: 16,
+  lr: 1e-2,
+  optimizer: 'adamw' as const,
+});
+
 describe('finetune', () => {
-  const config = (dir: string, files: { train: string; dev: string }, out: string) => ({
-    ...FINETUNE_DEFAULTS,
-    task: { name: 'toy', format: 'jsonl' as const, head: 'classification' as const, textFields: ['sentence'], labelField: 'label', labels: ['Negative', 'Positive'], metrics: ['accuracy' as const], maxLength: 32, description: 'toy' },
-    train: files.train,
-    dev: files.dev,
-    test: files.dev,
-    out,
-    modelConfig: tiny,
-    vocabSize: 200,
-    epochs: 12,
-    batchSize: 16,
-    lr: 1e-2,
-    optimizer: 'adamw' as const,
-  });
+  const config = finetuneConfig;
 
   it('learns a task a bag of characters can solve, writes results.json, the model dir and per-epoch eval records', async () => {
     const dir = tmp('ft');
@@ -190,6 +193,37 @@ describe('multitask', () => {
     const b = (await RoFormerV2.fromPretrained(resumed.model)).namedParameters();
     for (const name of Object.keys(a)) expect(values(b[name]!), name).toEqual(values(a[name]!));
     expect(resumed.tasks).toEqual(straight.tasks);
+  });
+
+  it('fine-tuning a multi-task model on one of its tasks loads that head; a head of another shape starts fresh, named', async () => {
+    const dir = tmp('mt-ft');
+    const tasks = writeTaskList(dir);
+    const mt = await multitask({ ...config(tasks, join(dir, 'mt'), 12), noise: false });
+    // The multi-task run's last evaluation of toy on its dev set: the encoder and head it saved.
+    const lastToyEval = (await readMetrics(join(dir, 'mt', 'metrics.jsonl'))).filter((m) => m.type === 'eval' && (m as { task?: string }).task === 'toy').at(-1) as { step: number; loss: number; accuracy: number };
+    expect(lastToyEval.step).toBe(12);
+
+    const files = { train: join(dir, 'train.jsonl'), dev: join(dir, 'dev.jsonl') };
+    const firstEval = async (out: string, labels: string[]) => {
+      const notes: string[] = [];
+      let first: { loss: number; accuracy: number } | undefined;
+      const base = finetuneConfig(dir, files, join(dir, out));
+      await finetune({ ...base, task: { ...base.task, labels }, model: mt.model, maxSteps: 1 }, {
+        onNote: (message) => notes.push(message),
+        onEvent: (e) => { if (e.type === 'eval' && e.step === 0) first ??= e as unknown as { loss: number; accuracy: number }; },
+      });
+      return { notes, first: first! };
+    };
+    // The same task: its head is loaded, so fine-tuning's step-0 evaluation is the multi-task model's.
+    const same = await firstEval('ft', ['Negative', 'Positive']);
+    expect(same.notes.join('\n')).toMatch(/the toy head saved there is loaded/);
+    expect(same.notes.join('\n')).not.toMatch(/starts fresh/);
+    expect(same.first.loss).toBeCloseTo(lastToyEval.loss, 5);
+    expect(same.first.accuracy).toBe(lastToyEval.accuracy);
+    // Three labels where the saved head has two: a fresh head, and a note naming the head and both sizes.
+    const other = await firstEval('ft3', ['Negative', 'Positive', 'Neutral']);
+    expect(other.notes.join('\n')).toMatch(/head toy: numLabels 2 in .*, 3 here; the toy head starts fresh/);
+    expect(other.first.loss).not.toBeCloseTo(lastToyEval.loss, 3);
   });
 
   it('tasks.json problems are named: entry, field and file', async () => {

@@ -115,9 +115,21 @@ describe('bench:recipe', () => {
     expect(chart).toMatch(/^<svg/);
     for (const label of ['bustm', 'eprstmt', 'average', 'majority class', '(c) MLM → multi-task (grad. norm.) → fine-tune']) expect(chart).toContain(label);
 
-    // --status runs nothing and prints the table so far.
-    const status = await recipe(out, '--status');
+    // --status runs nothing and prints the table so far; --readme puts it between the markers, leaving the rest.
+    const readme = join(out, '..', 'README.md');
+    writeFileSync(readme, 'before\n<!-- recipe-results -->\nold table\n<!-- /recipe-results -->\nafter\n');
+    const status = await recipe(out, '--status', '--readme', readme);
     expect(status.stdout).toMatch(/\| \*\*average\*\* \(2 tasks\) \|[\s\S]*11 of 11 units/);
+    const table = status.stdout.slice(status.stdout.indexOf('| task |'), status.stdout.indexOf('\n\n11 of 11'));
+    const written = readFileSync(readme, 'utf8');
+    expect(written).toMatch(/^before\n<!-- recipe-results -->\n\*\*Results\*\* \(11 units, complete;/);
+    expect(written).toContain(table);
+    expect(written).not.toContain('old table');
+    expect(written).toMatch(/Stages: pretrain \(b\): 4 steps in [\d.]+ min, held-out masked-token accuracy [\d.]+%; multitask \(c\): 2 steps/);
+    expect(written).toMatch(/\n<!-- \/recipe-results -->\nafter\n$/);
+    writeFileSync(readme, 'no markers\n');
+    const refused = await recipe(out, '--status', '--readme', readme).catch((e: { code: number; stderr: string }) => e);
+    expect(refused).toMatchObject({ code: 1, stderr: expect.stringMatching(/README\.md: no <!-- recipe-results --> … <!-- \/recipe-results --> lines/) });
 
     // Again: every unit is done, none runs a second time.
     const again = await recipe(out);

@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 
+import { DEMO_OVERRIDES } from '../pretrain/config.js';
 import type { FinetuneConfig, FinetuneResults } from '../tasks/finetune.js';
 import { runFinetune } from './finetune-run.js';
 import { percent, table } from './results-table.js';
@@ -20,13 +21,13 @@ const DEMO_DIR = 'runs/finetune-demo';
 const PRETRAIN_DEMO = 'runs/demo';
 
 /**
- * Sized for a 2-core CPU: the pre-training demo's shape (4 layers, 256 wide),
- * short sequences (a poem fits in 64 tokens), and a step cap well under the
- * recipe's 10 epochs. A higher learning rate than the recipe's 5e-4, since
- * the runs are short.
+ * Sized for a 2-core CPU: the pre-training demo's shape (a fresh model, when there is
+ * no pre-trained one, has it too), short sequences (a poem fits in 64 tokens), and a
+ * step cap well under the recipe's 10 epochs. A higher learning rate than the
+ * recipe's 5e-4, since the runs are short.
  */
 const DEMO_RECIPE = {
-  modelConfig: { num_hidden_layers: 4, hidden_size: 256, num_attention_heads: 4, intermediate_size: 1024 },
+  modelConfig: DEMO_OVERRIDES.model!,
   maxLength: 64,
   maxSteps: 100,
   lr: 1e-3,
@@ -59,7 +60,7 @@ export async function finetuneDemo(flags: DemoFlags): Promise<void> {
   console.log(
     pretrained
       ? `starting from the pre-training demo's checkpoint: ${pretrained}/latest`
-      : `starting from a fresh model (4 layers, 256 wide): run \`roformer pretrain --demo\` first to start from a pre-trained one`,
+      : `starting from a fresh model (${recipe.modelConfig.num_hidden_layers} layers, ${recipe.modelConfig.hidden_size} wide): run \`roformer pretrain --demo\` first to start from a pre-trained one`,
   );
   console.log(`demo recipe: at most ${recipe.maxSteps} steps per task (the full recipe is ${FINETUNE_DEFAULTS.epochs} epochs), batch ${FINETUNE_DEFAULTS.batchSize}, length ${recipe.maxLength}, lr ${recipe.lr}`);
   console.log(`tasks: ${chosen.map((t) => `${t.task.name} (${t.counts.train}/${t.counts.dev}/${t.counts.test} train/dev/test, ${t.task.labels.length} classes)`).join('; ')}\n`);

@@ -46,7 +46,8 @@ export interface PretrainResult {
 /** The stage hooks (lib/training/stage.ts); data-parallel, each rank reads its own documents of the corpus. */
 export type PretrainHooks = StageHooks<PretrainEvent>;
 
-async function openCorpus(config: PretrainConfig): Promise<Corpus> {
+/** The run's corpus (the demo's own when --demo has none), split into training and held-out documents as the run splits it. */
+export async function openCorpus(config: PretrainConfig): Promise<Corpus> {
   const paths = config.demo && config.corpus.length === 0 ? await ensureDemoCorpus(join(config.out, 'corpus')) : config.corpus;
   return Corpus.open({
     paths,

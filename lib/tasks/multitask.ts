@@ -210,9 +210,11 @@ export async function trainTasks<R>(spec: TasksRun<R>, hooks: StageHooks = {}): 
         },
         loop: { steps: schedule.steps, accumulate: config.accumulate, evalEvery: schedule.evalEvery, saveEvery: schedule.saveEvery, reportTitle: spec.reportTitle([...tasks.map((t) => t.name), ...(mlm ? [MLM_TASK] : [])]) },
         async stage(trainer) {
-          // A model dir fine-tuned on these tasks before brings its heads along.
+          // A model dir trained on these tasks before (fine-tuned, or multi-task among others) brings their heads along.
           if (spec.continueHeads && dir && !resumeFrom) {
-            await trainer.loadHeads(dir).catch(() => note(`${dir}: no ${tasks.map((t) => t.name).join(', ')} head saved there; the head starts fresh`));
+            for (const head of await trainer.continueHeads(dir)) {
+              note(head.loaded ? `${dir}: the ${head.task} head saved there is loaded; fine-tuning continues it` : `${dir}: ${head.why}; the ${head.task} head starts fresh`);
+            }
           }
           return new SupervisedStage(trainer, items, mlm, {
             seed: config.seed,

@@ -84,11 +84,26 @@ export function headMismatches(saved: HeadSpecs, ours: HeadSpecs): string[] {
     const a = saved[task], b = ours[task];
     if (!a) problems.push(`head ${task} is not in the checkpoint`);
     else if (!b) problems.push(`the checkpoint has a head ${task} this trainer lacks`);
-    else {
-      for (const key of ['kind', 'numLabels', 'headSize'] as const) {
-        if (a[key] !== b[key]) problems.push(`head ${task}: ${key} ${String(a[key])} in the checkpoint, ${String(b[key])} here`);
-      }
-    }
+    else problems.push(...shapeDifferences(task, a, b, 'the checkpoint'));
+  }
+  return problems;
+}
+
+/** How one saved head differs in shape from ours (kind, labels, span size); `where` names the saved one's place. */
+function shapeDifferences(task: string, saved: HeadSpec, ours: HeadSpec, where: string): string[] {
+  return (['kind', 'numLabels', 'headSize'] as const)
+    .filter((key) => saved[key] !== ours[key])
+    .map((key) => `head ${task}: ${key} ${String(saved[key])} in ${where}, ${String(ours[key])} here`);
+}
+
+/**
+ * Why a saved head cannot start one of ours ([] = it can): a different shape, or the
+ * same labels in another order (its weights would score the wrong classes).
+ */
+export function continuationProblems(task: string, saved: HeadSpec, ours: HeadSpec, where: string): string[] {
+  const problems = shapeDifferences(task, saved, ours, where);
+  if (problems.length === 0 && saved.labels && ours.labels && saved.labels.join('\u0000') !== ours.labels.join('\u0000')) {
+    problems.push(`head ${task}: labels ${JSON.stringify(saved.labels)} in ${where}, ${JSON.stringify(ours.labels)} here`);
   }
   return problems;
 }

@@ -30,7 +30,7 @@ import type {
   Tensor,
 } from '../../bindings/native.js';
 import { configMismatches, CheckpointError, readCheckpoint, writeCheckpoint } from './checkpoint.js';
-import { headMismatches, HeadsError, nativeHeads, readHeads, validateHeadSpecs, writeHeads, type HeadSpecs } from './heads.js';
+import { continuationProblems, headMismatches, HeadsError, nativeHeads, readHeads, validateHeadSpecs, writeHeads, type HeadSpecs } from './heads.js';
 import { writeModelDir } from '../model/model-dir.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { join } from 'node:path';
@@ -56,6 +56,9 @@ export interface TrainerOptions extends Omit<NativeTrainerOptions, 'heads' | 'pr
   /** Residual scale α warmed from 0 to 1 over this many steps (0: α = 1 throughout). */
   alphaWarmupSteps?: number;
 }
+
+/** What Trainer.continueHeads() did with one head: loaded from the model dir, or started fresh (why). */
+export type HeadContinuation = { task: string; loaded: true } | { task: string; loaded: false; why: string };
 
 export interface TrainStepResult extends StepResult {
   /** The learning rate and α the step used. */
@@ -196,6 +199,39 @@ export class Trainer {
         this.native.loadHeadParameters(saved.state);
       } finally {
         for (const t of Object.values(saved.state)) t.dispose();
+      }
+    });
+  }
+
+  /**
+   * Starts this trainer's heads from the heads of the same names saved in a model dir (a
+   * fine-tuned or multi-task model, whose other heads are passed over): each that matches
+   * in kind, size, labels and tensor shapes is loaded; the others keep their fresh weights.
+   * Says, per head of ours, which happened and why.
+   */
+  continueHeads(dir: string): Promise<HeadContinuation[]> {
+    return this.enqueue(async () => {
+      const saved = await readHeads(dir);
+      const ours = this.native.headParameters();
+      try {
+        const state: Record<string, Tensor> = { ...ours };
+        const outcome: HeadContinuation[] = [];
+        for (const [task, spec] of Object.entries(this.heads)) {
+          const savedSpec = saved?.specs[task];
+          const names = Object.keys(ours).filter((name) => name.startsWith(`heads.${task}.`));
+          const problems = !savedSpec ? [`no ${task} head saved there`] : continuationProblems(task, savedSpec, spec, dir);
+          for (const name of problems.length > 0 ? [] : names) {
+            const from = saved!.state[name];
+            if (!from) problems.push(`head tensor ${name} is missing there`);
+            else if (from.shape.join() !== ours[name]!.shape.join()) problems.push(`head tensor ${name} has shape [${from.shape.join(', ')}] there, [${ours[name]!.shape.join(', ')}] here`);
+          }
+          if (problems.length === 0) for (const name of names) state[name] = saved!.state[name]!;
+          outcome.push(problems.length === 0 ? { task, loaded: true } : { task, loaded: false, why: problems.join('; ') });
+        }
+        if (outcome.some((o) => o.loaded)) this.native.loadHeadParameters(state);
+        return outcome;
+      } finally {
+        for (const t of [...Object.values(ours), ...Object.values(saved?.state ?? {})]) t.dispose();
       }
     });
   }
