@@ -15,12 +15,22 @@ if (typeof native.fusedKernels !== 'function' || !native.fusedKernels().cuda) {
   process.exit(3);
 }
 const results = [];
-for (const kernel of ['residual_rms_norm', 'rotary', 'embedding_rms_norm']) {
-  for (const dtype of ['float32', 'bfloat16', 'float16']) {
-    const r = native.fusedKernelCheck(kernel, 'cuda', dtype, 0.1, 1234);
-    results.push({ kernel, dtype, ...r });
-    console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${kernel} ${dtype}: value error ${r.valueError.toExponential(2)}, gradient error ${r.gradientError.toExponential(2)} (limit ${r.limit.toExponential(1)}); fused ${r.fusedMs.toFixed(3)} ms, unfused ${r.unfusedMs.toFixed(3)} ms`);
-  }
+// The base model's shapes at 64 × 128 (bf16 autocast keeps the residual stream in float32).
+const shape = { batch: 64, seq: 128, hidden: 768, heads: 12, iters: 20 };
+const cases = [
+  ...['float32', 'bfloat16', 'float16'].flatMap((dtype) => [
+    { kernel: 'residual_rms_norm', dtype },
+    { kernel: 'rotary', dtype },
+  ]),
+  { kernel: 'residual_rms_norm', dtype: 'bfloat16', xDtype: 'float32' },
+  { kernel: 'residual_rms_norm', dtype: 'float16', xDtype: 'float32' },
+  { kernel: 'embedding_rms_norm', dtype: 'float32' },
+];
+for (const c of cases) {
+  const r = native.fusedKernelCheck({ device: 'cuda', p: c.kernel === 'rotary' ? 0 : 0.1, seed: 1234, ...shape, ...c });
+  results.push({ ...c, ...r });
+  const name = `${c.kernel} ${c.dtype}${c.xDtype ? ` (x ${c.xDtype})` : ''}`;
+  console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${name}: value error ${r.valueError.toExponential(2)}, gradient error ${r.gradientError.toExponential(2)} (limit ${r.limit.toExponential(1)}), kept ${r.keptFraction.toFixed(3)}; fused ${r.fusedMs.toFixed(3)} ms, unfused ${r.unfusedMs.toFixed(3)} ms (${(r.unfusedMs / r.fusedMs).toFixed(2)}×)`);
 }
 if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ results }, null, 1) + '\n');
 process.exit(results.every((r) => r.ok) ? 0 : 1);
