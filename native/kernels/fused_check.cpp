@@ -70,6 +70,19 @@ double kept_scale_p(double p) { return static_cast<float>(p); }
 
 Tensor leaf(const Tensor& t) { return t.detach().clone().set_requires_grad(true); }
 
+// The reference RMSNorm(h) in float64 (h built from `leaves` by autograd) against the fused
+// output y and its gradients g (of the same leaves' fused counterparts, in order).
+Outcome compare_normalised(const Tensor& y, const std::vector<Tensor>& g, const Tensor& h, double eps, const Tensor& dy,
+                           const std::vector<Tensor>& leaves, const Tensor& keep) {
+  auto ref = h * torch::rsqrt(h.square().mean(-1, true) + eps);
+  auto gr = gradients(ref, dy, leaves);
+  Outcome o;
+  o.value_error = relative_error(y, ref);
+  for (size_t i = 0; i < g.size(); ++i) o.gradient_error = std::max(o.gradient_error, relative_error(g[i], gr[i]));
+  o.kept = keep.mean().item<double>();
+  return o;
+}
+
 Outcome check_residual(torch::Device device, torch::ScalarType dtype, torch::ScalarType x_dtype, double p, uint64_t seed,
                        int64_t rows, int64_t d, int iters) {
   const double alpha = 0.7, eps = 1e-6;
@@ -81,13 +94,7 @@ Outcome check_residual(torch::Device device, torch::ScalarType dtype, torch::Sca
   auto g = gradients(y, dy, {x, f});
   auto keep = fused::dropout_keep_mask(rows, d, p, seed).to(device, torch::kDouble);
   auto xr = leaf(x.to(torch::kDouble)), fr = leaf(f.to(torch::kDouble));
-  auto h = xr + alpha * fr * keep / (1 - kept_scale_p(p));
-  auto ref = h * torch::rsqrt(h.square().mean(-1, true) + eps);
-  auto gr = gradients(ref, dy, {xr, fr});
-  Outcome o;
-  o.value_error = relative_error(y, ref);
-  o.gradient_error = std::max(relative_error(g[0], gr[0]), relative_error(g[1], gr[1]));
-  o.kept = keep.mean().item<double>();
+  auto o = compare_normalised(y, g, xr + alpha * fr * keep / (1 - kept_scale_p(p)), eps, dy, {xr, fr}, keep);
   if (iters > 0) {
     RMSNorm norm(eps);
     auto dyc = dy.to(x_dtype);
@@ -152,12 +159,7 @@ Outcome check_embedding(torch::Device device, torch::ScalarType dtype, double p,
   auto keep = fused::dropout_keep_mask(batch * seq, d, p, seed).to(device, torch::kDouble).view({batch, seq, d});
   auto tr = leaf(tok.to(torch::kDouble)), sr = leaf(seg.to(torch::kDouble));
   auto h = (torch::embedding(tr, ids) + torch::embedding(sr, type_ids)) * keep / (1 - kept_scale_p(p));
-  auto ref = h * torch::rsqrt(h.square().mean(-1, true) + eps);
-  auto gr = gradients(ref, dy, {tr, sr});
-  Outcome o;
-  o.value_error = relative_error(y, ref);
-  o.gradient_error = std::max(relative_error(g[0], gr[0]), relative_error(g[1], gr[1]));
-  o.kept = keep.mean().item<double>();
+  auto o = compare_normalised(y, g, h, eps, dy, {tr, sr}, keep);
   if (iters > 0) {
     RMSNorm norm(eps);
     auto dyc = dy.to(dtype);

@@ -86,12 +86,24 @@ __global__ void __launch_bounds__(kRowThreads) embedding_rms_norm_backward_kerne
 
 // Calls fn with a null pointer of the storage type (for template argument deduction).
 template <class Fn>
-cudaError_t with_storage(Storage t, Fn fn) {
+void dispatch(Storage t, Fn fn) {
   switch (t) {
     case Storage::f32: fn(static_cast<float*>(nullptr)); break;
     case Storage::f16: fn(static_cast<__half*>(nullptr)); break;
     case Storage::bf16: fn(static_cast<__nv_bfloat16*>(nullptr)); break;
   }
+}
+
+// Launches through fn for one storage type, or two (the residual stream's and the branch's),
+// and returns the launch's error (cudaGetLastError, read once: it clears the error).
+template <class Fn>
+cudaError_t with_storage(Storage t, Fn fn) {
+  dispatch(t, fn);
+  return cudaGetLastError();
+}
+template <class Fn>
+cudaError_t with_storages(Storage t, Storage ft, Fn fn) {
+  dispatch(t, [&](auto* type) { dispatch(ft, [&](auto* f_type) { fn(type, f_type); }); });
   return cudaGetLastError();
 }
 
@@ -103,13 +115,11 @@ cudaError_t residual_rms_norm_forward_cuda(Storage t, Storage ft, const void* x,
                                            int64_t rows, int64_t d, float alpha, float eps, Dropout dropout,
                                            cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
-  return with_storage(t, [&](auto* type) {
+  return with_storages(t, ft, [&](auto* type, auto* f_type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    with_storage(ft, [&](auto* f_type) {
-      using F = std::remove_pointer_t<decltype(f_type)>;
-      residual_rms_norm_forward_kernel<T, F><<<rows, kRowThreads, row_scratch(d), stream>>>(
-          static_cast<const T*>(x), static_cast<const F*>(f), static_cast<T*>(y), inv_rms, d, alpha, eps, dropout);
-    });
+    using F = std::remove_pointer_t<decltype(f_type)>;
+    residual_rms_norm_forward_kernel<T, F><<<rows, kRowThreads, row_scratch(d), stream>>>(
+        static_cast<const T*>(x), static_cast<const F*>(f), static_cast<T*>(y), inv_rms, d, alpha, eps, dropout);
   });
 }
 
@@ -117,14 +127,12 @@ cudaError_t residual_rms_norm_backward_cuda(Storage t, Storage ft, const void* d
                                             void* dx, void* df, int64_t rows, int64_t d, float alpha, Dropout dropout,
                                             cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
-  return with_storage(t, [&](auto* type) {
+  return with_storages(t, ft, [&](auto* type, auto* f_type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    with_storage(ft, [&](auto* f_type) {
-      using F = std::remove_pointer_t<decltype(f_type)>;
-      residual_rms_norm_backward_kernel<T, F><<<rows, kRowThreads, 0, stream>>>(
-          static_cast<const T*>(dy), static_cast<const T*>(y), inv_rms, static_cast<T*>(dx), static_cast<F*>(df), d,
-          alpha, dropout);
-    });
+    using F = std::remove_pointer_t<decltype(f_type)>;
+    residual_rms_norm_backward_kernel<T, F><<<rows, kRowThreads, 0, stream>>>(
+        static_cast<const T*>(dy), static_cast<const T*>(y), inv_rms, static_cast<T*>(dx), static_cast<F*>(df), d,
+        alpha, dropout);
   });
 }
 
