@@ -5,7 +5,6 @@ set -uo pipefail
 field() { "$@" 2> /dev/null | head -1 | tr -d '"' ; }
 gpu=$(field nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader)
 nvcc=$(field bash -c "nvcc --version | grep release")
-ncu=$(field ncu --version | tail -1)
 torch=$(field python3 -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")')
 node=$(field node --version)
 cat > "$1" <<JSON

@@ -44,12 +44,20 @@ for name in ("bench-128", "bench-512"):
 if bench:
     figures["bench"] = bench
 
-try:
-    text = open(os.path.join(work, "kernel-count.txt")).read()
+for name in ("kernel-count", "kernel-count-unfused"):
+    try:
+        text = open(os.path.join(work, name + ".txt")).read()
+    except OSError:
+        continue
     m = re.search(r"kernels per step (\d+), GPU time per step ([\d.]+) ms", text)
-    figures["kernel-count"] = dict(kernels_per_step=int(m.group(1)), gpu_ms_per_step=float(m.group(2)), report=text) if m else dict(report=text)
-except OSError:
-    pass
+    figures[name] = dict(kernels_per_step=int(m.group(1)), gpu_ms_per_step=float(m.group(2)), report=text) if m else dict(report=text)
+
+# The headline ratio: our RoFormerV2 step over the Hugging Face RoBERTa step under
+# torch.compile at the anchor's shape (64 × 128).
+anchor = {r["impl"]: r for r in (figures.get("hf-anchor") or {}).get("runs", [])}
+ours = next((row for row in bench if row["batch"] == 64 and row["seq"] == 128), None)
+if ours and "hf-roberta-compile" in anchor:
+    figures["roformer_over_hf_compile"] = ours["roformer"]["tokens_per_s"] / anchor["hf-roberta-compile"]["tokens_per_s"]
 
 summary = dict(total_seconds=total, phases=phases, figures=figures)
 with open(summary_file, "w") as f:
@@ -62,9 +70,12 @@ for row in bench:
     r = row["roformer"]
     print(f"  base {row['batch']:3d} x {row['seq']:3d}: RoFormerV2 {r['tokens_per_s']:9.0f} tok/s, MFU {100 * r['mfu']:.1f}%, "
           f"{row['roformer_over_baseline']:.2f}x the baseline")
-if "kernel-count" in figures and "kernels_per_step" in figures["kernel-count"]:
-    k = figures["kernel-count"]
-    print(f"  kernels per step {k['kernels_per_step']}, GPU time {k['gpu_ms_per_step']} ms")
+for name, words in (("kernel-count", "fused"), ("kernel-count-unfused", "ROFORMER_FUSED=0")):
+    k = figures.get(name, {})
+    if "kernels_per_step" in k:
+        print(f"  kernels per step ({words}) {k['kernels_per_step']}, GPU time {k['gpu_ms_per_step']} ms")
 for run in (figures.get("hf-anchor") or {}).get("runs", []):
     print(f"  {run['impl']:20s} {run['tokens_per_s']:9.0f} tok/s, MFU {100 * run['mfu']:.1f}%")
+if "roformer_over_hf_compile" in figures:
+    print(f"  RoFormerV2 64 x 128 / HF RoBERTa under torch.compile: {figures['roformer_over_hf_compile']:.2f}x")
 print(f"  summary: {summary_file}")
