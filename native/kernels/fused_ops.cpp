@@ -291,8 +291,13 @@ bool cuda_kernels_built() {
 #endif
 }
 
+// The CUDA kernels keep a row of floats in shared memory: at most 48 KiB without opting in.
+constexpr int64_t kMaxRow = 12288;
+
 bool residual_rms_norm_applies(const torch::Tensor& x, const torch::Tensor& f) {
-  if (x.sizes() != f.sizes() || x.dim() == 0 || x.size(-1) % 4 != 0 || x.device() != f.device()) return false;
+  if (x.sizes() != f.sizes() || x.dim() == 0 || x.size(-1) % 4 != 0 || x.size(-1) > kMaxRow ||
+      x.device() != f.device())
+    return false;
   if (on_cuda(x)) return cuda_dtype(x) && cuda_dtype(f);
   return x.is_cpu() && cpu_dtype(x) && f.scalar_type() == x.scalar_type();
 }
@@ -323,7 +328,7 @@ std::pair<torch::Tensor, torch::Tensor> rotary_qk(const torch::Tensor& q, const 
 }
 
 bool embedding_rms_norm_applies(const torch::Tensor& tok, const torch::Tensor& seg) {
-  if (tok.dim() != 2 || seg.dim() != 2 || tok.size(1) != seg.size(1) || tok.size(1) % 4 != 0 ||
+  if (tok.dim() != 2 || seg.dim() != 2 || tok.size(1) != seg.size(1) || tok.size(1) % 4 != 0 || tok.size(1) > kMaxRow ||
       tok.scalar_type() != seg.scalar_type() || tok.device() != seg.device())
     return false;
   if (on_cuda(tok)) return tok.scalar_type() == torch::kFloat;
