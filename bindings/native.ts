@@ -328,6 +328,32 @@ export interface RuntimeInfo {
   buildConfig: string;
 }
 
+export interface FusedKernelCheckOptions {
+  kernel: 'residual_rms_norm' | 'rotary' | 'embedding_rms_norm';
+  device?: string;
+  /** The kernel's dtype (f for the residual norm); default float64. */
+  dtype?: DType;
+  /** residual_rms_norm: the residual stream's dtype (default: dtype). */
+  xDtype?: DType;
+  p?: number;
+  seed?: number;
+  batch?: number;
+  seq?: number;
+  hidden?: number;
+  heads?: number;
+  iters?: number;
+}
+
+export interface FusedKernelCheck {
+  ok: boolean;
+  valueError: number;
+  gradientError: number;
+  limit: number;
+  keptFraction: number;
+  fusedMs: number;
+  unfusedMs: number;
+}
+
 export interface NativeAddon {
   Tensor: abstract new () => Tensor;
   NativeModule: abstract new () => NativeModule;
@@ -365,4 +391,12 @@ export interface NativeAddon {
   peakMemory(device?: string, reset?: boolean): number;
   /** Seconds per n×n matrix product in dtype on device, averaged over iters. */
   matmulSeconds(n: number, dtype: DType, device: string, iters: number): number;
+  /** The fused kernels (native/kernels/): whether the CUDA ones are built, and which the model uses on the CPU. */
+  fusedKernels(): { cuda: boolean; usedOnCpu: { residualRmsNorm: boolean; rotary: boolean; embeddingRmsNorm: boolean } };
+  /**
+   * One fused kernel against the unfused expression in float64 with the same dropout mask: the
+   * relative errors of its values and gradients, the kept fraction, and (iters > 0) the median
+   * ms of forward + backward, fused and through the model's unfused chain.
+   */
+  fusedKernelCheck(options: FusedKernelCheckOptions): FusedKernelCheck;
 }

@@ -7,6 +7,7 @@
 #include "tensor_handle.h"
 #include "trainer_handle.h"
 #include "distributed_handle.h"
+#include "kernels/fused_check.h"
 
 #include <ATen/Parallel.h>
 
@@ -281,6 +282,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("synchronize", Napi::Function::New<synchronize>(env, "synchronize"));
   exports.Set("peakMemory", Napi::Function::New<peak_memory>(env, "peakMemory"));
   exports.Set("matmulSeconds", Napi::Function::New<matmul_seconds>(env, "matmulSeconds"));
+  exports.Set("fusedKernels", Napi::Function::New<fused_kernels_info>(env, "fusedKernels"));
+  exports.Set("fusedKernelCheck", Napi::Function::New<fused_kernel_check>(env, "fusedKernelCheck"));
   return exports;
 }
 

@@ -1,10 +1,12 @@
 #include "modules.h"
 
 #include "compat.h"
+#include "kernels/fused_ops.h"
 
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 namespace roformer {
 
@@ -287,9 +289,13 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   if (cos.defined()) {
     // Rotate in this contiguous layout (tables broadcast over heads): elementwise work
     // on the transposed view below would be strided and slower.
-    auto c = cos.unsqueeze(-2), s = sin.unsqueeze(-2);
-    q = apply_rotary(q, c, s);
-    k = apply_rotary(k, c, s);
+    if (fused::use_rotary_qk(q, k, cos)) {
+      std::tie(q, k) = fused::rotary_qk(q, k, cos, sin);  // both in one kernel (native/kernels/)
+    } else {
+      auto c = cos.unsqueeze(-2), s = sin.unsqueeze(-2);
+      q = apply_rotary(q, c, s);
+      k = apply_rotary(k, c, s);
+    }
   }
   // → (batch, heads, seq, head_dim) views for attention
   auto attended = normalized_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), keep, normalization,
@@ -318,8 +324,16 @@ torch::Tensor EncoderBlockImpl::forward(torch::Tensor x, const torch::Tensor& ke
     x = x + alpha * dropout(attention(norm(x), keep, cos, sin));
     return x + alpha * dropout(feed_forward(norm(x)));
   }
-  x = norm(x + alpha * dropout(attention(x, keep, cos, sin)));
-  return norm(x + alpha * dropout(feed_forward(x)));
+  x = add_and_norm(x, attention(x, keep, cos, sin));
+  return add_and_norm(x, feed_forward(x));
+}
+
+// norm(x + α·dropout(branch)): one kernel each way where the fused path applies (native/kernels/).
+torch::Tensor EncoderBlockImpl::add_and_norm(const torch::Tensor& x, const torch::Tensor& branch) {
+  if (fused::use_residual_rms_norm(x, branch)) {
+    return fused::residual_rms_norm(x, branch, alpha, is_training() ? dropout->options.p() : 0.0, norm->eps);
+  }
+  return norm(x + alpha * dropout(branch));
 }
 
 // ---------------------------------------------------------------------------
@@ -369,8 +383,14 @@ torch::Tensor RoFormerV2::forward(torch::Tensor input_ids, torch::Tensor token_t
   prepare_inputs(input_ids, token_type_ids, attention_mask, word_embeddings->weight.device(), &positions);
   const int64_t seq = input_ids.size(1);
 
-  auto x = word_embeddings(input_ids) + token_type_embeddings(token_type_ids);
-  x = norm(dropout(x));
+  // norm(dropout(E_tok[ids] + E_seg[types])): one kernel each way where the fused path applies.
+  torch::Tensor x;
+  if (fused::use_embedding_rms_norm(word_embeddings->weight, token_type_embeddings->weight)) {
+    x = fused::embedding_rms_norm(input_ids, token_type_ids, word_embeddings->weight, token_type_embeddings->weight,
+                                  is_training() ? dropout->options.p() : 0.0, norm->eps);
+  } else {
+    x = norm(dropout(word_embeddings(input_ids) + token_type_embeddings(token_type_ids)));
+  }
 
   // One set of rotary tables and one key mask, shared by every block: (seq, d) tables
   // for rows of one document, (batch, seq, d) for packed rows.

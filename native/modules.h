@@ -78,6 +78,7 @@ class EncoderBlockImpl : public torch::nn::Module {
   explicit EncoderBlockImpl(const ModelConfig& config);
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& keep, const torch::Tensor& cos,
                         const torch::Tensor& sin);
+  torch::Tensor add_and_norm(const torch::Tensor& x, const torch::Tensor& branch);
 
   // Not a parameter: set by the trainer as it warms α from 0 to 1.
   double alpha = 1.0;

@@ -78,7 +78,7 @@ describe('packed sequences', () => {
     ['RoFormerV2', (seed: number) => RoFormerV2.create({ config: tiny, seed })],
     ['the baseline', (seed: number) => RobertaBaseline.create({ config: tiny, seed })],
     // GAU-α with its default softmax_plus: n (the keys a query may see) is its own document's length.
-    ['GAU-α', (seed: number) => GauAlpha.create({ config: { ...tiny, attention_key_size: 8 }, seed })],
+    ['GAU-α', (seed: number) => GauAlpha.create({ config: { ...tiny, num_attention_heads: 1, attention_key_size: 8 }, seed })],
   ] as const) {
     it(`${name}: a packed row gives each document the hidden states and MLM loss it has alone (float64)`, async () => {
       const model = create(1).to('cpu', 'float64').eval();

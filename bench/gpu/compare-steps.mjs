@@ -1,0 +1,63 @@
+// Two trainers from the same weights, one with a trainer option on and one without, given the
+// same batches: their losses must agree step by step (bf16 on CUDA, within 2e-2 relative), and
+// each one's median step time is reported. static-step.mjs and graph-check.mjs use it.
+//
+// A feature this build does not have (its option is not in dist/bindings/native.d.ts) exits 3,
+// which bench/gpu/check.sh records as skipped with the printed reason.
+import { readFileSync, writeFileSync } from 'node:fs';
+
+const { RoFormerV2, Trainer } = await import('../../dist/lib/index.js');
+const { loadNative } = await import('../../dist/bindings/load.js');
+const { mlmBatch } = await import('./batch.mjs');
+
+/**
+ * option: the trainer option that turns the feature on (e.g. { cudaGraphs: true }); feature: its
+ * name in words, for the messages. Shapes: [batch, seq] pairs, each run for `steps` steps.
+ */
+export async function compareSteps({ feature, option, issue, shapes = [[64, 128], [16, 512]], steps = 12, warmup = 3, size = 'base' }) {
+  const jsonIndex = process.argv.indexOf('--json');
+  const jsonFile = jsonIndex > 0 ? process.argv[jsonIndex + 1] : undefined;
+  const optionName = Object.keys(option)[0];
+  const types = readFileSync(new URL('../../dist/bindings/native.d.ts', import.meta.url), 'utf8');
+  if (!types.includes(`${optionName}?:`)) {
+    console.log(`skip: ${feature} (${issue}) is not in this build: no '${optionName}' trainer option in bindings/native.ts`);
+    process.exit(3);
+  }
+  if (!loadNative().runtimeInfo().cudaAvailable) {
+    console.log('skip: no CUDA device here');
+    process.exit(3);
+  }
+  const runs = [];
+  let worst = 0;
+  for (const [batch, seq] of shapes) {
+    const run = async (extra) => {
+      const model = RoFormerV2.create({ size, seed: 7, config: { hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 } }).to('cuda');
+      const trainer = new Trainer(model, { lr: 1e-4, precision: 'bf16', ...extra });
+      const losses = [];
+      const ms = [];
+      for (let i = 0; i < warmup + steps; i++) {
+        const started = performance.now();
+        losses.push((await trainer.step(mlmBatch(model.config.vocab_size, batch, seq, i))).loss);
+        loadNative().synchronize('cuda');
+        if (i >= warmup) ms.push(performance.now() - started);
+      }
+      trainer.dispose();
+      model.dispose();
+      ms.sort((a, b) => a - b);
+      return { losses, msPerStep: ms[Math.floor(ms.length / 2)] };
+    };
+    // The option explicitly off for the reference run: a feature on by default on CUDA (the static step) would otherwise be on in both.
+    const eager = await run({ [optionName]: false });
+    const withFeature = await run(option);
+    const difference = Math.max(...eager.losses.map((l, i) => Math.abs(l - withFeature.losses[i]) / Math.abs(l)));
+    worst = Math.max(worst, difference);
+    const r = { batch, seq, eager, [optionName]: withFeature, relativeLossDifference: difference, speedup: eager.msPerStep / withFeature.msPerStep };
+    runs.push(r);
+    console.log(`${batch} × ${seq}: eager ${eager.msPerStep.toFixed(2)} ms, ${feature} ${withFeature.msPerStep.toFixed(2)} ms (${r.speedup.toFixed(2)}×); losses differ by ${difference.toExponential(2)} at most`);
+  }
+  if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ feature, option, runs }, null, 1) + '\n');
+  if (!(worst < 2e-2)) {
+    console.error(`FAIL: ${feature} changes the losses (relative difference ${worst})`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,81 @@
+"""The GPU check's summary: every phase's status and time, and the figures the phases wrote.
+
+usage: python3 summarize.py WORK_DIR SUMMARY_JSON TOTAL_SECONDS   (bench/gpu/check.sh runs it)
+Prints a short table last (the device tool returns the end of the output).
+"""
+import json, os, re, sys
+
+work, summary_file, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+
+def read_json(name):
+    try:
+        with open(os.path.join(work, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+phases = [json.loads(line) for line in open(os.path.join(work, "phases.jsonl")) if line.strip()]
+figures = {}
+for name in ("env", "cuda-check", "kernels", "static-step", "graphs", "hf-anchor"):
+    value = read_json(name + ".json")
+    if value is not None:
+        figures[name] = value
+
+bench = []
+for name in ("bench-128", "bench-512"):
+    report = read_json(name + ".json")
+    if not report:
+        continue
+    peak = report.get("matmulPeakFlops")
+    torch_ms = {(r["model"], r["head"], r["seq"]): r["msPerStep"]["median"] for r in report.get("pytorch", [])}
+    for r in report["results"]:
+        tokens = r["batch"] * r["seq"]
+        row = dict(batch=r["batch"], seq=r["seq"], matmul_peak_tflops=peak / 1e12 if peak else None)
+        for model in ("roformer", "baseline"):
+            m = r[model]
+            row[model] = dict(ms_per_step=m["msPerStep"]["median"], tokens_per_s=m["tokensPerSecond"], mfu=m["mfu"])
+        for key, ms in torch_ms.items():
+            if key[2] == r["seq"]:
+                row[f"pytorch {key[0]} head={key[1]}"] = dict(ms_per_step=ms, tokens_per_s=tokens / ms * 1e3)
+        row["roformer_over_baseline"] = row["baseline"]["ms_per_step"] / row["roformer"]["ms_per_step"]
+        bench.append(row)
+if bench:
+    figures["bench"] = bench
+
+for name in ("kernel-count", "kernel-count-unfused"):
+    try:
+        text = open(os.path.join(work, name + ".txt")).read()
+    except OSError:
+        continue
+    m = re.search(r"kernels per step (\d+), GPU time per step ([\d.]+) ms", text)
+    figures[name] = dict(kernels_per_step=int(m.group(1)), gpu_ms_per_step=float(m.group(2)), report=text) if m else dict(report=text)
+
+# The issue's headline ratio: our RoFormerV2 step over the Hugging Face RoBERTa step under
+# torch.compile at the anchor's shape (64 × 128).
+anchor = {r["impl"]: r for r in (figures.get("hf-anchor") or {}).get("runs", [])}
+ours = next((row for row in bench if row["batch"] == 64 and row["seq"] == 128), None)
+if ours and "hf-roberta-compile" in anchor:
+    figures["roformer_over_hf_compile"] = ours["roformer"]["tokens_per_s"] / anchor["hf-roberta-compile"]["tokens_per_s"]
+
+summary = dict(total_seconds=total, phases=phases, figures=figures)
+with open(summary_file, "w") as f:
+    json.dump(summary, f, indent=1)
+
+print(f"\n===== GPU check: {total} s")
+for p in phases:
+    print(f"  {p['phase']:13s} {p['status']:8s} {p['seconds']:4d} s  {p['reason'][:90]}")
+for row in bench:
+    r = row["roformer"]
+    print(f"  base {row['batch']:3d} x {row['seq']:3d}: RoFormerV2 {r['tokens_per_s']:9.0f} tok/s, MFU {100 * r['mfu']:.1f}%, "
+          f"{row['roformer_over_baseline']:.2f}x the baseline")
+for name, words in (("kernel-count", "fused"), ("kernel-count-unfused", "ROFORMER_FUSED=0")):
+    k = figures.get(name, {})
+    if "kernels_per_step" in k:
+        print(f"  kernels per step ({words}) {k['kernels_per_step']}, GPU time {k['gpu_ms_per_step']} ms")
+for run in (figures.get("hf-anchor") or {}).get("runs", []):
+    print(f"  {run['impl']:20s} {run['tokens_per_s']:9.0f} tok/s, MFU {100 * run['mfu']:.1f}%")
+if "roformer_over_hf_compile" in figures:
+    print(f"  RoFormerV2 64 x 128 / HF RoBERTa under torch.compile: {figures['roformer_over_hf_compile']:.2f}x")
+print(f"  summary: {summary_file}")

@@ -1,0 +1,224 @@
+// fusedKernels() and fusedKernelCheck(): the fused kernels against the unfused expression, for
+// the vitest suite (the CPU instantiation in float64 against libtorch's autograd) and the GPU
+// check (bench/gpu/fused-check.mjs: the CUDA kernels in fp32/bf16/fp16). Reference values are
+// computed in float64 on the same device with the same dropout mask (drawn by the CPU
+// instantiation: on CUDA that also checks that both draw the same mask); errors are
+// ‖out − ref‖ / ‖ref‖, the worst over the outputs or over the gradients. Also times the fused
+// path against the chain the model runs without it (forward + backward, median of `iters`).
+#include "fused_check.h"
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <vector>
+
+#include "../modules.h"
+#include "../napi_util.h"
+#include "fused_ops.h"
+
+namespace roformer::js {
+
+namespace {
+
+using torch::Tensor;
+
+double relative_error(const Tensor& out, const Tensor& ref) {
+  const double scale = ref.norm().item<double>();
+  return (out.to(torch::kDouble) - ref).norm().item<double>() / std::max(scale, 1e-30);
+}
+
+double limit_for(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kDouble: return 1e-12;
+    case torch::kFloat: return 1e-5;
+    case torch::kHalf: return 5e-3;
+    default: return 2e-2;  // bf16: 8 bits of mantissa
+  }
+}
+
+// Median milliseconds of fn() (forward + backward) over iters runs, after two warm-ups.
+double median_ms(const std::function<void()>& fn, torch::Device device, int iters) {
+  auto sync = [&] { if (device.is_cuda()) torch::cuda::synchronize(); };
+  std::vector<double> ms;
+  for (int i = 0; i < iters + 2; ++i) {
+    sync();
+    const auto started = std::chrono::steady_clock::now();
+    fn();
+    sync();
+    if (i >= 2) ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count());
+  }
+  if (ms.empty()) return 0;
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
+}
+
+struct Outcome {
+  double value_error = 0, gradient_error = 0, kept = 1, fused_ms = 0, unfused_ms = 0;
+};
+
+// Gradients of Σ out·dy with respect to `inputs` (leaves), by autograd.
+std::vector<Tensor> gradients(const Tensor& out, const Tensor& dy, const std::vector<Tensor>& inputs) {
+  for (const auto& t : inputs) t.mutable_grad() = Tensor();
+  out.backward(dy.to(out.scalar_type()));
+  std::vector<Tensor> grads;
+  for (const auto& t : inputs) grads.push_back(t.grad());
+  return grads;
+}
+
+// The kernels carry p as a float (fused_rows.h's Dropout): the reference scales by the same 1/(1 − p).
+double kept_scale_p(double p) { return static_cast<float>(p); }
+
+Tensor leaf(const Tensor& t) { return t.detach().clone().set_requires_grad(true); }
+
+// The reference RMSNorm(h) in float64 (h built from `leaves` by autograd) against the fused
+// output y and its gradients g (of the same leaves' fused counterparts, in order).
+Outcome compare_normalised(const Tensor& y, const std::vector<Tensor>& g, const Tensor& h, double eps, const Tensor& dy,
+                           const std::vector<Tensor>& leaves, const Tensor& keep) {
+  auto ref = h * torch::rsqrt(h.square().mean(-1, true) + eps);
+  auto gr = gradients(ref, dy, leaves);
+  Outcome o;
+  o.value_error = relative_error(y, ref);
+  for (size_t i = 0; i < g.size(); ++i) o.gradient_error = std::max(o.gradient_error, relative_error(g[i], gr[i]));
+  o.kept = keep.mean().item<double>();
+  return o;
+}
+
+Outcome check_residual(torch::Device device, torch::ScalarType dtype, torch::ScalarType x_dtype, double p, uint64_t seed,
+                       int64_t rows, int64_t d, int iters) {
+  const double alpha = 0.7, eps = 1e-6;
+  auto options = torch::TensorOptions().device(device);
+  auto x = leaf(torch::randn({rows, d}, options.dtype(x_dtype)));
+  auto f = leaf(torch::randn({rows, d}, options.dtype(dtype)));
+  auto dy = torch::randn({rows, d}, options.dtype(torch::kDouble));
+  auto y = fused::residual_rms_norm(x, f, alpha, p, eps, seed);
+  auto g = gradients(y, dy, {x, f});
+  auto keep = fused::dropout_keep_mask(rows, d, p, seed).to(device, torch::kDouble);
+  auto xr = leaf(x.to(torch::kDouble)), fr = leaf(f.to(torch::kDouble));
+  auto o = compare_normalised(y, g, xr + alpha * fr * keep / (1 - kept_scale_p(p)), eps, dy, {xr, fr}, keep);
+  if (iters > 0) {
+    RMSNorm norm(eps);
+    auto dyc = dy.to(x_dtype);
+    o.fused_ms = median_ms([&] { fused::residual_rms_norm(x, f, alpha, p, eps).backward(dyc); }, device, iters);
+    o.unfused_ms = median_ms([&] { norm(x + alpha * torch::dropout(f, p, true)).backward(dyc); }, device, iters);
+  }
+  return o;
+}
+
+Outcome check_rotary(torch::Device device, torch::ScalarType dtype, int64_t batch, int64_t seq, int64_t heads,
+                     int64_t head_dim, int iters) {
+  RotaryEmbedding rotary(head_dim);
+  auto [cos, sin] = rotary->forward(seq, device, dtype);
+  auto options = torch::TensorOptions().device(device).dtype(dtype);
+  // q and k as slices of one packed projection (batch, seq, 3, heads, head_dim): the strided case.
+  auto packed = leaf(torch::randn({batch, seq, 3, heads, head_dim}, options));
+  auto dq = torch::randn({batch, seq, heads, head_dim}, options.dtype(torch::kDouble));
+  auto dk = torch::randn_like(dq);
+  auto [qr, kr] = fused::rotary_qk(packed.select(2, 0), packed.select(2, 1), cos, sin);
+  torch::autograd::backward({qr, kr}, {dq.to(dtype), dk.to(dtype)});
+  // Reference: the interleaved rotation written out, in float64.
+  auto c = cos.to(torch::kDouble).unsqueeze(-2), s = sin.to(torch::kDouble).unsqueeze(-2);
+  auto rotate = [&](const Tensor& t) {
+    auto pairs = t.unflatten(-1, {-1, 2});
+    auto swapped = torch::stack({-pairs.select(-1, 1), pairs.select(-1, 0)}, -1).flatten(-2);
+    return t * c + swapped * s;
+  };
+  auto packed64 = leaf(packed.to(torch::kDouble));
+  auto qref = rotate(packed64.select(2, 0)), kref = rotate(packed64.select(2, 1));
+  torch::autograd::backward({qref, kref}, {dq, dk});
+  Outcome o;
+  o.value_error = std::max(relative_error(qr, qref), relative_error(kr, kref));
+  o.gradient_error = relative_error(packed.grad(), packed64.grad());
+  if (iters > 0) {
+    auto q = packed.select(2, 0).detach().requires_grad_(), k = packed.select(2, 1).detach().requires_grad_();
+    auto dqc = dq.to(dtype), dkc = dk.to(dtype);
+    o.fused_ms = median_ms([&] {
+      auto [a, b] = fused::rotary_qk(q, k, cos, sin);
+      torch::autograd::backward({a, b}, {dqc, dkc});
+    }, device, iters);
+    o.unfused_ms = median_ms([&] {
+      // The model's path: q and k copied out of the packed projection, then rotated one at a time.
+      torch::autograd::backward({apply_rotary(q.contiguous(), c.to(dtype), s.to(dtype)),
+                                 apply_rotary(k.contiguous(), c.to(dtype), s.to(dtype))}, {dqc, dkc});
+    }, device, iters);
+  }
+  return o;
+}
+
+Outcome check_embedding(torch::Device device, torch::ScalarType dtype, double p, uint64_t seed, int64_t batch,
+                        int64_t seq, int64_t d, int iters) {
+  const double eps = 1e-6;
+  const int64_t vocab = 97, types = 2;
+  auto options = torch::TensorOptions().device(device);
+  auto tok = leaf(torch::randn({vocab, d}, options.dtype(dtype)));
+  auto seg = leaf(torch::randn({types, d}, options.dtype(dtype)));
+  auto ids = torch::randint(vocab, {batch, seq}, options.dtype(torch::kLong));
+  auto type_ids = torch::randint(types, {batch, seq}, options.dtype(torch::kLong));
+  auto dy = torch::randn({batch, seq, d}, options.dtype(torch::kDouble));
+  auto y = fused::embedding_rms_norm(ids, type_ids, tok, seg, p, eps, seed);
+  auto g = gradients(y, dy, {tok, seg});
+  auto keep = fused::dropout_keep_mask(batch * seq, d, p, seed).to(device, torch::kDouble).view({batch, seq, d});
+  auto tr = leaf(tok.to(torch::kDouble)), sr = leaf(seg.to(torch::kDouble));
+  auto h = (torch::embedding(tr, ids) + torch::embedding(sr, type_ids)) * keep / (1 - kept_scale_p(p));
+  auto o = compare_normalised(y, g, h, eps, dy, {tr, sr}, keep);
+  if (iters > 0) {
+    RMSNorm norm(eps);
+    auto dyc = dy.to(dtype);
+    o.fused_ms = median_ms([&] { fused::embedding_rms_norm(ids, type_ids, tok, seg, p, eps).backward(dyc); }, device, iters);
+    o.unfused_ms = median_ms([&] {
+      norm(torch::dropout(torch::embedding(tok, ids) + torch::embedding(seg, type_ids), p, true)).backward(dyc);
+    }, device, iters);
+  }
+  return o;
+}
+
+}  // namespace
+
+Napi::Value fused_kernels_info(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    auto o = Napi::Object::New(env);
+    o.Set("cuda", Napi::Boolean::New(env, fused::cuda_kernels_built()));
+    auto cpu = Napi::Object::New(env);
+    cpu.Set("residualRmsNorm", Napi::Boolean::New(env, fused::used_on_cpu.residual_rms_norm));
+    cpu.Set("rotary", Napi::Boolean::New(env, fused::used_on_cpu.rotary));
+    cpu.Set("embeddingRmsNorm", Napi::Boolean::New(env, fused::used_on_cpu.embedding_rms_norm));
+    o.Set("usedOnCpu", cpu);
+    return o;
+  });
+}
+
+// fusedKernelCheck({ kernel, device, dtype, xDtype?, p?, seed?, batch?, seq?, hidden?, heads?, iters? })
+Napi::Value fused_kernel_check(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const auto o = require_object(info.Length() > 0 ? info[0] : env.Undefined(), "fusedKernelCheck options");
+    const std::string where = "fusedKernelCheck: ";
+    const auto kernel = string_field(o, "kernel", "", where);
+    const auto device = parse_device(string_field(o, "device", "cpu", where));
+    const auto dtype = parse_dtype(string_field(o, "dtype", "float64", where));
+    const auto x_dtype = parse_dtype(string_field(o, "xDtype", string_field(o, "dtype", "float64", where), where));
+    const double p = number_field(o, "p", 0.1, where);
+    const auto seed = static_cast<uint64_t>(integer_field(o, "seed", 1234, where));
+    const int64_t batch = integer_field(o, "batch", 2, where), seq = integer_field(o, "seq", 16, where);
+    const int64_t hidden = integer_field(o, "hidden", 64, where), heads = integer_field(o, "heads", 4, where);
+    const int iters = static_cast<int>(integer_field(o, "iters", 0, where));
+    require(p >= 0 && p < 1, where + "p must be in [0, 1)");
+    Outcome r;
+    if (kernel == "residual_rms_norm") r = check_residual(device, dtype, x_dtype, p, seed, batch * seq, hidden, iters);
+    else if (kernel == "rotary") r = check_rotary(device, dtype, batch, seq, heads, hidden / heads, iters);
+    else if (kernel == "embedding_rms_norm") r = check_embedding(device, dtype, p, seed, batch, seq, hidden, iters);
+    else throw std::invalid_argument(where + "kernel must be residual_rms_norm, rotary or embedding_rms_norm, got '" + kernel + "'");
+    const double limit = std::max(limit_for(dtype), limit_for(x_dtype));
+    auto out = Napi::Object::New(env);
+    out.Set("ok", Napi::Boolean::New(env, r.value_error <= limit && r.gradient_error <= limit));
+    out.Set("valueError", Napi::Number::New(env, r.value_error));
+    out.Set("gradientError", Napi::Number::New(env, r.gradient_error));
+    out.Set("limit", Napi::Number::New(env, limit));
+    out.Set("keptFraction", Napi::Number::New(env, r.kept));
+    out.Set("fusedMs", Napi::Number::New(env, r.fused_ms));
+    out.Set("unfusedMs", Napi::Number::New(env, r.unfused_ms));
+    return out;
+  });
+}
+
+}  // namespace roformer::js

@@ -1,0 +1,177 @@
+// The fused CUDA kernels: one block of threads per row for the RMS-norm kernels (the row's
+// values in shared memory between the two passes), one thread per pair for RoPE. The arithmetic
+// is fused_rows.h's, shared with the CPU instantiation (fused_cpu.cpp).
+#include "fused_kernels.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <type_traits>
+
+namespace roformer::kernels {
+namespace {
+
+constexpr int kRowThreads = 128;  // 4 warps per row; each thread handles groups of 4 elements
+
+// The block's threads as the lanes of one row: sum() reduces over the block (warp shuffles, then
+// one value per warp through shared memory) and returns the total to every thread.
+struct BlockLanes {
+  int lane, count;
+  float* partial;  // kRowThreads / 32 floats of shared memory
+  __device__ float sum(float value) const {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_xor_sync(0xffffffffu, value, offset);
+    const int warp = lane / 32, warps = count / 32;
+    __syncthreads();  // an earlier sum's readers are done with `partial`
+    if (lane % 32 == 0) partial[warp] = value;
+    __syncthreads();
+    float total = 0;
+    for (int w = 0; w < warps; ++w) total += partial[w];
+    return total;
+  }
+};
+
+__device__ BlockLanes block_lanes() {
+  __shared__ float partial[kRowThreads / 32];
+  return BlockLanes{static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x), partial};
+}
+
+template <class T, class F>
+__global__ void __launch_bounds__(kRowThreads) residual_rms_norm_forward_kernel(const T* x, const F* f, T* y, float* inv_rms, int64_t d,
+                                                                                float alpha, float eps, Dropout dropout) {
+  extern __shared__ float scratch[];
+  residual_rms_norm_forward_row<float, T, F>(x, f, y, inv_rms, scratch, blockIdx.x, d, alpha, eps, dropout, block_lanes());
+}
+
+template <class T, class F>
+__global__ void __launch_bounds__(kRowThreads) residual_rms_norm_backward_kernel(const T* dy, const T* y, const float* inv_rms, T* dx,
+                                                                                 F* df, int64_t d, float alpha, Dropout dropout) {
+  residual_rms_norm_backward_row<float, T, F>(dy, y, inv_rms, dx, df, blockIdx.x, d, alpha, dropout, block_lanes());
+}
+
+template <class T>
+__global__ void rotary_qk_kernel(const T* q, const T* k, T* q_out, T* k_out, const float* cos, const float* sin,
+                                 int64_t pairs, int64_t table_rows, int64_t heads, int64_t head_dim, int64_t q_stride,
+                                 int64_t k_stride, float sign) {
+  // Pairs of q first, then of k: one launch for both.
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < 2 * pairs;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const bool is_q = i < pairs;
+    rotary_pair_at<float, T, float>(is_q ? q : k, is_q ? q_out : k_out, cos, sin, is_q ? i : i - pairs, table_rows, heads,
+                                    head_dim, is_q ? q_stride : k_stride, sign);
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kRowThreads) embedding_rms_norm_forward_kernel(const int64_t* ids, const int64_t* type_ids, const float* tok,
+                                                                                 const float* seg, T* y, float* inv_rms, int64_t d,
+                                                                                 float eps, Dropout dropout) {
+  extern __shared__ float scratch[];
+  embedding_rms_norm_forward_row<float, float, T>(ids, type_ids, tok, seg, y, inv_rms, scratch, blockIdx.x, d, eps,
+                                                  dropout, block_lanes());
+}
+
+template <class T>
+__global__ void __launch_bounds__(kRowThreads) embedding_rms_norm_backward_kernel(const int64_t* ids, const int64_t* type_ids, const T* dy,
+                                                                                  const T* y, const float* inv_rms, float* tok_grad,
+                                                                                  float* seg_grad, int64_t d, Dropout dropout) {
+  const int64_t row = blockIdx.x;
+  float* tok_row = tok_grad + ids[row] * d;
+  float* seg_row = seg_grad + type_ids[row] * d;
+  embedding_rms_norm_backward_row<float, T>(dy, y, inv_rms, row, d, dropout, block_lanes(), [=] __device__(int64_t j, float g) {
+    atomicAdd(tok_row + j, g);
+    atomicAdd(seg_row + j, g);
+  });
+}
+
+// Calls fn with a null pointer of the storage type (for template argument deduction).
+template <class Fn>
+void dispatch(Storage t, Fn fn) {
+  switch (t) {
+    case Storage::f32: fn(static_cast<float*>(nullptr)); break;
+    case Storage::f16: fn(static_cast<__half*>(nullptr)); break;
+    case Storage::bf16: fn(static_cast<__nv_bfloat16*>(nullptr)); break;
+  }
+}
+
+// Launches through fn for one storage type, or two (the residual stream's and the branch's),
+// and returns the launch's error (cudaGetLastError, read once: it clears the error).
+template <class Fn>
+cudaError_t with_storage(Storage t, Fn fn) {
+  dispatch(t, fn);
+  return cudaGetLastError();
+}
+template <class Fn>
+cudaError_t with_storages(Storage t, Storage ft, Fn fn) {
+  dispatch(t, [&](auto* type) { dispatch(ft, [&](auto* f_type) { fn(type, f_type); }); });
+  return cudaGetLastError();
+}
+
+size_t row_scratch(int64_t d) { return static_cast<size_t>(d) * sizeof(float); }
+
+}  // namespace
+
+cudaError_t residual_rms_norm_forward_cuda(Storage t, Storage ft, const void* x, const void* f, void* y, float* inv_rms,
+                                           int64_t rows, int64_t d, float alpha, float eps, Dropout dropout,
+                                           cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  return with_storages(t, ft, [&](auto* type, auto* f_type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    using F = std::remove_pointer_t<decltype(f_type)>;
+    residual_rms_norm_forward_kernel<T, F><<<rows, kRowThreads, row_scratch(d), stream>>>(
+        static_cast<const T*>(x), static_cast<const F*>(f), static_cast<T*>(y), inv_rms, d, alpha, eps, dropout);
+  });
+}
+
+cudaError_t residual_rms_norm_backward_cuda(Storage t, Storage ft, const void* dy, const void* y, const float* inv_rms,
+                                            void* dx, void* df, int64_t rows, int64_t d, float alpha, Dropout dropout,
+                                            cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  return with_storages(t, ft, [&](auto* type, auto* f_type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    using F = std::remove_pointer_t<decltype(f_type)>;
+    residual_rms_norm_backward_kernel<T, F><<<rows, kRowThreads, 0, stream>>>(
+        static_cast<const T*>(dy), static_cast<const T*>(y), inv_rms, static_cast<T*>(dx), static_cast<F*>(df), d,
+        alpha, dropout);
+  });
+}
+
+cudaError_t rotary_qk_cuda(Storage t, const void* q, const void* k, void* q_out, void* k_out, const float* cos,
+                           const float* sin, int64_t tokens, int64_t table_rows, int64_t heads, int64_t head_dim,
+                           int64_t q_token_stride, int64_t k_token_stride, float sign, cudaStream_t stream) {
+  const int64_t pairs = tokens * heads * head_dim / 2;
+  if (pairs == 0) return cudaSuccess;
+  const int threads = 256;
+  const int64_t blocks = (2 * pairs + threads - 1) / threads;
+  const unsigned grid = static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
+  return with_storage(t, [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    rotary_qk_kernel<T><<<grid, threads, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k),
+                                                      static_cast<T*>(q_out), static_cast<T*>(k_out), cos, sin, pairs,
+                                                      table_rows, heads, head_dim, q_token_stride, k_token_stride, sign);
+  });
+}
+
+cudaError_t embedding_rms_norm_forward_cuda(Storage t, const int64_t* ids, const int64_t* type_ids, const float* tok,
+                                            const float* seg, void* y, float* inv_rms, int64_t rows, int64_t d,
+                                            float eps, Dropout dropout, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  return with_storage(t, [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    embedding_rms_norm_forward_kernel<T><<<rows, kRowThreads, row_scratch(d), stream>>>(
+        ids, type_ids, tok, seg, static_cast<T*>(y), inv_rms, d, eps, dropout);
+  });
+}
+
+cudaError_t embedding_rms_norm_backward_cuda(Storage t, const int64_t* ids, const int64_t* type_ids, const void* dy,
+                                             const void* y, const float* inv_rms, float* tok_grad, float* seg_grad,
+                                             int64_t rows, int64_t d, Dropout dropout, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  return with_storage(t, [&](auto* type) {
+    using T = std::remove_pointer_t<decltype(type)>;
+    embedding_rms_norm_backward_kernel<T><<<rows, kRowThreads, 0, stream>>>(
+        ids, type_ids, static_cast<const T*>(dy), static_cast<const T*>(y), inv_rms, tok_grad, seg_grad, d, dropout);
+  });
+}
+
+}  // namespace roformer::kernels

@@ -1,0 +1,381 @@
+// Autograd glue of the fused kernels: shapes and dtypes checked, outputs allocated, the CUDA
+// launchers (fused_kernels.h, current stream) or the CPU instantiation (fused_cpu.h, rows split
+// by at::parallel_for) called, and what the backward needs saved (outputs, 1/rms, the seed).
+#include "fused_ops.h"
+
+#include <ATen/Parallel.h>
+
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#include "fused_cpu.h"
+
+#ifdef ROFORMER_WITH_FUSED_CUDA
+#include <ATen/cuda/CUDAContext.h>
+
+#include "fused_kernels.h"
+#endif
+
+namespace roformer::fused {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+using kernels::Dropout;
+
+namespace {
+
+bool cpu_dtype(const torch::Tensor& t) { return t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble; }
+bool cuda_dtype(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kHalf || t.scalar_type() == torch::kBFloat16;
+}
+bool on_cuda(const torch::Tensor& t) { return t.is_cuda() && cuda_kernels_built(); }
+
+uint64_t draw_seed() {
+  auto t = torch::empty({}, torch::TensorOptions().dtype(torch::kLong));
+  t.random_();
+  return static_cast<uint64_t>(t.item<int64_t>());
+}
+
+Dropout make_dropout(double p, uint64_t seed) { return Dropout{static_cast<float>(p), seed, 0}; }
+
+// At least this many elements per CPU task.
+int64_t grain(int64_t d) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, d)); }
+
+#ifdef ROFORMER_WITH_FUSED_CUDA
+kernels::Storage storage(const torch::Tensor& t) {
+  switch (t.scalar_type()) {
+    case torch::kFloat: return kernels::Storage::f32;
+    case torch::kHalf: return kernels::Storage::f16;
+    case torch::kBFloat16: return kernels::Storage::bf16;
+    default: throw std::invalid_argument("fused kernels: unsupported dtype " + std::string(c10::toString(t.scalar_type())));
+  }
+}
+cudaStream_t stream() { return at::cuda::getCurrentCUDAStream().stream(); }
+void check(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
+}
+#endif
+
+[[noreturn]] void no_cuda_kernels() {
+  throw std::runtime_error("fused kernels: this build has no CUDA kernels (CMake found no CUDA compiler)");
+}
+
+// Stores (seed, p) in the context: the seed's 64 bits as an int64.
+void save_dropout(AutogradContext* ctx, double p, uint64_t seed) {
+  ctx->saved_data["p"] = p;
+  ctx->saved_data["seed"] = static_cast<int64_t>(seed);
+}
+Dropout saved_dropout(AutogradContext* ctx) {
+  return make_dropout(ctx->saved_data["p"].toDouble(), static_cast<uint64_t>(ctx->saved_data["seed"].toInt()));
+}
+
+class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in, const torch::Tensor& f_in, double alpha,
+                               double p, double eps, int64_t seed) {
+    auto x = x_in.contiguous(), f = f_in.contiguous();
+    const int64_t d = x.size(-1), rows = x.numel() / d;
+    auto y = torch::empty_like(x);
+    const auto dropout = make_dropout(p, static_cast<uint64_t>(seed));
+    torch::Tensor inv_rms;
+    if (x.is_cuda()) {
+#ifdef ROFORMER_WITH_FUSED_CUDA
+      inv_rms = torch::empty({rows}, x.options().dtype(torch::kFloat));
+      check(kernels::residual_rms_norm_forward_cuda(storage(x), storage(f), x.data_ptr(), f.data_ptr(), y.data_ptr(),
+                                                    inv_rms.data_ptr<float>(), rows, d, static_cast<float>(alpha),
+                                                    static_cast<float>(eps), dropout, stream()),
+            "residual RMS norm (forward)");
+#else
+      no_cuda_kernels();
+#endif
+    } else {
+      inv_rms = torch::empty({rows}, x.options());
+      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "residual_rms_norm_forward", [&] {
+        const auto* xp = x.data_ptr<scalar_t>();
+        const auto* fp = f.data_ptr<scalar_t>();
+        auto* yp = y.data_ptr<scalar_t>();
+        auto* rp = inv_rms.data_ptr<scalar_t>();
+        at::parallel_for(0, rows, grain(d), [&](int64_t begin, int64_t end) {
+          kernels::residual_rms_norm_forward_cpu<scalar_t>(xp, fp, yp, rp, begin, end, d, static_cast<scalar_t>(alpha),
+                                                           static_cast<scalar_t>(eps), dropout);
+        });
+      });
+    }
+    ctx->save_for_backward({y, inv_rms});
+    ctx->saved_data["alpha"] = alpha;
+    ctx->saved_data["f_dtype"] = static_cast<int64_t>(f.scalar_type());
+    save_dropout(ctx, p, static_cast<uint64_t>(seed));
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    const auto& y = saved[0];
+    const auto& inv_rms = saved[1];
+    auto dy = grad_outputs[0].to(y.scalar_type()).contiguous();
+    const int64_t d = y.size(-1), rows = y.numel() / d;
+    const double alpha = ctx->saved_data["alpha"].toDouble();
+    const auto f_dtype = static_cast<torch::ScalarType>(ctx->saved_data["f_dtype"].toInt());
+    const auto dropout = saved_dropout(ctx);
+    auto dx = torch::empty_like(y);
+    auto df = torch::empty_like(y, y.options().dtype(f_dtype));
+    if (y.is_cuda()) {
+#ifdef ROFORMER_WITH_FUSED_CUDA
+      check(kernels::residual_rms_norm_backward_cuda(storage(y), storage(df), dy.data_ptr(), y.data_ptr(),
+                                                     inv_rms.data_ptr<float>(), dx.data_ptr(), df.data_ptr(), rows, d,
+                                                     static_cast<float>(alpha), dropout, stream()),
+            "residual RMS norm (backward)");
+#else
+      no_cuda_kernels();
+#endif
+    } else {
+      AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "residual_rms_norm_backward", [&] {
+        const auto* dyp = dy.data_ptr<scalar_t>();
+        const auto* yp = y.data_ptr<scalar_t>();
+        const auto* rp = inv_rms.data_ptr<scalar_t>();
+        auto* dxp = dx.data_ptr<scalar_t>();
+        auto* dfp = df.data_ptr<scalar_t>();
+        at::parallel_for(0, rows, grain(d), [&](int64_t begin, int64_t end) {
+          kernels::residual_rms_norm_backward_cpu<scalar_t>(dyp, yp, rp, dxp, dfp, begin, end, d,
+                                                            static_cast<scalar_t>(alpha), dropout);
+        });
+      });
+    }
+    return {dx, df, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// Rotates q and k (batch, seq, heads, head_dim) into contiguous outputs; sign −1: the transpose.
+std::pair<torch::Tensor, torch::Tensor> rotate(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos,
+                                               const torch::Tensor& sin, double sign) {
+  const int64_t seq = q.size(1), heads = q.size(2), head_dim = q.size(3), tokens = q.size(0) * seq;
+  const int64_t table_rows = cos.numel() / head_dim;  // seq, or batch·seq (rotary_qk_applies)
+  // A (batch, seq, heads, head_dim) view with rows of head_dim contiguous and tokens evenly spaced
+  // is read in place (e.g. a slice of a packed QKV projection); anything else is copied first.
+  auto tokens_evenly_spaced = [&](const torch::Tensor& t) {
+    return t.stride(3) == 1 && t.stride(2) == head_dim && t.stride(0) == seq * t.stride(1);
+  };
+  auto qi = tokens_evenly_spaced(q) ? q : q.contiguous();
+  auto ki = tokens_evenly_spaced(k) ? k : k.contiguous();
+  auto q_out = torch::empty(q.sizes(), q.options().memory_format(torch::MemoryFormat::Contiguous));
+  auto k_out = torch::empty(k.sizes(), k.options().memory_format(torch::MemoryFormat::Contiguous));
+  if (q.is_cuda()) {
+#ifdef ROFORMER_WITH_FUSED_CUDA
+    auto c = cos.to(torch::kFloat).contiguous(), s = sin.to(torch::kFloat).contiguous();
+    check(kernels::rotary_qk_cuda(storage(q), qi.data_ptr(), ki.data_ptr(), q_out.data_ptr(), k_out.data_ptr(),
+                                  c.data_ptr<float>(), s.data_ptr<float>(), tokens, table_rows, heads, head_dim, qi.stride(1),
+                                  ki.stride(1), static_cast<float>(sign), stream()),
+          "rotary q/k");
+#else
+    no_cuda_kernels();
+#endif
+  } else {
+    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "rotary_qk", [&] {
+      auto c = cos.to(q.scalar_type()).contiguous(), s = sin.to(q.scalar_type()).contiguous();
+      const int64_t pairs = tokens * heads * head_dim / 2;
+      for (auto [in, out] : {std::pair{&qi, &q_out}, std::pair{&ki, &k_out}}) {
+        const auto* ip = in->data_ptr<scalar_t>();
+        auto* op = out->data_ptr<scalar_t>();
+        const int64_t stride = in->stride(1);
+        at::parallel_for(0, pairs, 16384, [&](int64_t begin, int64_t end) {
+          kernels::rotary_cpu<scalar_t>(ip, op, c.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), begin, end, table_rows,
+                                        heads, head_dim, stride, static_cast<scalar_t>(sign));
+        });
+      }
+    });
+  }
+  return {q_out, k_out};
+}
+
+class RotaryQK : public torch::autograd::Function<RotaryQK> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& cos, const torch::Tensor& sin) {
+    ctx->save_for_backward({cos, sin});
+    auto [qr, kr] = rotate(q, k, cos, sin, 1.0);
+    return {qr, kr};
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    auto dq = grad_outputs[0], dk = grad_outputs[1];
+    if (!dq.defined()) dq = torch::zeros_like(dk);
+    if (!dk.defined()) dk = torch::zeros_like(dq);
+    auto [gq, gk] = rotate(dq, dk, saved[0], saved[1], -1.0);
+    return {gq, gk, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& ids_in, const torch::Tensor& type_ids_in,
+                               const torch::Tensor& tok_in, const torch::Tensor& seg_in, double p, double eps,
+                               int64_t seed) {
+    auto ids = ids_in.to(torch::kLong).contiguous(), type_ids = type_ids_in.to(torch::kLong).contiguous();
+    auto tok = tok_in.contiguous(), seg = seg_in.contiguous();
+    const int64_t d = tok.size(1), rows = ids.numel();
+    auto shape = ids.sizes().vec();
+    shape.push_back(d);
+    auto y = torch::empty(shape, tok.options());
+    const auto dropout = make_dropout(p, static_cast<uint64_t>(seed));
+    torch::Tensor inv_rms;
+    if (tok.is_cuda()) {
+#ifdef ROFORMER_WITH_FUSED_CUDA
+      inv_rms = torch::empty({rows}, tok.options().dtype(torch::kFloat));
+      check(kernels::embedding_rms_norm_forward_cuda(storage(y), ids.data_ptr<int64_t>(), type_ids.data_ptr<int64_t>(),
+                                                     tok.data_ptr<float>(), seg.data_ptr<float>(), y.data_ptr(),
+                                                     inv_rms.data_ptr<float>(), rows, d, static_cast<float>(eps),
+                                                     dropout, stream()),
+            "embedding RMS norm (forward)");
+#else
+      no_cuda_kernels();
+#endif
+    } else {
+      inv_rms = torch::empty({rows}, tok.options());
+      AT_DISPATCH_FLOATING_TYPES(tok.scalar_type(), "embedding_rms_norm_forward", [&] {
+        at::parallel_for(0, rows, grain(d), [&](int64_t begin, int64_t end) {
+          kernels::embedding_rms_norm_forward_cpu<scalar_t>(
+              ids.data_ptr<int64_t>(), type_ids.data_ptr<int64_t>(), tok.data_ptr<scalar_t>(), seg.data_ptr<scalar_t>(),
+              y.data_ptr<scalar_t>(), inv_rms.data_ptr<scalar_t>(), begin, end, d, static_cast<scalar_t>(eps), dropout);
+        });
+      });
+    }
+    ctx->save_for_backward({ids, type_ids, y, inv_rms});
+    ctx->saved_data["tok_rows"] = tok.size(0);
+    ctx->saved_data["seg_rows"] = seg.size(0);
+    save_dropout(ctx, p, static_cast<uint64_t>(seed));
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto saved = ctx->get_saved_variables();
+    const auto &ids = saved[0], &type_ids = saved[1], &y = saved[2], &inv_rms = saved[3];
+    auto dy = grad_outputs[0].to(y.scalar_type()).contiguous();
+    const int64_t d = y.size(-1), rows = ids.numel();
+    const auto dropout = saved_dropout(ctx);
+    auto tok_grad = torch::zeros({ctx->saved_data["tok_rows"].toInt(), d}, y.options());
+    auto seg_grad = torch::zeros({ctx->saved_data["seg_rows"].toInt(), d}, y.options());
+    if (y.is_cuda()) {
+#ifdef ROFORMER_WITH_FUSED_CUDA
+      check(kernels::embedding_rms_norm_backward_cuda(storage(y), ids.data_ptr<int64_t>(), type_ids.data_ptr<int64_t>(),
+                                                      dy.data_ptr(), y.data_ptr(), inv_rms.data_ptr<float>(),
+                                                      tok_grad.data_ptr<float>(), seg_grad.data_ptr<float>(), rows, d,
+                                                      dropout, stream()),
+            "embedding RMS norm (backward)");
+#else
+      no_cuda_kernels();
+#endif
+    } else {
+      auto grad = torch::empty({rows, d}, y.options());
+      AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "embedding_rms_norm_backward", [&] {
+        at::parallel_for(0, rows, grain(d), [&](int64_t begin, int64_t end) {
+          kernels::embedding_rms_norm_backward_cpu<scalar_t>(dy.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+                                                             inv_rms.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
+                                                             begin, end, d, dropout);
+        });
+      });
+      tok_grad.index_add_(0, ids.view(-1), grad);
+      seg_grad.index_add_(0, type_ids.view(-1), grad);
+    }
+    return {torch::Tensor(), torch::Tensor(), tok_grad, seg_grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool cuda_kernels_built() {
+#ifdef ROFORMER_WITH_FUSED_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+// The CUDA kernels keep a row of floats in shared memory: at most 48 KiB without opting in.
+constexpr int64_t kMaxRow = 12288;
+
+bool residual_rms_norm_applies(const torch::Tensor& x, const torch::Tensor& f) {
+  if (x.sizes() != f.sizes() || x.dim() == 0 || x.size(-1) % 4 != 0 || x.size(-1) > kMaxRow ||
+      x.device() != f.device())
+    return false;
+  if (on_cuda(x)) return cuda_dtype(x) && cuda_dtype(f);
+  return x.is_cpu() && cpu_dtype(x) && f.scalar_type() == x.scalar_type();
+}
+
+torch::Tensor residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f, double alpha, double p, double eps,
+                                std::optional<uint64_t> seed) {
+  if (!residual_rms_norm_applies(x, f)) throw std::invalid_argument("residual_rms_norm: the fused kernel does not take these tensors");
+  const uint64_t s = p > 0 ? seed.value_or(draw_seed()) : 0;
+  return ResidualRMSNorm::apply(x, f, alpha, p, eps, static_cast<int64_t>(s));
+}
+
+bool rotary_qk_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos) {
+  if (q.dim() != 4 || q.sizes() != k.sizes() || q.scalar_type() != k.scalar_type() || q.device() != k.device() ||
+      q.size(3) % 2 != 0 || cos.device() != q.device() || cos.size(-1) != q.size(3))
+    return false;
+  // Tables of (seq, head_dim) or (batch, seq, head_dim), however broadcast dimensions are written.
+  const int64_t rows = cos.numel() / q.size(3);
+  if (rows != q.size(1) && rows != q.size(0) * q.size(1)) return false;
+  if (on_cuda(q)) return cuda_dtype(q);
+  return q.is_cpu() && cpu_dtype(q);
+}
+
+std::pair<torch::Tensor, torch::Tensor> rotary_qk(const torch::Tensor& q, const torch::Tensor& k,
+                                                  const torch::Tensor& cos, const torch::Tensor& sin) {
+  if (!rotary_qk_applies(q, k, cos)) throw std::invalid_argument("rotary_qk: the fused kernel does not take these tensors");
+  auto out = RotaryQK::apply(q, k, cos, sin);
+  return {out[0], out[1]};
+}
+
+bool embedding_rms_norm_applies(const torch::Tensor& tok, const torch::Tensor& seg) {
+  if (tok.dim() != 2 || seg.dim() != 2 || tok.size(1) != seg.size(1) || tok.size(1) % 4 != 0 || tok.size(1) > kMaxRow ||
+      tok.scalar_type() != seg.scalar_type() || tok.device() != seg.device())
+    return false;
+  if (on_cuda(tok)) return tok.scalar_type() == torch::kFloat;
+  return tok.is_cpu() && cpu_dtype(tok);
+}
+
+torch::Tensor embedding_rms_norm(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& tok,
+                                 const torch::Tensor& seg, double p, double eps, std::optional<uint64_t> seed) {
+  if (!embedding_rms_norm_applies(tok, seg)) throw std::invalid_argument("embedding_rms_norm: the fused kernel does not take these tables");
+  const uint64_t s = p > 0 ? seed.value_or(draw_seed()) : 0;
+  return EmbeddingRMSNorm::apply(ids, type_ids, tok, seg, p, eps, static_cast<int64_t>(s));
+}
+
+// On the CPU each fused path ran 1.7-5× faster than libtorch's chain (forward + backward, fp32,
+// small model shapes 8 × 128 and 8 × 512, fusedKernelCheck's timings; the README's performance
+// section has the figures), so the model takes all three there too.
+const CpuChoice used_on_cpu{/*residual_rms_norm=*/true, /*rotary=*/true, /*embedding_rms_norm=*/true};
+
+namespace {
+// ROFORMER_FUSED: "0" never, "1" wherever a kernel applies, unset: on CUDA, and on the CPU per used_on_cpu.
+int fused_setting() {
+  static const int setting = [] {
+    const char* env = std::getenv("ROFORMER_FUSED");
+    return env && std::string(env) == "0" ? 0 : env && std::string(env) == "1" ? 1 : -1;
+  }();
+  return setting;
+}
+bool wanted(const torch::Tensor& t, bool on_cpu) {
+  const int setting = fused_setting();
+  return setting == 1 || (setting == -1 && (t.is_cuda() || on_cpu));
+}
+}  // namespace
+
+bool use_residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f) {
+  return wanted(x, used_on_cpu.residual_rms_norm) && residual_rms_norm_applies(x, f);
+}
+bool use_rotary_qk(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos) {
+  return wanted(q, used_on_cpu.rotary) && rotary_qk_applies(q, k, cos);
+}
+bool use_embedding_rms_norm(const torch::Tensor& tok, const torch::Tensor& seg) {
+  return wanted(tok, used_on_cpu.embedding_rms_norm) && embedding_rms_norm_applies(tok, seg);
+}
+
+torch::Tensor dropout_keep_mask(int64_t rows, int64_t d, double p, uint64_t seed) {
+  auto keep = torch::empty({rows, d}, torch::kByte);
+  kernels::dropout_keep_mask(keep.data_ptr<uint8_t>(), rows, d, make_dropout(p, seed));
+  return keep;
+}
+
+}  // namespace roformer::fused

@@ -1,0 +1,106 @@
+// The fused kernels' arithmetic (native/kernels/fused_rows.h), through its CPU instantiation,
+// against libtorch's autograd in float64: values and gradients of the post-norm residual, RoPE
+// on q and k (strided slices of a packed projection) and embedding + RMS norm, with and without
+// dropout; the dropout mask is regenerated from its seed (same seed, same mask; another seed,
+// another mask; the kept fraction near 1 − p). The same comparison runs on the GPU in
+// bench/gpu/fused-check.mjs. Also the prepared GPU check's CPU-side behaviour.
+
+import { spawnSync } from 'node:child_process';
+
+import { describe, expect, it } from 'vitest';
+
+import { loadNative } from '../bindings/load.js';
+
+const native = loadNative();
+const kernels = ['residual_rms_norm', 'rotary', 'embedding_rms_norm'] as const;
+
+describe('fused kernels, CPU instantiation in float64 against autograd', () => {
+  for (const kernel of kernels) {
+    for (const p of kernel === 'rotary' ? [0] : [0, 0.1, 0.5]) {
+      it(`${kernel}${p ? `, dropout ${p}` : ''}: values and gradients`, () => {
+        const r = native.fusedKernelCheck({ kernel, device: 'cpu', dtype: 'float64', p, seed: 99, batch: 3, seq: 24, hidden: 64, heads: 4 });
+        expect(r.limit).toBe(1e-12);
+        expect(r.valueError).toBeLessThan(1e-12);
+        expect(r.gradientError).toBeLessThan(1e-12);
+        expect(r.ok).toBe(true);
+        if (kernel !== 'rotary') expect(Math.abs(r.keptFraction - (1 - p))).toBeLessThan(0.05);
+      });
+    }
+  }
+
+  it('float32 within float32 rounding', () => {
+    for (const kernel of kernels) {
+      const r = native.fusedKernelCheck({ kernel, device: 'cpu', dtype: 'float32', p: 0.1, seed: 5, batch: 2, seq: 32, hidden: 128, heads: 2 });
+      expect(r.valueError, kernel).toBeLessThan(1e-5);
+      expect(r.gradientError, kernel).toBeLessThan(1e-5);
+    }
+  });
+
+  it('a wider row than one group of lanes, and an odd number of rows', () => {
+    const r = native.fusedKernelCheck({ kernel: 'residual_rms_norm', device: 'cpu', dtype: 'float64', p: 0.2, seed: 7, batch: 1, seq: 7, hidden: 1028 });
+    expect(r.valueError).toBeLessThan(1e-12);
+    expect(r.gradientError).toBeLessThan(1e-12);
+  });
+
+  it('rejects an unknown kernel and a p outside [0, 1), naming them', () => {
+    expect(() => native.fusedKernelCheck({ kernel: 'gelu' as never })).toThrow(/kernel must be residual_rms_norm, rotary or embedding_rms_norm, got 'gelu'/);
+    expect(() => native.fusedKernelCheck({ kernel: 'rotary', p: 1 })).toThrow(/p must be in \[0, 1\)/);
+  });
+
+  it('reports which fused paths the model takes on the CPU, and no CUDA kernels in a CPU build', () => {
+    const info = native.fusedKernels();
+    expect(typeof info.cuda).toBe('boolean');
+    if (!native.runtimeInfo().cudaAvailable) expect(info.cuda).toBe(false);
+    expect(Object.keys(info.usedOnCpu).sort()).toEqual(['embeddingRmsNorm', 'residualRmsNorm', 'rotary']);
+  });
+});
+
+describe('the model through the fused path', () => {
+  // Three fp32 training steps without dropout, in a child process per setting (ROFORMER_FUSED is
+  // read once per process): the fused kernels and libtorch's chains give the same losses.
+  const losses = (setting: string) => {
+    const script = `
+      const { RoFormerV2, Trainer, tensor } = await import('./dist/lib/index.js');
+      const config = { vocab_size: 80, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 64, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
+      const trainer = new Trainer(RoFormerV2.create({ config, seed: 3 }), { lr: 1e-2 });
+      const ids = Array.from({ length: 4 }, (_, b) => Array.from({ length: 12 }, (_, s) => 5 + ((b * 31 + s * 7) % 70)));
+      const out = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await trainer.step({ inputIds: tensor(ids, undefined, 'int64'), targetPositions: tensor([1, 13, 30, 44], undefined, 'int64'), targetIds: tensor([9, 17, 23, 41], undefined, 'int64') });
+        out.push(r.loss);
+      }
+      console.log(JSON.stringify(out));`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ROFORMER_FUSED: setting }, encoding: 'utf8' });
+    expect(child.status, child.stderr).toBe(0);
+    return JSON.parse(child.stdout) as number[];
+  };
+
+  it('gives the losses of libtorch\'s chains (fp32, three steps)', () => {
+    const fused = losses('1');
+    const chains = losses('0');
+    expect(fused[2]).toBeLessThan(fused[0]);
+    fused.forEach((loss, i) => expect(Math.abs(loss - chains[i]!)).toBeLessThan(1e-5 * Math.abs(chains[i]!)));
+  });
+});
+
+describe('the prepared GPU check on a machine without a GPU', () => {
+  it('check.sh --dry-run lists every phase with its cap, and an unknown phase is refused', () => {
+    const dry = spawnSync('bash', ['bench/gpu/check.sh', '--dry-run', '--skip', 'hf-anchor'], { encoding: 'utf8' });
+    expect(dry.status, dry.stderr).toBe(0);
+    const phases = [...dry.stdout.matchAll(/^ {2}(\S+) +cap +(\d+) s +(run|off)/gm)].map((m) => [m[1], m[3]]);
+    expect(phases.map(([name]) => name)).toEqual(['env', 'build', 'cuda-check', 'kernels', 'static-step', 'graphs', 'bench-128', 'bench-512', 'kernel-count', 'hf-anchor']);
+    expect(phases.find(([name]) => name === 'hf-anchor')![1]).toBe('off');
+    const bad = spawnSync('bash', ['bench/gpu/check.sh', '--only', 'nope', '--out', '/tmp'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/no phase named 'nope'/);
+  });
+
+  it('scripts/cuda-check.mjs and the kernel check skip with exit 3 and say why', () => {
+    if (native.runtimeInfo().cudaAvailable) return;
+    for (const script of ['scripts/cuda-check.mjs', 'bench/gpu/fused-check.mjs']) {
+      const run = spawnSync(process.execPath, [script], { encoding: 'utf8' });
+      expect(run.status, `${script}: ${run.stderr}`).toBe(3);
+      expect(run.stdout).toMatch(/^skip: /m);
+    }
+  });
+});
