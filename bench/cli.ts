@@ -11,6 +11,7 @@ import { Command, InvalidArgumentError } from 'commander';
 
 import { NativeLoadError } from '../bindings/load.js';
 import { MODEL_SIZES, validateConfig, type ModelSize, type RoFormerV2Config } from '../lib/model/config.js';
+import { choice, nonNegativeInt, positiveInt } from './flags.js';
 
 export interface BenchCliOptions {
   size: ModelSize;
@@ -33,20 +34,6 @@ export interface BenchCliOptions {
   lengthGeneralisation?: boolean;
 }
 
-const positiveInt = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'`);
-  return n;
-};
-const nonNegativeInt = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got '${value}'`);
-  return n;
-};
-const oneOf = (name: string, allowed: readonly string[]) => (value: string) => {
-  if (!allowed.includes(value)) throw new InvalidArgumentError(`${name} must be one of ${allowed.join(', ')}, got '${value}'`);
-  return value;
-};
 const seqList = (value: string) =>
   value.split(',').map((part) => {
     const n = Number(part.trim());
@@ -59,23 +46,23 @@ export function buildProgram(): Command {
   program
     .name('roformer-bench')
     .description('Training-step throughput of RoFormerV2 vs a RoBERTa-style baseline (and PyTorch eager), CPU or CUDA')
-    .option('--size <size>', 'model size: small, base, large', oneOf('--size', Object.keys(MODEL_SIZES)), 'small')
+    .option('--size <size>', 'model size: small, base, large', choice('--size', Object.keys(MODEL_SIZES)), 'small')
     .option('--config <file>', 'a config.json of model keys (Hugging Face names) overriding the size')
     .option('--seq <lengths>', 'sequence lengths, comma-separated', seqList, [128, 512])
     .option('--batch <n>', 'samples per step', positiveInt('--batch'), 8)
-    .option('--dtype <dtype>', 'fp32, bf16 (autocast) or fp16 (autocast + loss scaling, CUDA)', oneOf('--dtype', ['fp32', 'bf16', 'fp16']), 'fp32')
-    .option('--device <device>', 'cpu or cuda', oneOf('--device', ['cpu', 'cuda']), 'cpu')
+    .option('--dtype <dtype>', 'fp32, bf16 (autocast) or fp16 (autocast + loss scaling, CUDA)', choice('--dtype', ['fp32', 'bf16', 'fp16']), 'fp32')
+    .option('--device <device>', 'cpu or cuda', choice('--device', ['cpu', 'cuda']), 'cpu')
     .option('--steps <n>', 'timed steps per model and length', positiveInt('--steps'), 10)
     .option('--warmup <n>', 'untimed warm-up steps', nonNegativeInt('--warmup'), 2)
     .option('--threads <n>', 'intra-op threads (default: the available cores)', positiveInt('--threads'))
-    .option('--mode <mode>', 'train (a full optimisation step) or encode (forward only)', oneOf('--mode', ['train', 'encode']), 'train')
+    .option('--mode <mode>', 'train (a full optimisation step) or encode (forward only)', choice('--mode', ['train', 'encode']), 'train')
     .option('--json <file>', 'write the results as JSON')
     .option('--svg <file>', 'write a bar chart')
     .option('--vs-pytorch', 'also time the same step in PyTorch eager (needs a python3 with torch)')
     .option('--memory', 'also measure peak resident memory of each model\'s training loop, each in a process of its own (and PyTorch\'s, with --vs-pytorch)')
     .option('--ranks <n>', 'data-parallel scaling instead: n ranks against 1, each a process with --threads threads (default 1), RoFormerV2 only, Gloo over loopback', positiveInt('--ranks'))
     .option('--repeats <n>', 'with --ranks: (1 rank, n ranks) pairs per length; the figure is the median pair ratio', positiveInt('--repeats'), 3)
-    .option('--arch <which>', 'roformer-v2 (RoFormerV2 vs the baseline), gau-alpha or all (GAU-α at the depth-equivalent, 2× the layers, beside both)', oneOf('--arch', ['roformer-v2', 'gau-alpha', 'all']), 'roformer-v2')
+    .option('--arch <which>', 'roformer-v2 (RoFormerV2 vs the baseline), gau-alpha or all (GAU-α at the depth-equivalent, 2× the layers, beside both)', choice('--arch', ['roformer-v2', 'gau-alpha', 'all']), 'roformer-v2')
     .option('--length-generalisation', 'instead: pre-train small models at length 128 and report held-out MLM loss and accuracy at 128–1024 (bench/length-generalisation.ts; its own flags: npm run bench:length -- --help)');
   return program;
 }

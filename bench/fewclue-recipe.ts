@@ -33,6 +33,7 @@ import { fieldList, fieldNames } from '../lib/util/value-kinds.js';
 import { groupedBarsSvg } from './chart.js';
 import { FEWCLUE_TASKS, FEWCLUE_TEXT_FIELDS, FEWCLUE_UNLABELED_TASKS, fewclueFile, fewclueFiles, fewclueFinetuneConfig, headline, pct } from './fewclue-tasks.js';
 import { Ledger, unitName, type UnitRecord } from './recipe-ledger.js';
+import { intAtLeast, nonNegativeInt, positiveInt, positiveNum } from './flags.js';
 
 export const ARMS = {
   a: 'fresh encoder → fine-tune',
@@ -76,16 +77,6 @@ type UnitResult =
   | { kind: 'model'; model: string; steps: number; interrupted: boolean; lastEval?: unknown }
   | ({ kind: 'finetune' } & Omit<FinetuneResults, 'interrupted'> & { interrupted: boolean });
 
-const integer = (min: number) => (text: string) => {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`must be an integer >= ${min}`);
-  return n;
-};
-const positive = (text: string) => {
-  const n = Number(text);
-  if (!(n > 0)) throw new InvalidArgumentError('must be a number > 0');
-  return n;
-};
 const list = <T extends string>(allowed: readonly T[]) => (text: string) => {
   const items = text.split(',').map((t) => t.trim());
   const bad = items.find((t) => !allowed.includes(t as T));
@@ -101,21 +92,21 @@ function parseSettings(argv: string[]): { settings: RecipeSettings; out: string;
     .option('--data <dir>', 'the FewCLUE datasets folder', '../shared/data/fewclue')
     .option('--tasks <names>', 'comma-separated tasks (fine-tuned, and the multi-task stage\'s)', list(FEWCLUE_TASKS), FEWCLUE_TASKS)
     .option('--arms <letters>', 'which arms, of a,b,c,d', list(Object.keys(ARMS) as Arm[]), Object.keys(ARMS) as Arm[])
-    .option('--seeds <n>', 'seeds per arm on --seeded-tasks', integer(1), 3)
+    .option('--seeds <n>', 'seeds per arm on --seeded-tasks', positiveInt('--seeds'), 3)
     .option('--seeded-tasks <names>', 'the tasks fine-tuned with every seed (the fast ones); one seed elsewhere', list(FEWCLUE_TASKS), FEWCLUE_TASKS.filter((t) => t !== 'chid'))
     .option('--model-config <json>', 'model config keys of the fresh encoder and of the MLM stage', '{"num_hidden_layers":2,"hidden_size":128,"num_attention_heads":2,"intermediate_size":512}')
-    .option('--vocab-size <n>', 'tokens in each built vocab', integer(5), 8000)
-    .option('--max-length <n>', 'tokens per sequence, every stage', integer(8), 64)
+    .option('--vocab-size <n>', 'tokens in each built vocab', intAtLeast(5, '--vocab-size'), 8000)
+    .option('--max-length <n>', 'tokens per sequence, every stage', intAtLeast(8, '--max-length'), 64)
     .option('--corpus <files...>', "MLM text (default: the tasks' unlabeled.json in --data)")
     .option('--field <names>', 'the JSONL fields holding the MLM text', FEWCLUE_TEXT_FIELDS)
-    .option('--mlm-steps <n>', 'MLM pre-training steps', integer(1), 10000)
-    .option('--mlm-lr <x>', 'MLM peak learning rate', positive, 1e-3)
-    .option('--multitask-steps <n>', 'multi-task steps (each of 4 micro-batches)', integer(1), 500)
-    .option('--multitask-lr <x>', 'multi-task learning rate', positive, 1e-3)
-    .option('--epochs <n>', 'fine-tuning epochs', positive, 10)
-    .option('--max-steps <n>', 'fine-tuning: cap on steps per task (0: none, every task trains its --epochs)', integer(0), 0)
-    .option('--lr <x>', 'fine-tuning learning rate', positive, 1e-3)
-    .option('--batch-size <n>', 'batch size, every stage', integer(1), 32)
+    .option('--mlm-steps <n>', 'MLM pre-training steps', positiveInt('--mlm-steps'), 10000)
+    .option('--mlm-lr <x>', 'MLM peak learning rate', positiveNum('--mlm-lr'), 1e-3)
+    .option('--multitask-steps <n>', 'multi-task steps (each of 4 micro-batches)', positiveInt('--multitask-steps'), 500)
+    .option('--multitask-lr <x>', 'multi-task learning rate', positiveNum('--multitask-lr'), 1e-3)
+    .option('--epochs <n>', 'fine-tuning epochs', positiveNum('--epochs'), 10)
+    .option('--max-steps <n>', 'fine-tuning: cap on steps per task (0: none, every task trains its --epochs)', nonNegativeInt('--max-steps'), 0)
+    .option('--lr <x>', 'fine-tuning learning rate', positiveNum('--lr'), 1e-3)
+    .option('--batch-size <n>', 'batch size, every stage', positiveInt('--batch-size'), 32)
     .option('--json <file>', 'also write the results here')
     .option('--svg <file>', 'also write the chart here')
     .option('--readme <file>', `also put the table into this Markdown file, between its ${README_MARKERS.join(' and ')} lines`)

@@ -23,7 +23,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 
 import type { MicroBatch } from '../bindings/native.js';
 import { ensureDemoCorpus } from '../lib/data/demo-corpus.js';
@@ -37,6 +37,7 @@ import { tensor } from '../lib/model/tensor.js';
 import { linearWarmupDecay } from '../lib/training/schedules.js';
 import { Trainer } from '../lib/training/trainer.js';
 import { groupedBarsSvg } from './chart.js';
+import { positiveInt } from './flags.js';
 
 export interface LengthOptions {
   steps: number;
@@ -242,12 +243,6 @@ export function lengthChartSvg(results: LengthResult[], lengths: number[], title
     width: 820,
   });
 }
-
-const positiveInt = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'`);
-  return n;
-};
 
 /** argv: the flags only (no node and script paths). */
 export async function main(argv: string[]): Promise<void> {

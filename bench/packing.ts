@@ -15,7 +15,7 @@ import { existsSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 
 import { Corpus } from '../lib/data/corpus.js';
 import { poetryRoot } from '../lib/data/demo-corpus.js';
@@ -26,6 +26,7 @@ import { DEMO_OVERRIDES } from '../lib/pretrain/config.js';
 import { buildCorpusVocab } from '../lib/pretrain/pretrain.js';
 import { Trainer } from '../lib/training/trainer.js';
 import { writeFileAtomic } from '../lib/util/atomic-file.js';
+import { positiveInt } from './flags.js';
 
 interface Options {
   steps: number;
@@ -101,12 +102,6 @@ async function main(options: Options): Promise<void> {
     await writeFile(options.json, JSON.stringify(result, null, 2) + '\n');
   }
 }
-
-const positiveInt = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${value}'`);
-  return n;
-};
 
 const program = new Command()
   .name('bench:packing')

@@ -17,9 +17,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 
 import { ensureDemoCorpus } from '../lib/data/demo-corpus.js';
+import { positiveNum } from './flags.js';
 
 export interface SoakSample {
   minutes: number;
@@ -96,19 +97,14 @@ ${xTicks.join('\n')}
 `;
 }
 
-const positive = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got '${value}'`);
-  return n;
-};
 
 async function main(): Promise<void> {
   const program = new Command()
     .name('soak')
     .description('run `roformer pretrain` for a set time and report its resident memory over time')
-    .option('--minutes <m>', 'how long to run', positive('--minutes'), 60)
-    .option('--settle <m>', 'minutes after which memory should stay flat', positive('--settle'), 5)
-    .option('--interval <s>', 'seconds between memory samples', positive('--interval'), 10)
+    .option('--minutes <m>', 'how long to run', positiveNum('--minutes'), 60)
+    .option('--settle <m>', 'minutes after which memory should stay flat', positiveNum('--settle'), 5)
+    .option('--interval <s>', 'seconds between memory samples', positiveNum('--interval'), 10)
     .option('--json <file>', 'write the samples and figures as JSON')
     .option('--svg <file>', 'write a chart of memory over time')
     .argument('[pretrain...]', 'flags for roformer pretrain (after --); default: the demo corpus, small model, batch 8 × 128')

@@ -44,7 +44,7 @@ describe('roformer-bench arguments', () => {
 
   it('refuses bad values with a message naming the option', async () => {
     expect(await fails(['--seq', '128,abc'])).toMatch(/--seq takes comma-separated lengths ≥ 2, got 'abc'/);
-    expect(await fails(['--batch', '0'])).toMatch(/--batch must be a positive integer, got '0'/);
+    expect(await fails(['--batch', '0'])).toMatch(/--batch must be an integer >= 1, got '0'/);
     expect(await fails(['--dtype', 'fp8'])).toMatch(/--dtype must be one of fp32, bf16, fp16, got 'fp8'/);
     expect(await fails(['--size', 'huge'])).toMatch(/--size must be one of small, base, large/);
     expect(await fails(['--device', 'tpu'])).toMatch(/--device must be one of cpu, cuda/);
