@@ -1,7 +1,11 @@
 // The benchmark's outputs for people: a terminal table and an SVG bar chart.
 
-import type { ConfigResult } from './harness.js';
+import type { ConfigResult, ModelName } from './harness.js';
 import type { PytorchResult } from './pytorch.js';
+
+/** PyTorch's run of one model at one length, eager or compiled. */
+const findPytorch = (pytorch: PytorchResult[], seq: number, model: ModelName, head: 'targets' | 'full', compiled: boolean) =>
+  pytorch.find((p) => p.seq === seq && p.model === model && p.head === head && Boolean(p.compiled) === compiled);
 
 const fmt = (x: number, digits = 1) => x.toFixed(digits);
 
@@ -21,7 +25,7 @@ export function table(results: ConfigResult[], pytorch: PytorchResult[], mode: s
       ]);
     }
     for (const p of pytorch.filter((p) => p.seq === r.seq)) {
-      rows.push([String(r.seq), `pytorch ${p.model}${p.head === 'full' ? ' (head at every position)' : ''}`, fmt(p.msPerStep.median), `${fmt(p.msPerStep.p10)}–${fmt(p.msPerStep.p90)}`, '', '', '', '']);
+      rows.push([String(r.seq), `pytorch ${p.model}${p.compiled ? ' (torch.compile)' : ''}${p.head === 'full' ? ' (head at every position)' : ''}`, fmt(p.msPerStep.median), `${fmt(p.msPerStep.p10)}–${fmt(p.msPerStep.p90)}`, '', '', '', '']);
     }
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)));
@@ -30,12 +34,18 @@ export function table(results: ConfigResult[], pytorch: PytorchResult[], mode: s
   const ratios = results.map((r) => {
     const parts = [`seq ${r.seq}: RoFormerV2 is ${fmt(r.speedRatio, 2)}× the baseline's ${mode} speed (median of paired steps; ratio of medians ${fmt(r.medianRatio, 2)})`];
     if (r.gauAlpha && r.gauSpeedRatio !== undefined) parts.push(`GAU-α (${r.gauAlpha.parameters.toLocaleString('en')} parameters) is ${fmt(r.gauSpeedRatio, 2)}× RoFormerV2's (${r.roformer.parameters.toLocaleString('en')})`);
-    const ptV2 = pytorch.find((p) => p.seq === r.seq && p.model === 'roformer-v2' && p.head === 'targets');
-    const ptBase = pytorch.find((p) => p.seq === r.seq && p.model === 'roberta-baseline' && p.head === 'targets');
-    const ptFull = pytorch.find((p) => p.seq === r.seq && p.model === 'roformer-v2' && p.head === 'full');
-    if (ptV2) parts.push(`ours/PyTorch RoFormerV2 ${fmt(ptV2.msPerStep.median / r.roformer.msPerStep.median, 2)}×`);
-    if (ptBase) parts.push(`baseline ${fmt(ptBase.msPerStep.median / r.baseline.msPerStep.median, 2)}×`);
-    if (ptFull) parts.push(`vs PyTorch with the head at every position ${fmt(ptFull.msPerStep.median / r.roformer.msPerStep.median, 2)}×`);
+    const pt = (model: ModelName, head: 'targets' | 'full', compiled: boolean) => findPytorch(pytorch, r.seq, model, head, compiled)?.msPerStep.median;
+    const speedup = (theirs: number | undefined, ours: number) => (theirs === undefined ? undefined : fmt(theirs / ours, 2));
+    const v2 = speedup(pt('roformer-v2', 'targets', false), r.roformer.msPerStep.median);
+    const base = speedup(pt('roberta-baseline', 'targets', false), r.baseline.msPerStep.median);
+    const full = speedup(pt('roformer-v2', 'full', false), r.roformer.msPerStep.median);
+    const v2Compiled = speedup(pt('roformer-v2', 'targets', true), r.roformer.msPerStep.median);
+    const baseCompiled = speedup(pt('roberta-baseline', 'targets', true), r.baseline.msPerStep.median);
+    if (v2) parts.push(`ours/PyTorch RoFormerV2 ${v2}×`);
+    if (base) parts.push(`baseline ${base}×`);
+    if (full) parts.push(`vs PyTorch with the head at every position ${full}×`);
+    if (v2Compiled) parts.push(`ours/torch.compile RoFormerV2 ${v2Compiled}×`);
+    if (baseCompiled) parts.push(`baseline ${baseCompiled}×`);
     return parts.join('; ');
   });
   return [...lines, '', ...ratios].join('\n');
@@ -50,8 +60,14 @@ export function barChartSvg(results: ConfigResult[], pytorch: PytorchResult[], t
   if (results.some((r) => r.gauAlpha)) series.push({ label: 'GAU-α, 2× layers (ours)', color: '#2ca02c', value: (r) => r.gauAlpha?.msPerStep.median });
   if (pytorch.length > 0) {
     series.push(
-      { label: 'RoFormerV2 (PyTorch)', color: '#aec7e8', value: (r) => pytorch.find((p) => p.seq === r.seq && p.model === 'roformer-v2' && p.head === 'targets')?.msPerStep.median },
-      { label: 'RoBERTa baseline (PyTorch)', color: '#ffbb78', value: (r) => pytorch.find((p) => p.seq === r.seq && p.model === 'roberta-baseline' && p.head === 'targets')?.msPerStep.median },
+      { label: 'RoFormerV2 (PyTorch)', color: '#aec7e8', value: (r) => findPytorch(pytorch, r.seq, 'roformer-v2', 'targets', false)?.msPerStep.median },
+      { label: 'RoBERTa baseline (PyTorch)', color: '#ffbb78', value: (r) => findPytorch(pytorch, r.seq, 'roberta-baseline', 'targets', false)?.msPerStep.median },
+    );
+  }
+  if (pytorch.some((p) => p.compiled)) {
+    series.push(
+      { label: 'RoFormerV2 (torch.compile)', color: '#9467bd', value: (r) => findPytorch(pytorch, r.seq, 'roformer-v2', 'targets', true)?.msPerStep.median },
+      { label: 'RoBERTa baseline (torch.compile)', color: '#c5b0d5', value: (r) => findPytorch(pytorch, r.seq, 'roberta-baseline', 'targets', true)?.msPerStep.median },
     );
   }
   return groupedBarsSvg({

@@ -27,6 +27,8 @@ export interface BenchCliOptions {
   json?: string;
   svg?: string;
   vsPytorch?: boolean;
+  /** With --vs-pytorch: also torch.compile where torch >= 2 (--no-torch-compile: eager only). */
+  torchCompile: boolean;
   memory?: boolean;
   ranks?: number;
   repeats: number;
@@ -58,7 +60,8 @@ export function buildProgram(): Command {
     .option('--mode <mode>', 'train (a full optimisation step) or encode (forward only)', choice('--mode', ['train', 'encode']), 'train')
     .option('--json <file>', 'write the results as JSON')
     .option('--svg <file>', 'write a bar chart')
-    .option('--vs-pytorch', 'also time the same step in PyTorch eager (needs a python3 with torch)')
+    .option('--vs-pytorch', 'also time the same step in PyTorch eager and, where torch >= 2, under torch.compile (needs a python3 with torch)')
+    .option('--no-torch-compile', 'with --vs-pytorch: PyTorch eager only (torch.compile takes minutes to trace on the CPU)')
     .option('--memory', 'also measure peak resident memory of each model\'s training loop, each in a process of its own (and PyTorch\'s, with --vs-pytorch)')
     .option('--ranks <n>', 'data-parallel scaling instead: n ranks against 1, each a process with --threads threads (default 1), RoFormerV2 only, Gloo over loopback', positiveInt('--ranks'))
     .option('--repeats <n>', 'with --ranks: (1 rank, n ranks) pairs per length; the figure is the median pair ratio', positiveInt('--repeats'), 3)
@@ -90,7 +93,7 @@ async function main(options: BenchCliOptions): Promise<void> {
   const { runtimeInfo, setNumThreads, blasInUse } = await import('../lib/model/runtime.js');
   const { runBenchmark } = await import('./harness.js');
   const { table, barChartSvg } = await import('./chart.js');
-  const { findPythonWithTorch, runPytorch } = await import('./pytorch.js');
+  const { findPythonWithTorch, hasTorchCompile, runPytorch } = await import('./pytorch.js');
   const { resolveConfig } = await import('../lib/model/config.js');
 
   if (options.threads) setNumThreads(options.threads);
@@ -140,7 +143,8 @@ async function main(options: BenchCliOptions): Promise<void> {
     const found = findPythonWithTorch();
     if (!found) throw new Error('--vs-pytorch: no python3 with torch found (Debian: apt-get install python3-torch; or pip install torch)');
     pytorchVersion = found.version;
-    console.log(`  PyTorch ${found.version} (${found.python}), same configurations...`);
+    const compile = options.torchCompile && hasTorchCompile(found.version);
+    console.log(`  PyTorch ${found.version} (${found.python}), same configurations, eager${compile ? ' and torch.compile' : options.torchCompile ? ' (torch.compile needs torch >= 2)' : ''}...`);
     pytorch = runPytorch(found.python, {
       config: resolveConfig({ size: options.size, ...overrides }),
       seqs: options.seq,
@@ -150,6 +154,7 @@ async function main(options: BenchCliOptions): Promise<void> {
       steps: options.steps,
       warmup: options.warmup,
       threads: info.numThreads,
+      compile,
     });
   }
 

@@ -1,5 +1,6 @@
 // --vs-pytorch: runs bench/pytorch_bench.py (the same models and training step in
-// PyTorch eager) with the same configurations, when a python3 with torch exists.
+// PyTorch eager, and under torch.compile where torch >= 2) with the same
+// configurations, when a python3 with torch exists.
 
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -13,9 +14,16 @@ export interface PytorchResult {
   seq: number;
   /** "targets": the MLM head at the target positions, as ours; "full": at every position. */
   head: 'targets' | 'full';
+  /** Forward and loss under torch.compile (static target slots), else eager. */
+  compiled: boolean;
   msPerStep: ReturnType<typeof summarise>;
   torchVersion: string;
   threads: number;
+}
+
+/** Whether this torch has torch.compile (2.0 and later). */
+export function hasTorchCompile(version: string): boolean {
+  return Number.parseInt(version, 10) >= 2;
 }
 
 /** The first python3 that imports torch (Debian's python3-torch lives under /usr/bin/python3). */
@@ -33,18 +41,19 @@ export function findPythonWithTorch(): { python: string; version: string } | nul
 
 export function runPytorch(
   python: string,
-  options: { config: RoFormerV2Config; seqs: number[]; batch: number; dtype: Precision; device: string; steps: number; warmup: number; threads: number },
+  options: { config: RoFormerV2Config; seqs: number[]; batch: number; dtype: Precision; device: string; steps: number; warmup: number; threads: number; compile: boolean },
 ): PytorchResult[] {
+  const variants: Array<[ModelName, 'targets' | 'full', boolean]> = [
+    ['roformer-v2', 'targets', false],
+    ['roberta-baseline', 'targets', false],
+    ['roformer-v2', 'full', false],
+  ];
+  if (options.compile) variants.push(['roformer-v2', 'targets', true], ['roberta-baseline', 'targets', true]);
   const configs = options.seqs.flatMap((seq) =>
-    (
-      [
-        ['roformer-v2', 'targets'],
-        ['roberta-baseline', 'targets'],
-        ['roformer-v2', 'full'],
-      ] as const
-    ).map(([model, head]) => ({
+    variants.map(([model, head, compile]) => ({
       model,
       head,
+      compile,
       seq,
       config: options.config,
       batch: options.batch,
@@ -57,8 +66,8 @@ export function runPytorch(
   );
   const script = join(packageRoot(), 'bench', 'pytorch_bench.py');
   const output = execFileSync(python, [script, JSON.stringify(configs)], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  const raw = JSON.parse(output) as Array<{ model: ModelName; seq: number; head: 'targets' | 'full'; msSamples: number[]; torchVersion: string; threads: number }>;
-  return raw.map((r) => ({ model: r.model, seq: r.seq, head: r.head, msPerStep: summarise(r.msSamples), torchVersion: r.torchVersion, threads: r.threads }));
+  const raw = JSON.parse(output) as Array<{ model: ModelName; seq: number; head: 'targets' | 'full'; compiled: boolean; msSamples: number[]; torchVersion: string; threads: number }>;
+  return raw.map((r) => ({ model: r.model, seq: r.seq, head: r.head, compiled: r.compiled, msPerStep: summarise(r.msSamples), torchVersion: r.torchVersion, threads: r.threads }));
 }
 
 export interface PytorchMemoryResult {

@@ -7,6 +7,11 @@ and native/baseline.cpp build them; the step is forward, MLM loss at the target
 positions (or, with head "full", at every position as common implementations do),
 backward, global-norm clipping and AdamW.
 
+With "compile": true (torch >= 2), forward and loss run under torch.compile (the default
+mode), and each step has the same number of MLM targets, ceil(0.15 * batch * seq) rounded
+up to a multiple of 8, as the native static step has, so that the compiled graph is
+traced once rather than once per target count.
+
 Usage: python3 pytorch_bench.py '<json list of configurations>'   → JSON on stdout
 """
 import json
@@ -141,6 +146,18 @@ class RobertaBaseline(nn.Module):
         return F.linear(self.lm_norm(F.gelu(self.lm_dense(h))), self.word_embeddings.weight, self.lm_bias)
 
 
+def mlm_loss(model, ids, positions, labels, full_head):
+    hidden = model(ids)
+    if full_head:
+        # the common implementation: logits at every position, ignore_index elsewhere
+        target = torch.full((ids.numel(),), -100, device=ids.device, dtype=torch.long)
+        target[positions] = labels
+        logits = model.mlm_logits(hidden.reshape(-1, hidden.size(-1))).float()
+        return F.cross_entropy(logits, target, ignore_index=-100)
+    logits = model.mlm_logits(hidden.reshape(-1, hidden.size(-1)).index_select(0, positions)).float()
+    return F.cross_entropy(logits, labels)
+
+
 def run(cfg):
     torch.manual_seed(0)
     device = torch.device(cfg["device"])
@@ -152,26 +169,29 @@ def run(cfg):
     batch, seq, vocab = cfg["batch"], cfg["seq"], model_config["vocab_size"]
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg["dtype"])
     full_head = cfg.get("head") == "full"
+    compiled = bool(cfg.get("compile"))
+    if compiled and not hasattr(torch, "compile"):
+        raise SystemExit(f"torch.compile needs torch >= 2, this is {torch.__version__}")
+    if compiled:
+        # A fresh trace per configuration, with static shapes: after two lengths in one
+        # process, dynamo would otherwise switch to a slower dynamic-shape graph.
+        torch._dynamo.reset()
+    loss_fn = torch.compile(mlm_loss, dynamic=False) if compiled else mlm_loss
+    slots = -(-math.ceil(0.15 * batch * seq) // 8) * 8
     times = []
     for step in range(cfg["warmup"] + cfg["steps"]):
         # fresh random inputs every step, 15% targets, as the native harness makes them
         ids = torch.randint(5, vocab, (batch, seq), device=device)
-        positions = torch.nonzero(torch.rand(batch * seq, device=device) < 0.15).flatten()
+        if compiled:
+            positions = torch.randperm(batch * seq, device=device)[: min(slots, batch * seq)]
+        else:
+            positions = torch.nonzero(torch.rand(batch * seq, device=device) < 0.15).flatten()
         labels = ids.flatten()[positions]
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            hidden = model(ids)
-            if full_head:
-                # the common implementation: logits at every position, ignore_index elsewhere
-                target = torch.full((batch * seq,), -100, device=device, dtype=torch.long)
-                target[positions] = labels
-                logits = model.mlm_logits(hidden.reshape(-1, hidden.size(-1))).float()
-                loss = F.cross_entropy(logits, target, ignore_index=-100)
-            else:
-                logits = model.mlm_logits(hidden.reshape(-1, hidden.size(-1)).index_select(0, positions)).float()
-                loss = F.cross_entropy(logits, labels)
+            loss = loss_fn(model, ids, positions, labels, full_head)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -187,6 +207,7 @@ def run(cfg):
         "batch": batch,
         "dtype": cfg["dtype"],
         "head": "full" if full_head else "targets",
+        "compiled": compiled,
         "msPerStep": statistics.median(times),
         "msSamples": times,
         "torchVersion": torch.__version__,

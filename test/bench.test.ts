@@ -9,7 +9,9 @@ import { promisify } from 'node:util';
 
 import { describe, expect, it } from 'vitest';
 
-import { flopsPerToken, summarise } from '../bench/harness.js';
+import { barChartSvg, table } from '../bench/chart.js';
+import { flopsPerToken, summarise, type ConfigResult, type ModelName, type ModelResult } from '../bench/harness.js';
+import { hasTorchCompile, type PytorchResult } from '../bench/pytorch.js';
 import { resolveConfig } from '../lib/model/config.js';
 
 const run = promisify(execFile);
@@ -133,5 +135,34 @@ describe('benchmark arithmetic', () => {
 
   it('summarise gives median and spread', () => {
     expect(summarise([5, 1, 4, 2, 3])).toEqual({ median: 3, p10: 1, p90: 5, min: 1, max: 5 });
+  });
+});
+
+describe('--vs-pytorch reporting', () => {
+  const ms = (median: number) => summarise([median]);
+  const ours = (model: ModelName, median: number): ModelResult => ({
+    model, parameters: 1, msPerStep: ms(median), tokensPerSecond: 1, samplesPerSecond: 1, peakDeviceBytes: 0, flopsPerToken: 1, mfu: 0.1, msSamples: [median],
+  });
+  const results: ConfigResult[] = [{ seq: 128, batch: 64, roformer: ours('roformer-v2', 40), baseline: ours('roberta-baseline', 50), speedRatio: 1.25, medianRatio: 1.25, peakHostBytes: 0 }];
+  const theirs = (model: ModelName, head: 'targets' | 'full', compiled: boolean, median: number): PytorchResult => ({ model, seq: 128, head, compiled, msPerStep: ms(median), torchVersion: '2.6.0', threads: 1 });
+
+  it('keeps eager and torch.compile apart: each ratio is over its own run', () => {
+    const pytorch = [theirs('roformer-v2', 'targets', false, 80), theirs('roberta-baseline', 'targets', false, 75), theirs('roformer-v2', 'targets', true, 30), theirs('roberta-baseline', 'targets', true, 60)];
+    const text = table(results, pytorch, 'train');
+    expect(text).toMatch(/ours\/PyTorch RoFormerV2 2\.00×; baseline 1\.50×/);
+    expect(text).toMatch(/ours\/torch\.compile RoFormerV2 0\.75×; baseline 1\.20×/);
+    expect(text).toMatch(/pytorch roformer-v2 \(torch\.compile\)/);
+    const svg = barChartSvg(results, pytorch, 'title');
+    expect(svg).toContain('RoFormerV2 (torch.compile)');
+    // Without compiled runs, no compiled ratio and no compiled bars.
+    const eager = pytorch.filter((p) => !p.compiled);
+    expect(table(results, eager, 'train')).not.toMatch(/torch\.compile/);
+    expect(barChartSvg(results, eager, 'title')).not.toContain('torch.compile');
+  });
+
+  it('asks for torch.compile only where torch has it', () => {
+    expect(hasTorchCompile('2.6.0+cu124')).toBe(true);
+    expect(hasTorchCompile('2.11.0')).toBe(true);
+    expect(hasTorchCompile('1.13.1')).toBe(false);
   });
 });

@@ -20,6 +20,7 @@
 # kernels (each fused kernel against the unfused expression: values and gradients), static-step
 # (the static step against the eager one), graphs (CUDA-graph steps against eager ones),
 # bench-128 and bench-512 (roformer-bench --vs-pytorch, base, bf16, 64 × 128 and 16 × 512),
+# compile-128 (the same models in PyTorch under torch.compile at 64 × 128),
 # kernel-count (Nsight Compute: kernels and GPU time per training step), hf-anchor (the Hugging
 # Face RoBERTa step, eager and torch.compile). A phase whose feature this build lacks is
 # recorded as skipped with the reason, not as a failure.
@@ -50,7 +51,9 @@ done
 [[ $budget =~ ^[0-9]+$ ]] || { echo "check.sh: --budget takes whole seconds, got '$budget'" >&2; exit 2; }
 
 # name|cap (s)|command. Commands run in the project root with PATH holding the carried node.
-bench_args="--device cuda --size base --dtype bf16 --vs-pytorch --steps 20 --warmup 5"
+bench_args="--device cuda --size base --dtype bf16 --vs-pytorch --no-torch-compile --steps 20 --warmup 5"
+# torch.compile traces each model for a minute or so: a phase of its own, at the shape.
+compile_args="--device cuda --size base --dtype bf16 --vs-pytorch --steps 10 --warmup 3 --seq 128 --batch 64"
 phases=(
   "env|30|bash bench/gpu/env.sh \$WORK/env.json"
   "build|300|bash bench/gpu/build.sh \$WORK"
@@ -60,6 +63,7 @@ phases=(
   "graphs|90|node bench/gpu/graph-check.mjs --json \$WORK/graphs.json"
   "bench-128|120|node dist/bench/cli.js $bench_args --seq 128 --batch 64 --json \$WORK/bench-128.json"
   "bench-512|120|node dist/bench/cli.js $bench_args --seq 512 --batch 16 --json \$WORK/bench-512.json"
+  "compile-128|200|node dist/bench/cli.js $compile_args --json \$WORK/compile-128.json"
   "kernel-count|200|bash bench/gpu/kernel-count.sh \$WORK"
   "hf-anchor|150|python3 .gpu/tools/hf_anchor.py --size base --seq 128 --batch 64 --json \$WORK/hf-anchor.json"
 )

@@ -24,12 +24,12 @@ for name in ("env", "cuda-check", "kernels", "static-step", "graphs", "hf-anchor
         figures[name] = value
 
 bench = []
-for name in ("bench-128", "bench-512"):
+for name in ("bench-128", "bench-512", "compile-128"):
     report = read_json(name + ".json")
     if not report:
         continue
     peak = report.get("matmulPeakFlops")
-    torch_ms = {(r["model"], r["head"], r["seq"]): r["msPerStep"]["median"] for r in report.get("pytorch", [])}
+    torch_ms = {(r["model"], r["head"], r["seq"], r.get("compiled", False)): r["msPerStep"]["median"] for r in report.get("pytorch", [])}
     for r in report["results"]:
         tokens = r["batch"] * r["seq"]
         row = dict(batch=r["batch"], seq=r["seq"], matmul_peak_tflops=peak / 1e12 if peak else None)
@@ -38,7 +38,8 @@ for name in ("bench-128", "bench-512"):
             row[model] = dict(ms_per_step=m["msPerStep"]["median"], tokens_per_s=m["tokensPerSecond"], mfu=m["mfu"])
         for key, ms in torch_ms.items():
             if key[2] == r["seq"]:
-                row[f"pytorch {key[0]} head={key[1]}"] = dict(ms_per_step=ms, tokens_per_s=tokens / ms * 1e3)
+                name = f"pytorch {key[0]} head={key[1]}" + (" torch.compile" if key[3] else "")
+                row[name] = dict(ms_per_step=ms, tokens_per_s=tokens / ms * 1e3)
         row["roformer_over_baseline"] = row["baseline"]["ms_per_step"] / row["roformer"]["ms_per_step"]
         bench.append(row)
 if bench:
@@ -59,6 +60,11 @@ ours = next((row for row in bench if row["batch"] == 64 and row["seq"] == 128), 
 if ours and "hf-roberta-compile" in anchor:
     figures["roformer_over_hf_compile"] = ours["roformer"]["tokens_per_s"] / anchor["hf-roberta-compile"]["tokens_per_s"]
 
+# The issue's other headline: our RoFormerV2 step over the same model in PyTorch under torch.compile.
+compiled = next((row for row in bench if "pytorch roformer-v2 head=targets torch.compile" in row), None)
+if compiled:
+    figures["roformer_over_torch_compile"] = compiled["pytorch roformer-v2 head=targets torch.compile"]["ms_per_step"] / compiled["roformer"]["ms_per_step"]
+
 summary = dict(total_seconds=total, phases=phases, figures=figures)
 with open(summary_file, "w") as f:
     json.dump(summary, f, indent=1)
@@ -78,4 +84,6 @@ for run in (figures.get("hf-anchor") or {}).get("runs", []):
     print(f"  {run['impl']:20s} {run['tokens_per_s']:9.0f} tok/s, MFU {100 * run['mfu']:.1f}%")
 if "roformer_over_hf_compile" in figures:
     print(f"  RoFormerV2 64 x 128 / HF RoBERTa under torch.compile: {figures['roformer_over_hf_compile']:.2f}x")
+if "roformer_over_torch_compile" in figures:
+    print(f"  RoFormerV2 64 x 128 / the same model in PyTorch under torch.compile: {figures['roformer_over_torch_compile']:.2f}x")
 print(f"  summary: {summary_file}")
