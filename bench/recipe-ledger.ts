@@ -57,8 +57,13 @@ export class Ledger<S extends object, R> {
     this.#state = state;
   }
 
-  /** The ledger in `out`: a new one, or the one there when it was written with the same settings. */
-  static open<S extends object, R>(out: string, settings: S): Ledger<S, R> {
+  /**
+   * The ledger in `out`: a new one, or the one there when it was written with the same
+   * settings. `selection` names the settings that only choose which units run (how many
+   * seeds, on which tasks): a finished unit's figure does not depend on them, so they may
+   * change between invocations, and the ledger keeps the latest.
+   */
+  static open<S extends object, R>(out: string, settings: S, selection: ReadonlyArray<keyof S> = []): Ledger<S, R> {
     const file = join(out, STATE_FILE);
     if (!existsSync(file)) return new Ledger(out, { settings, units: {} });
     let state: State<S, R>;
@@ -68,7 +73,7 @@ export class Ledger<S extends object, R> {
       throw new Error(`${file}: not a readable ledger (${(error as Error).message}): remove it to start again`);
     }
     const differs = Object.keys({ ...settings, ...state.settings }).filter(
-      (k) => JSON.stringify((settings as Record<string, unknown>)[k]) !== JSON.stringify((state.settings as Record<string, unknown>)[k]),
+      (k) => !selection.includes(k as keyof S) && JSON.stringify((settings as Record<string, unknown>)[k]) !== JSON.stringify((state.settings as Record<string, unknown>)[k]),
     );
     if (differs.length > 0) {
       const k = differs[0]!;
@@ -77,7 +82,7 @@ export class Ledger<S extends object, R> {
           `${JSON.stringify((settings as Record<string, unknown>)[k])} now): resume it with the same settings or choose another --out`,
       );
     }
-    return new Ledger(out, state);
+    return new Ledger(out, { ...state, settings });
   }
 
   get units(): Array<UnitRecord<R>> {

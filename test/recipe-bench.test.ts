@@ -145,7 +145,23 @@ describe('bench:recipe', () => {
     const third = units(out);
     expect(third['c/finetune/bustm/seed-1']).toMatchObject({ attempts: 2, resumed: true, finished: expect.any(String) });
     for (const [name, unit] of Object.entries(third)) if (name !== 'c/finetune/bustm/seed-1') expect(unit).toEqual(first[name]);
-  }, 120_000);
+
+    // More seeds on some tasks resume the same run (they only add units): the new units run,
+    // the finished ones stay, and the table gives the mean and range over the seeds.
+    const { stdout: more } = await recipe(out, '--seeds', '2', '--seeded-tasks', 'bustm');
+    const fourth = units(out);
+    expect(Object.keys(fourth).filter((name) => !(name in third)).sort()).toEqual(['a', 'b', 'c', 'd'].map((arm) => `${arm}/finetune/bustm/seed-2`));
+    for (const [name, unit] of Object.entries(third)) expect(fourth[name]).toEqual(unit);
+    const widened = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
+    expect(widened).toMatchObject({ complete: true, units: { done: 15, total: 15 }, settings: { seeds: 2, seededTasks: ['bustm'] } });
+    const bustm = widened.tasks.find((t: { task: string }) => t.task === 'bustm');
+    for (const arm of ['a', 'b', 'c', 'd']) {
+      const f = bustm.arms[arm];
+      expect(Object.keys(f.seeds).sort()).toEqual(['1', '2']);
+      expect(f.mean).toBeCloseTo((f.seeds['1'] + f.seeds['2']) / 2, 10);
+    }
+    expect(more).toMatch(/15 of 15 units/);
+  }, 180_000);
 
   it('refuses to resume a run with other settings, naming the setting, and bad flags name the flag', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'roformer-recipe-')), 'run');
