@@ -12,6 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import {
   Corpus,
+  DEMO_OVERRIDES,
   fillMask,
   loadForInference,
   MlmPipeline,
@@ -169,6 +170,20 @@ describe('config', () => {
     writeFileSync(file, JSON.stringify({ corpus: [corpusFile], steps: 7, batchSize: 4 }));
     const config = await resolvePretrainConfig({ file, flags: { steps: 9 } });
     expect(config).toMatchObject({ steps: 9, batchSize: 4, lr: PRETRAIN_DEFAULTS.lr });
+  });
+
+  it('--demo: the demo settings (token masking, 1,024 held-out lines evaluated) under the file and the flags', async () => {
+    const demo = await resolvePretrainConfig({ flags: { demo: true } });
+    expect(demo).toMatchObject({ ...DEMO_OVERRIDES, corpus: [], demo: true });
+    // The metric: held-out masked-token accuracy over BERT's single-character targets, on 1,024 held-out lines.
+    expect(demo).toMatchObject({ masking: 'token', maskProbability: 0.15 });
+    expect(demo.evalBatches * demo.batchSize).toBe(1024);
+    // A user's flags still win over the demo's settings, and unchanged ones stay the demo's.
+    const dir = tmp('demo-config');
+    const file = join(dir, 'demo.json');
+    writeFileSync(file, JSON.stringify({ demo: true, lr: 1e-3 }));
+    const tuned = await resolvePretrainConfig({ file, flags: { batchSize: 32 } });
+    expect(tuned).toMatchObject({ batchSize: 32, lr: 1e-3, steps: DEMO_OVERRIDES.steps, maxLength: DEMO_OVERRIDES.maxLength, demo: true });
   });
 });
 

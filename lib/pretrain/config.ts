@@ -131,7 +131,11 @@ export const PRETRAIN_DEFAULTS: PretrainConfig = {
  * The built-in demo: a 2-layer, 256-wide RoFormerV2 on lines of Song ci and Yuan qu
  * from the chinese-poetry package (lib/data/demo-corpus.ts), sized so that a 2-core
  * CPU gets past guessing frequent characters in about 3 minutes: short lines (≤ 32
- * tokens) in large batches, a shallow model, a high learning rate.
+ * tokens) in large batches, a shallow model, a high learning rate. BERT's token
+ * masking (15% of single characters, the default, stated here because the demo's
+ * figure depends on it): held-out masked-token accuracy over those targets. The
+ * variants measured against these settings at equal tokens (smaller batches over more
+ * steps, no dropout, pre-norm) did no better: README, "Quick start".
  */
 export const DEMO_OVERRIDES: Partial<PretrainConfig> = {
   out: 'runs/demo',
@@ -142,6 +146,8 @@ export const DEMO_OVERRIDES: Partial<PretrainConfig> = {
   steps: 600,
   lr: 2e-3,
   warmupSteps: 50,
+  masking: 'token',
+  maskProbability: 0.15,
   evalEvery: 100,
   evalBatches: 8,
   evalFraction: 0.02,
