@@ -1,18 +1,20 @@
 #include "packed_qkv.h"
 
 #include <array>
+#include <string_view>
 
 namespace roformer {
 
 namespace {
-constexpr const char* kPacked = "qkv.";
-constexpr std::array<const char*, 3> kParts{"query.", "key.", "value."};
+constexpr std::string_view kPacked = "qkv.";
+constexpr std::array<std::string_view, 3> kParts{"query.", "key.", "value."};
 
-// The position of "qkv." as a whole name component, or npos.
+// Where the packed module's component "qkv." starts in a parameter name
+// (`layer.3.attention.qkv.weight`, or `qkv.bias` for a lone attention), or npos.
 size_t packed_component(const std::string& name) {
   const size_t at = name.rfind(kPacked);
   if (at == std::string::npos || (at > 0 && name[at - 1] != '.')) return std::string::npos;
-  return name.find('.', at + 4) == std::string::npos ? at : std::string::npos;
+  return name.find('.', at + kPacked.size()) == std::string::npos ? at : std::string::npos;
 }
 }  // namespace
 
@@ -28,7 +30,7 @@ NamedTensors unpack_qkv(const NamedTensors& named) {
     const int64_t rows = tensor.size(0) / 3;
     const auto whole = tensor.detach();
     for (size_t i = 0; i < kParts.size(); ++i) {
-      result.emplace_back(name.substr(0, at) + kParts[i] + name.substr(at + 4),
+      result.emplace_back(name.substr(0, at) + std::string(kParts[i]) + name.substr(at + kPacked.size()),
                           whole.narrow(0, static_cast<int64_t>(i) * rows, rows));
     }
   }
