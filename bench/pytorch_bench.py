@@ -58,12 +58,12 @@ class SelfAttention(nn.Module):
     def __init__(self, d, heads, p, bias):
         super().__init__()
         self.heads, self.p = heads, p
-        self.query, self.key, self.value, self.output = (nn.Linear(d, d, bias=bias) for _ in range(4))
+        # q, k and v from one packed projection, as the addon computes them (native/packed_qkv.h)
+        self.qkv, self.output = nn.Linear(d, 3 * d, bias=bias), nn.Linear(d, d, bias=bias)
 
     def forward(self, x, keep, cos=None, sin=None):
         b, s, d = x.shape
-        split = lambda t: t.view(b, s, self.heads, -1).transpose(1, 2)
-        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        q, k, v = (t.transpose(1, 2) for t in self.qkv(x).view(b, s, 3, self.heads, -1).unbind(2))
         if cos is not None:
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         return self.output(attention(q, k, v, keep, self.p, self.training).transpose(1, 2).reshape(b, s, d))

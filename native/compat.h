@@ -169,7 +169,8 @@ class AutocastGuard {
   }
 
   ~AutocastGuard() {
-    // Casted weight copies are cached while autocast is on; drop them with the last guard.
+    // Casted weight copies are cached while autocast is on; drop them with the last guard
+    // (or with the AutocastCacheScope around it, which keeps them for a whole step).
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
 #if ROFORMER_LIBTORCH_2_4
     at::autocast::set_autocast_enabled(device_type_, previous_enabled_);
@@ -192,6 +193,23 @@ class AutocastGuard {
   torch::DeviceType device_type_;
   bool previous_enabled_ = false;
   torch::ScalarType previous_dtype_ = torch::kFloat;
+};
+
+// Keeps autocast's cache of cast weights alive for as long as it lives: inside it each
+// fp32 weight is cast to bf16/fp16 once, at its first use, however many forwards (the
+// micro-batches of a step) run under AutocastGuards. Autocast itself stays switched on
+// only by those guards, around the forwards, so backward runs without it. The cache is
+// dropped when the scope ends, which must come before the optimiser changes the weights
+// (the cached copies would be stale). Nesting counter and cache are thread-local, as the
+// guards are; the API is the same in libtorch 1.13 and 2.x.
+class AutocastCacheScope {
+ public:
+  AutocastCacheScope() { at::autocast::increment_nesting(); }
+  ~AutocastCacheScope() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  }
+  AutocastCacheScope(const AutocastCacheScope&) = delete;
+  AutocastCacheScope& operator=(const AutocastCacheScope&) = delete;
 };
 
 }  // namespace roformer::compat

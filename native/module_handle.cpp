@@ -5,9 +5,11 @@
 #include "executor.h"
 #include "gau_alpha.h"
 #include "modules.h"
+#include "packed_qkv.h"
 #include "tensor_handle.h"
 
 #include <algorithm>
+#include <map>
 
 namespace roformer::js {
 
@@ -416,8 +418,8 @@ Napi::Value ModuleHandle::named_parameters(const Napi::CallbackInfo& info) {
     check_usable("namedParameters", /*refuse_while_busy=*/true);
     std::lock_guard<std::mutex> lock(*mutex_);
     auto result = Napi::Object::New(env);
-    // Detached views of the live weights (no copy); Tensor.to() takes a snapshot.
-    for (const auto& item : module_->named_parameters()) result.Set(item.key(), TensorHandle::wrap(env, item.value().detach()));
+    // Detached views of the live weights (no copy), q, k and v apart; Tensor.to() takes a snapshot.
+    for (const auto& [name, tensor] : public_parameters(*module_)) result.Set(name, TensorHandle::wrap(env, tensor.detach()));
     return result;
   });
 }
@@ -428,7 +430,10 @@ Napi::Value ModuleHandle::load_state_dict(const Napi::CallbackInfo& info) {
     auto given = require_object(info.Length() > 0 ? info[0] : env.Undefined(), "loadStateDict(state)");
     check_usable("loadStateDict", /*refuse_while_busy=*/true);
     std::lock_guard<std::mutex> lock(*mutex_);
-    auto params = module_->named_parameters();
+    // By the names outside code uses: q, k and v are views into the packed projection.
+    std::map<std::string, torch::Tensor> params;
+    const auto named = public_parameters(*module_);
+    for (const auto& [name, tensor] : named) params[name] = tensor;
 
     // Strict: every problem is collected and named, and nothing is copied unless all is well.
     std::vector<std::string> problems;
@@ -436,7 +441,7 @@ Napi::Value ModuleHandle::load_state_dict(const Napi::CallbackInfo& info) {
     auto keys = given.GetPropertyNames();
     for (uint32_t i = 0; i < keys.Length(); ++i) {
       const auto name = keys.Get(i).ToString().Utf8Value();
-      if (!params.contains(name)) {
+      if (!params.count(name)) {
         problems.push_back("unexpected tensor " + name);
         continue;
       }
@@ -452,8 +457,8 @@ Napi::Value ModuleHandle::load_state_dict(const Napi::CallbackInfo& info) {
         copies.emplace_back(target, source);
       }
     }
-    for (const auto& item : params) {
-      if (!given.Has(item.key())) problems.push_back("missing tensor " + item.key());
+    for (const auto& [name, tensor] : named) {
+      if (!given.Has(name)) problems.push_back("missing tensor " + name);
     }
     if (!problems.empty()) {
       std::string message = "loadStateDict: " + std::to_string(problems.size()) + " problem(s):";
@@ -553,9 +558,11 @@ Napi::Value ModuleHandle::vjp(const Napi::CallbackInfo& info) {
       input_grads.Set(static_cast<uint32_t>(i),
                       input_slot[i] < 0 ? env.Null() : TensorHandle::wrap(env, zeros_if_unused(input_slot[i])));
     }
-    auto param_grads = Napi::Object::New(env);
+    NamedTensors named_grads;
     size_t k = first_param;
-    for (const auto& item : params) param_grads.Set(item.key(), TensorHandle::wrap(env, zeros_if_unused(k++)));
+    for (const auto& item : params) named_grads.emplace_back(item.key(), zeros_if_unused(k++));
+    auto param_grads = Napi::Object::New(env);
+    for (const auto& [name, grad] : unpack_qkv(named_grads)) param_grads.Set(name, TensorHandle::wrap(env, grad));
 
     auto result = Napi::Object::New(env);
     result.Set("output", TensorHandle::wrap(env, out.detach()));

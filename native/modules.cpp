@@ -271,24 +271,24 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) const { return RMSNor
 SelfAttentionImpl::SelfAttentionImpl(int64_t hidden_size, int64_t num_heads, double dropout, bool bias,
                                      AttentionNormalization normalization)
     : num_heads(num_heads), dropout(dropout), normalization(normalization) {
-  auto linear = [&](const char* name) {
-    return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(hidden_size, hidden_size).bias(bias)));
-  };
-  query = linear("query");
-  key = linear("key");
-  value = linear("value");
-  output = linear("output");
+  // Registered first, as query, key and value were: the initialisers draw the same numbers
+  // in the same order (the packed rows are q's, k's, v's; fan_in is hidden_size as before).
+  qkv = register_module("qkv",
+                        torch::nn::Linear(torch::nn::LinearOptions(hidden_size, 3 * hidden_size).bias(bias)));
+  output = register_module("output",
+                           torch::nn::Linear(torch::nn::LinearOptions(hidden_size, hidden_size).bias(bias)));
 }
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& cos,
                                          const torch::Tensor& sin) {
   const int64_t batch = x.size(0), seq = x.size(1), hidden = x.size(2);
-  // (batch, seq, hidden) → (batch, seq, heads, head_dim), still contiguous
-  auto split_heads = [&](const torch::Tensor& t) { return t.view({batch, seq, num_heads, -1}); };
-  auto q = split_heads(query(x)), k = split_heads(key(x)), v = split_heads(value(x));
+  // One product for all three: (batch, seq, 3·hidden) → q, k, v views of (batch, seq,
+  // heads, head_dim), rows of head_dim contiguous and tokens evenly spaced (3·hidden apart).
+  auto packed = qkv(x).view({batch, seq, 3, num_heads, -1}).unbind(2);
+  auto q = packed[0], k = packed[1], v = packed[2];
   if (cos.defined()) {
-    // Rotate in this contiguous layout (tables broadcast over heads): elementwise work
-    // on the transposed view below would be strided and slower.
+    // Rotate in this (batch, seq, heads, head_dim) layout (tables broadcast over heads):
+    // elementwise work on the transposed view below would be more strided and slower.
     if (fused::use_rotary_qk(q, k, cos)) {
       std::tie(q, k) = fused::rotary_qk(q, k, cos, sin);  // both in one kernel (native/kernels/)
     } else {

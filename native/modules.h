@@ -9,7 +9,8 @@
 //
 // Norm is RMS normalisation with no gain. Submodule names follow the Hugging Face
 // layout closely (query/key/value, intermediate/output), so the checkpoint name
-// mapping in lib/model/checkpoint-names.ts stays a simple table.
+// mapping in lib/model/checkpoint-names.ts stays a simple table; q, k and v are packed
+// into one projection inside, and unpacked under those names outside (packed_qkv.h).
 #pragma once
 
 #include "encoder_model.h"
@@ -54,7 +55,8 @@ TORCH_MODULE(RMSNorm);
 
 // Multi-head self-attention. RoPE is applied to q and k only (pass undefined
 // cos/sin for none, as the baseline does); `keep` masks padded keys; the weights
-// are normalised as `normalization` says (attention_normalization.h).
+// are normalised as `normalization` says (attention_normalization.h). q, k and v come
+// from one packed projection, `qkv` (packed_qkv.h: outside code sees query, key, value).
 class SelfAttentionImpl : public torch::nn::Module {
  public:
   SelfAttentionImpl(int64_t hidden_size, int64_t num_heads, double dropout, bool bias,
@@ -66,7 +68,7 @@ class SelfAttentionImpl : public torch::nn::Module {
   int64_t num_heads;
   double dropout;
   AttentionNormalization normalization;
-  torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, output{nullptr};
+  torch::nn::Linear qkv{nullptr}, output{nullptr};
 };
 TORCH_MODULE(SelfAttention);
 

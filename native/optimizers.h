@@ -54,6 +54,9 @@ class Optimizer {
   const std::map<std::string, torch::Tensor>& state() const { return state_; }
   void load_state(const std::map<std::string, torch::Tensor>& saved);
 
+  // The parameters it updates, by name, in the order given (views may need their .grad() set).
+  NamedTensors& parameters() { return parameters_; }
+
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }
   const OptimizerOptions& options() const { return options_; }

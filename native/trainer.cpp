@@ -2,6 +2,7 @@
 
 #include "compat.h"
 #include "distributed.h"
+#include "packed_qkv.h"
 
 #include <algorithm>
 #include <cmath>
@@ -44,13 +45,15 @@ Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex
               options_.backoff_factor < 1 && options_.growth_interval > 0,
           "loss scaling needs init_scale > 0, growth_factor > 1, 0 < backoff_factor < 1, growth_interval > 0");
 
+  // The optimiser sees q, k and v apart (packed_qkv.h): its per-tensor rules (LAMB's trust
+  // ratio, Adafactor's factored moments) and its state's names stay those of three tensors.
   NamedTensors parameters;
-  for (const auto& item : model_->named_parameters()) {
+  for (const auto& [name, tensor] : public_parameters(*model_)) {
     // Mixed precision keeps fp32 master weights: autocast casts copies for the matmuls.
-    require(item.value().scalar_type() == torch::kFloat,
-            "parameter " + item.key() + " is " + dtype_name(item.value().scalar_type()) +
+    require(tensor.scalar_type() == torch::kFloat,
+            "parameter " + name + " is " + dtype_name(tensor.scalar_type()) +
                 ": train with float32 weights and choose precision bf16/fp16 for mixed precision");
-    parameters.emplace_back(item.key(), item.value());
+    parameters.emplace_back(name, tensor);
   }
   // The heads, on the encoder's device; every parameter of theirs is in the optimiser too.
   for (const auto& [task, config] : options_.heads) {
@@ -64,8 +67,9 @@ Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex
   }
   for (const auto& item : heads_->named_parameters()) parameters.emplace_back("heads." + item.key(), item.value());
   if (options_.distributed) {
-    std::vector<torch::Tensor> all;
-    for (const auto& item : parameters) all.push_back(item.second);
+    // The reducer hooks the autograd leaves: the packed weights, not their q, k, v views.
+    std::vector<torch::Tensor> all = model_->parameters();
+    for (const auto& p : heads_->parameters()) all.push_back(p);
     reducer_ = std::make_shared<GradientReducer>(options_.distributed, std::move(all));
   }
   optimizer_ = make_optimizer(std::move(parameters), options_.optimizer);
@@ -288,6 +292,21 @@ torch::Tensor Trainer::backward_task(const TaskGroup& group, double scale, const
   return task_loss;
 }
 
+void Trainer::link_unpacked_gradients() {
+  NamedTensors grads;
+  for (const auto& item : model_->named_parameters()) grads.emplace_back(item.key(), item.value().grad());
+  const auto unpacked = unpack_qkv(grads);
+  // The optimiser holds the encoder's parameters first, in this order (the constructor).
+  auto& held = optimizer_->parameters();
+  for (size_t i = 0; i < unpacked.size(); ++i) {
+    require(i < held.size() && held[i].first == unpacked[i].first,
+            "internal: the encoder's gradients do not match the optimiser's parameters at " + unpacked[i].first);
+    auto& p = held[i].second;
+    // Unpacked tensors pass through as themselves (their .grad() already is this one).
+    if (!p.grad().defined() || !p.grad().is_same(unpacked[i].second)) p.mutable_grad() = unpacked[i].second;
+  }
+}
+
 Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches, GradientNormalization normalization,
                                           double scale, bool sync) {
   auto groups = group_by_task(batches);
@@ -295,6 +314,10 @@ Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches,
   Accumulated out;
   out.parameters = step_parameters(groups);
   auto grads = zeroed_gradients(out.parameters);
+  link_unpacked_gradients();
+  // Mixed precision: every weight cast once for all of the step's forwards, the casts
+  // dropped on return, before any update (compat.h).
+  compat::AutocastCacheScope cast_once_per_step;
   auto task_result = [](const TaskGroup& group) {
     TaskStepResult task{group.task};
     task.examples = group.count;
@@ -456,9 +479,9 @@ GradientResult Trainer::gradients(const std::vector<MicroBatch>& batches, double
   auto acc = accumulate(batches, normalization, 1.0);
   torch::NoGradGuard no_grad;
   GradientResult result;
-  for (size_t k = 0; k < acc.parameters.size(); ++k) {
-    result.gradients.emplace_back(acc.parameters[k].first, acc.gradients[k].clone());
-  }
+  NamedTensors packed;
+  for (size_t k = 0; k < acc.parameters.size(); ++k) packed.emplace_back(acc.parameters[k].first, acc.gradients[k].clone());
+  result.gradients = unpack_qkv(packed);  // named as the optimiser names them
   auto losses = torch::stack(acc.losses).to(torch::kCPU, torch::kDouble);
   result.tasks = std::move(acc.tasks);
   for (size_t i = 0; i < result.tasks.size(); ++i) result.tasks[i].loss = losses[static_cast<int64_t>(i)].item<double>();

@@ -181,6 +181,9 @@ class Trainer {
   };
   Accumulated accumulate(const std::vector<MicroBatch>& batches, GradientNormalization normalization, double scale,
                          bool sync = false);
+  // Points the .grad() of each q, k, v block the optimiser holds at its rows of the packed
+  // gradient, which backward fills: the optimiser reads the blocks' gradients.
+  void link_unpacked_gradients();
   // The steps of accumulate(). One task's micro-batches in a step, and how many MLM
   // targets or examples they hold (data-parallel: over all ranks).
   struct TaskGroup {
