@@ -177,7 +177,7 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
           maxGradNorm: config.maxGradNorm,
           alphaWarmupSteps: config.alphaWarmupSteps,
           precision: config.precision,
-          ...(config.cudaGraphs === null ? {} : { cudaGraphs: config.cudaGraphs }),
+          ...(config.cudaGraphs == null ? {} : { cudaGraphs: config.cudaGraphs }), // null (or absent from an older run's config): the trainer's default
         },
         loop: {
           steps: config.steps,
