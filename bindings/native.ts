@@ -140,6 +140,14 @@ export interface NativeTrainerOptions {
    * kernel where libtorch ≥ 2.4). Default: on for CUDA, off for the CPU.
    */
   staticStep?: boolean;
+  /**
+   * CUDA graphs (native/cuda_graph_step.h): each MLM step shape is captured once as one graph
+   * of the whole static step (forward, backward, clipping, update) and replayed after; steps of
+   * task heads, and of shapes beyond the graphs kept, run eagerly. Default: on for CUDA with the
+   * static step and AdamW's fused kernel (libtorch ≥ 2.4), without data parallelism or gradient
+   * normalisation; true where that does not hold (e.g. on the CPU) is an error that says why.
+   */
+  cudaGraphs?: boolean;
   /** Task heads trained with the encoder, by task name (lib/training/heads.ts). */
   heads?: Record<string, NativeHeadConfig>;
   /**
@@ -277,6 +285,8 @@ export interface StepResult {
   skippedSteps: number;
   /** Per task, in order of first appearance among the micro-batches. */
   tasks: TaskStepResult[];
+  /** The step ran through a CUDA graph (trainer option cudaGraphs): captured by it, or a replay; absent: eagerly. */
+  cudaGraph?: 'captured' | 'replayed';
 }
 
 export interface TrainerCounters {

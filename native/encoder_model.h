@@ -7,6 +7,7 @@
 #pragma once
 
 #include "attention_normalization.h"
+#include "graph_capture.h"
 
 #include <torch/torch.h>
 
@@ -109,6 +110,13 @@ class EncoderModel : public torch::nn::Module {
 
   const ModelConfig& config() const { return config_; }
 
+  // The input checks of prepare_inputs (ids in range, shapes, mask values), on the host,
+  // throwing std::invalid_argument that names the offending input; returns the mask's layout.
+  MaskLayout check_inputs(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
+                          const torch::Tensor& attention_mask) const;
+  // Validates MLM positions against the number of hidden rows.
+  torch::Tensor prepare_positions(const torch::Tensor& positions, int64_t rows) const;
+
  protected:
   // Validates and normalises the three inputs in place (ids to int64 on `device`,
   // defaults filled in), throwing std::invalid_argument that names the offending
@@ -119,8 +127,6 @@ class EncoderModel : public torch::nn::Module {
   // (if given) receives the positions within each document; it stays undefined otherwise.
   void prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token_type_ids, torch::Tensor& attention_mask,
                       torch::Device device, torch::Tensor* positions = nullptr) const;
-  // Validates MLM positions against the number of hidden rows.
-  torch::Tensor prepare_positions(const torch::Tensor& positions, int64_t rows) const;
   // The MLM head RoFormerV2 and GAU-α share: the hidden rows at `positions` (all when
   // undefined) times the word embeddings: tied, no dense layer, no norm, no bias.
   torch::Tensor tied_mlm_logits(const torch::Tensor& hidden, torch::Tensor positions,

@@ -1,6 +1,7 @@
 #include "modules.h"
 
 #include "compat.h"
+#include "graph_capture.h"
 #include "kernels/fused_ops.h"
 
 #include <cmath>
@@ -112,44 +113,58 @@ void ModelConfig::validate(bool needs_even_head_dim) const {
   require(rope_interpolation_factor > 0.0, "config: rope_interpolation_factor must be positive");
 }
 
-void EncoderModel::prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token_type_ids,
-                                  torch::Tensor& attention_mask, torch::Device device, torch::Tensor* positions) const {
+MaskLayout EncoderModel::check_inputs(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
+                                      const torch::Tensor& attention_mask) const {
   require(input_ids.defined(), "input_ids is required");
   require(is_integer_dtype(input_ids), "input_ids must be an int32 or int64 tensor, got " + dtype_string(input_ids));
   require(input_ids.dim() == 2, "input_ids must have shape (batch, seq), got " + shape_text(input_ids));
   require(input_ids.size(0) > 0 && input_ids.size(1) > 0,
           "input_ids is empty: shape " + shape_text(input_ids));
   check_id_range(input_ids, config_.vocab_size, "input_ids", "vocab_size");
-  // The mask is read where it arrived (the host, from JS): whether any row is padded or
-  // packed decides the attention layout without a device round trip.
-  auto mask = attention_mask.defined() ? attention_mask : input_ids.ne(config_.pad_token_id);
-  input_ids = input_ids.to(device, torch::kLong);
-
   if (token_type_ids.defined()) {
     require(is_integer_dtype(token_type_ids),
             "token_type_ids must be an int32 or int64 tensor, got " + dtype_string(token_type_ids));
     require(token_type_ids.sizes() == input_ids.sizes(), "token_type_ids has shape " + shape_text(token_type_ids) +
                                                              " but input_ids has shape " + shape_text(input_ids));
     check_id_range(token_type_ids, config_.type_vocab_size, "token_type_ids", "type_vocab_size");
-    token_type_ids = token_type_ids.to(device, torch::kLong);
-  } else {
-    token_type_ids = torch::zeros_like(input_ids);
   }
-
+  // The mask is read where it arrived (the host, from JS): whether any row is padded or
+  // packed decides the attention layout without a device round trip.
+  const auto mask = attention_mask.defined() ? attention_mask : input_ids.ne(config_.pad_token_id);
   require(mask.sizes() == input_ids.sizes(),
           "attention_mask has shape " + shape_text(mask) + " but input_ids has shape " + shape_text(input_ids));
-  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
   const auto numbers = mask.to(torch::kLong);
   if (numbers.gt(1).any().item<bool>()) {
     require(numbers.min().item<int64_t>() >= 0, "attention_mask numbers packed documents from 1 (0 = padding); "
                                                 "it holds a negative value");
-    auto documents = numbers.to(device);
-    attention_mask = document_keep_mask(documents);
-    if (positions) *positions = document_positions(documents);
-  } else if (mask.eq(0).any().item<bool>()) {
-    attention_mask = key_padding_mask(mask.to(device)).view({batch, 1, 1, seq});
-  } else {
-    attention_mask = torch::Tensor();  // no padding: attention without a mask
+    return MaskLayout::packed;
+  }
+  return mask.eq(0).any().item<bool>() ? MaskLayout::padding : MaskLayout::none;
+}
+
+void EncoderModel::prepare_inputs(torch::Tensor& input_ids, torch::Tensor& token_type_ids,
+                                  torch::Tensor& attention_mask, torch::Device device, torch::Tensor* positions) const {
+  // Under a CUDA graph capture the inputs are the graph step's device buffers, checked on the
+  // host before they were copied in, and the layout is stated (graph_capture.h).
+  const auto stated = graph_capture::stated_mask_layout();
+  const MaskLayout layout = stated ? *stated : check_inputs(input_ids, token_type_ids, attention_mask);
+  auto mask = attention_mask.defined() ? attention_mask : input_ids.ne(config_.pad_token_id);
+  input_ids = input_ids.to(device, torch::kLong);
+  token_type_ids = token_type_ids.defined() ? token_type_ids.to(device, torch::kLong) : torch::zeros_like(input_ids);
+  const int64_t batch = input_ids.size(0), seq = input_ids.size(1);
+  switch (layout) {
+    case MaskLayout::packed: {
+      auto documents = mask.to(device, torch::kLong);
+      attention_mask = document_keep_mask(documents);
+      if (positions) *positions = document_positions(documents);
+      break;
+    }
+    case MaskLayout::padding:
+      attention_mask = key_padding_mask(mask.to(device)).view({batch, 1, 1, seq});
+      break;
+    case MaskLayout::none:
+      attention_mask = torch::Tensor();  // no padding: attention without a mask
+      break;
   }
 }
 
@@ -157,7 +172,8 @@ torch::Tensor EncoderModel::prepare_positions(const torch::Tensor& positions, in
   if (!positions.defined()) return positions;
   require(is_integer_dtype(positions), "positions must be an int32 or int64 tensor, got " + dtype_string(positions));
   require(positions.dim() == 1, "positions must be 1-D (flat indices into batch*seq), got " + shape_text(positions));
-  check_id_range(positions, rows, "positions", "batch*seq");
+  // The graph step checked its target positions on the host before copying them in.
+  if (!graph_capture::stated_mask_layout()) check_id_range(positions, rows, "positions", "batch*seq");
   return positions.to(torch::kLong);
 }
 

@@ -120,6 +120,18 @@ class AdamW : public Optimizer {
     at::_foreach_addcdiv_(params, exp_avg, denom, -lr / bias1);
   }
 
+  bool capturable() const override { return compat::kHasFusedAdamW; }
+
+  void write_step_number() override {
+    if (!compat::kHasFusedAdamW || parameters_.empty()) return;
+    if (!step_count_.defined()) {
+      step_count_ = torch::zeros({}, parameters_.front().second.options().dtype(torch::kFloat));
+    }
+    // The count this update would make (the host's, written without waiting: a skipped
+    // step leaves steps() where it was, and the next update writes the same number).
+    step_count_.fill_(static_cast<double>(steps_ + 1));
+  }
+
   void step_on_device(const torch::Tensor& lr, const torch::Tensor& clip, const torch::Tensor& found_inf) override {
     if (!compat::kHasFusedAdamW) return Optimizer::step_on_device(lr, clip, found_inf);
     torch::NoGradGuard no_grad;
@@ -127,7 +139,7 @@ class AdamW : public Optimizer {
     struct Group {
       std::vector<torch::Tensor> params, grads, exp_avg, exp_avg_sq, steps;
     } decayed, plain;
-    if (!step_count_.defined()) step_count_ = torch::zeros({}, lr.options());
+    TORCH_CHECK(step_count_.defined(), "AdamW::step_on_device: write_step_number() first");
     for (auto& [name, p] : parameters_) {
       if (!p.grad().defined()) continue;
       auto& group = decays(p) ? decayed : plain;
@@ -137,9 +149,6 @@ class AdamW : public Optimizer {
       group.exp_avg_sq.push_back(state("exp_avg_sq", name));
       group.steps.push_back(step_count_);  // one count, shared: the kernel only reads it
     }
-    // The count this update would make (the host's, written without waiting: a skipped
-    // step leaves steps() where it was, and the next update writes the same number).
-    step_count_.fill_(static_cast<double>(steps_ + 1));
     // The kernel divides the gradients by grad_scale: 1 / clip multiplies them by clip.
     const auto grad_scale = clip.defined() ? clip.reciprocal() : torch::ones({}, lr.options());
     const auto& o = options_;

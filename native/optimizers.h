@@ -47,7 +47,15 @@ class Optimizer {
   // default reads found_inf and lr on the host, then steps as above; AdamW with the fused
   // kernel of libtorch ≥ 2.4 reads nothing back. Either way the caller sets steps() once
   // it has read whether the update was made.
+  // Callers write the update's step number first (write_step_number()).
   virtual void step_on_device(const torch::Tensor& lr, const torch::Tensor& clip, const torch::Tensor& found_inf);
+
+  // Whether step_on_device reads nothing back to the host and takes every value that changes
+  // from step to step from a tensor, so that a CUDA graph can capture it (cuda_graph_step.cpp)
+  // and replay it at every step. Its one host value, the step number the update would make,
+  // is written to the device by write_step_number(), before it and outside any graph.
+  virtual bool capturable() const { return false; }
+  virtual void write_step_number() {}
 
   // The state as named tensors (created up front, so the key set never changes),
   // and its strict restoration from a checkpoint.

@@ -1,6 +1,7 @@
 #include "trainer.h"
 
 #include "compat.h"
+#include "cuda_graph_step.h"
 #include "distributed.h"
 #include "packed_qkv.h"
 
@@ -76,6 +77,7 @@ Trainer::Trainer(std::shared_ptr<EncoderModel> model, std::shared_ptr<std::mutex
   counters_.loss_scale = uses_loss_scaling() ? options_.init_scale : 1.0;
   static_step_ = options_.static_step.value_or(device.is_cuda());
   lr_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device));
+  if (cuda_graphs_wanted(options_, device, static_step_, *optimizer_)) graphs_ = make_cuda_graph_steps(*this);
 }
 
 bool Trainer::uses_loss_scaling() const { return options_.loss_scaling.value_or(options_.precision == "fp16"); }
@@ -377,6 +379,10 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
 
   std::lock_guard<std::mutex> lock(*model_mutex_);
   enter_training(alpha);
+  // A step whose shapes have a CUDA graph replays it; the others run eagerly below.
+  if (graphs_) {
+    if (auto replayed = cuda_graph_step(*graphs_, batches, lr, alpha)) return std::move(*replayed);
+  }
 
   const bool sync = options_.distributed != nullptr;
   if (sync && !synced_) sync_parameters();
@@ -450,6 +456,13 @@ void Trainer::update_on_host(StepResult& result, std::vector<torch::Tensor>& gra
 
 void Trainer::update_on_device(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses,
                                double lr) {
+  lr_.fill_(lr);  // writes to the device, no wait
+  optimizer_->write_step_number();
+  // The step's one read, after the update is queued.
+  finish_device_update(result, queue_device_update(total_norm, losses).to(torch::kCPU));
+}
+
+torch::Tensor Trainer::queue_device_update(const torch::Tensor& total_norm, const torch::Tensor& losses) {
   const auto norm = total_norm.to(torch::kFloat);
   const auto loss = losses.sum();
   // 1 where the step must be skipped (an inf/NaN loss or gradient), else 0.
@@ -459,10 +472,11 @@ void Trainer::update_on_device(StepResult& result, const torch::Tensor& total_no
     const double max = options_.max_grad_norm;
     clip = torch::where(norm.gt(max), max / (norm + 1e-6), torch::ones_like(norm));
   }
-  lr_.fill_(lr);  // a write to the device, no wait
   optimizer_->step_on_device(lr_, clip, found_inf);
-  // The step's one read, after the update is queued.
-  const auto summary = torch::cat({loss.unsqueeze(0), norm.unsqueeze(0), found_inf.unsqueeze(0), losses}).to(torch::kCPU);
+  return torch::cat({loss.unsqueeze(0), norm.unsqueeze(0), found_inf.unsqueeze(0), losses});
+}
+
+void Trainer::finish_device_update(StepResult& result, const torch::Tensor& summary) {
   read_figures(result, summary, 3);
   result.skipped = summary[2].item<float>() != 0;
   count_step(result.skipped);

@@ -25,6 +25,7 @@
 
 namespace roformer {
 
+class CudaGraphSteps;
 class Distributed;
 class GradientReducer;
 
@@ -47,6 +48,10 @@ struct TrainerOptions {
   // for CUDA, off for the CPU (where a read costs nothing and the foreach update is the
   // one the tests pin).
   std::optional<bool> static_step;
+  // CUDA graphs (cuda_graph_step.h): each MLM step shape is recorded once as one graph of the
+  // whole static step and replayed after. Default: on for CUDA with the static step and
+  // without data parallelism; asking for it elsewhere is an error that says why.
+  std::optional<bool> cuda_graphs;
   // Task heads by task name, trained with the encoder (empty: MLM only).
   std::vector<std::pair<std::string, HeadConfig>> heads;
   // How the tasks of one step combine their gradients (gradient_normalization.h).
@@ -91,6 +96,7 @@ struct StepResult {
   int64_t step = 0;          // optimiser updates so far
   int64_t skipped_steps = 0; // steps skipped so far
   std::vector<TaskStepResult> tasks;  // in order of first appearance in the step
+  std::string cuda_graph;    // "captured" or "replayed" when it ran through a CUDA graph; empty: eagerly
 };
 
 // What a head predicts for one micro-batch (scores float32 on the host).
@@ -214,6 +220,12 @@ class Trainer {
   void update_on_host(StepResult& result, std::vector<torch::Tensor>& grads, const torch::Tensor& total_norm,
                       const torch::Tensor& losses, double lr);
   void update_on_device(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses, double lr);
+  // update_on_device's two halves: the device half queues the skip flag, the clipping and the
+  // update (with lr_; the optimiser's step number written first) and returns the figures
+  // [loss, norm, found_inf, task losses…] on the device, reading nothing back (a CUDA graph
+  // captures it); the host half reads them from the host copy `summary` and counts the step.
+  torch::Tensor queue_device_update(const torch::Tensor& total_norm, const torch::Tensor& losses);
+  void finish_device_update(StepResult& result, const torch::Tensor& summary);
   // The step's figures (summed loss, norm, per-task losses) into `result`, from the host copy
   // `summary` = [loss, norm, task losses…] starting at `first_task`.
   static void read_figures(StepResult& result, const torch::Tensor& summary, int64_t first_task);
@@ -235,6 +247,10 @@ class Trainer {
   bool static_step_ = false;
   torch::Tensor lr_;  // static step: the learning rate, a 0-dim float32 on the device
   std::shared_ptr<GradientReducer> reducer_;  // data-parallel only
+  // The CUDA-graph steps (cuda_graph_step.h; null without cudaGraphs). They run the
+  // static step's parts above on their own buffers, hence the friendship.
+  std::shared_ptr<CudaGraphSteps> graphs_;
+  friend class CudaGraphSteps;
   bool synced_ = false;                       // weights broadcast from rank 0 yet
 };
 

@@ -28,6 +28,7 @@ TrainerOptions parse_options(const Napi::Object& o) {
   t.precision = string_field(o, "precision", t.precision, kOption);
   t.loss_scaling = optional_boolean_field(o, "lossScaling");
   t.static_step = optional_boolean_field(o, "staticStep");
+  t.cuda_graphs = optional_boolean_field(o, "cudaGraphs");
   t.init_scale = number_field(o, "initScale", t.init_scale, kOption);
   t.growth_factor = number_field(o, "growthFactor", t.growth_factor, kOption);
   t.backoff_factor = number_field(o, "backoffFactor", t.backoff_factor, kOption);
@@ -236,6 +237,7 @@ Napi::Value TrainerHandle::step(const Napi::CallbackInfo& info) {
           o.Set("step", static_cast<double>(r.step));
           o.Set("skippedSteps", static_cast<double>(r.skipped_steps));
           o.Set("tasks", task_results(env, r.tasks));
+          if (!r.cuda_graph.empty()) o.Set("cudaGraph", r.cuda_graph);
           return o;
         });
   });

@@ -42,6 +42,7 @@ export function pretrainCommand(): Command {
     .option(...setting('alphaWarmupSteps', '<n>', 'residual α warm-up steps (0: α = 1)'))
     .option(...setting('precision', '<p>', 'fp32, bf16 or fp16'))
     .option(...setting('device', '<d>', 'cpu, cuda or cuda:N'))
+    .option(...setting('cudaGraphs', '<on|off>', 'CUDA graphs of the training step, batch lengths rounded up to multiples of 64 (default: on for CUDA; the CPU has none)', false))
     .option(...setting('masking', '<scheme>', "token (BERT 15%, 80/10/10) or whole-word (the authors' scheme, jieba words)"))
     .option(...setting('evalEvery', '<n>', 'evaluate on held-out text every n steps (0: never)'))
     .option(...setting('saveEvery', '<n>', 'checkpoint every n steps (0: only at the end)'))

@@ -13,7 +13,8 @@
 // MLM targets come in a fixed number of slots per batch (⌈p·rows·seq⌉ rounded up to a
 // multiple of 8, p the masking rate; more only when the draw exceeds it), unused slots
 // with the target id IGNORED_TARGET, so the MLM head's shapes stay the same from step
-// to step (packed batches always have seq = maxLength).
+// to step (packed batches always have seq = maxLength). On CUDA the lengths round up to a few
+// buckets (`lengthBuckets`, lib/data/length-buckets.ts), so that a run has few step shapes.
 //
 // A batch's `resume` position records where its buffer started (corpus position and
 // random state) and how many of the buffer's batches have been used: replaying from
@@ -24,6 +25,7 @@ import type { Corpus, CorpusPosition } from './corpus.js';
 import { maskSample, Random, type MaskingOptions, type MaskingVocab } from './masking.js';
 import { tensor } from '../model/tensor.js';
 import type { Tokenizer } from './tokenizer.js';
+import { bucketedLength } from './length-buckets.js';
 import { MIN_SEQUENCE_LENGTH } from './sequence-length.js';
 
 export interface PipelineOptions {
@@ -39,6 +41,11 @@ export interface PipelineOptions {
   shard?: { rank: number; worldSize: number };
   /** Several documents per row (training batches; held-out batches keep one per row). Default false. */
   pack?: boolean;
+  /**
+   * Each batch's length rounded up to a multiple of LENGTH_BUCKET (at most maxLength), the
+   * extra columns padding, so that a run has few step shapes (each its own CUDA graph). Default false.
+   */
+  lengthBuckets?: boolean;
 }
 
 /** The target id of an unused MLM target slot (native kIgnoredTarget, PyTorch's ignore_index). */
@@ -196,7 +203,8 @@ export class MlmPipeline {
   private build(rows: Row[], random: Random): MlmBatch {
     const masked = rows.map((row) => row.map((s) => maskSample(s.ids, this.vocab, random, this.options.masking, s.wordStarts)));
     const packed = rows.some((row) => row.length > 1);
-    const seq = Math.max(...rows.map(rowLength));
+    const longest = Math.max(...rows.map(rowLength));
+    const seq = this.options.lengthBuckets ? bucketedLength(longest, this.maxLength) : longest;
     const ids = new Int32Array(rows.length * seq); // [PAD] = 0
     const documents = packed ? new Int32Array(rows.length * seq) : undefined; // document numbers, 0 = padding
     const positions: number[] = [];

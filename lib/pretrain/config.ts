@@ -14,6 +14,7 @@ import {
   nonNegativeInteger,
   nonNegativeNumber,
   oneOf,
+  onOffOrDefault,
   positiveInteger,
   probability,
   SettingError,
@@ -83,6 +84,12 @@ export interface PretrainConfig {
   alphaWarmupSteps: number;
   precision: Precision;
   device: string;
+  /**
+   * CUDA graphs of the training step (native/cuda_graph_step.h): true, false, or null for
+   * the trainer's default (on for CUDA). On, batch lengths round up to a few buckets
+   * (lib/data/length-buckets.ts) so that a run replays a handful of graphs.
+   */
+  cudaGraphs: boolean | null;
   masking: 'token' | 'whole-word';
   maskProbability: number;
   evalEvery: number;
@@ -116,6 +123,7 @@ export const PRETRAIN_DEFAULTS: PretrainConfig = {
   weightDecay: 0.01,
   maxGradNorm: 1,
   alphaWarmupSteps: 0,
+  cudaGraphs: null,
   masking: 'token',
   maskProbability: 0.15,
   evalEvery: 100,
@@ -178,6 +186,7 @@ export const PRETRAIN_KINDS: Record<keyof PretrainConfig, ValueKind<unknown>> = 
   weightDecay: nonNegativeNumber,
   maxGradNorm: nonNegativeNumber,
   alphaWarmupSteps: nonNegativeInteger,
+  cudaGraphs: onOffOrDefault,
   masking: oneOf(['token', 'whole-word'] as const),
   maskProbability: probability,
   evalBatches: nonNegativeInteger,
@@ -251,6 +260,10 @@ export function checkPretrainConfig(config: PretrainConfig, source = 'config'): 
   validatePretrainConfig(config, source);
   if (config.corpus.length === 0 && !config.demo) {
     throw new PretrainConfigError('no corpus: pass --corpus <files or dirs> (or --demo for the built-in poetry corpus)');
+  }
+  // The trainer would refuse too, but only once the vocab is built: said here, before any work.
+  if (config.cudaGraphs === true && !config.device.startsWith('cuda')) {
+    throw new PretrainConfigError(`${source}: cudaGraphs (--cuda-graphs) is on, but the device is ${config.device}: CUDA graphs need a CUDA device`);
   }
   try {
     checkEncoderConfigOverrides(config.model, config.size, `${source}: model`);

@@ -177,6 +177,7 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
           maxGradNorm: config.maxGradNorm,
           alphaWarmupSteps: config.alphaWarmupSteps,
           precision: config.precision,
+          ...(config.cudaGraphs == null ? {} : { cudaGraphs: config.cudaGraphs }), // null (or absent from an older run's config): the trainer's default
         },
         loop: {
           steps: config.steps,
@@ -190,7 +191,9 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
           const segmenter = config.masking === 'whole-word' ? await jiebaSegmenter() : undefined;
           const masking = { scheme: config.masking, probability: config.maskProbability };
           const pack = config.pack ?? (await packingPays(corpus, tokenizer, config.maxLength, config.device, note));
-          const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: config.maxLength, batchSize: config.batchSize, masking, seed: config.seed + shard.rank, shard, pack }, segmenter);
+          // Few batch shapes where each gets a CUDA graph (the trainer's default on CUDA).
+          const lengthBuckets = config.device.startsWith('cuda') && config.cudaGraphs !== false;
+          const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: config.maxLength, batchSize: config.batchSize, masking, seed: config.seed + shard.rank, shard, pack, lengthBuckets }, segmenter);
           const evalBatches = config.evalEvery > 0 ? await pipeline.evalBatches(config.evalBatches) : [];
           return new MlmStage(pipeline, corpus, trainer, evalBatches, tokenizer.vocabFileText());
         },

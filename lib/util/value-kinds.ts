@@ -79,6 +79,13 @@ export const boolean: ValueKind<boolean> = {
   fromText: (t) => (t === 'true' ? true : t === 'false' ? false : t),
 };
 
+/** A switch given as on or off (true or false in a config file); null lets the default decide. */
+export const onOffOrDefault: ValueKind<boolean | null> = {
+  description: 'on or off (true or false in a config file)',
+  accepts: (v): v is boolean | null => v === null || typeof v === 'boolean',
+  fromText: (t) => (t === 'on' ? true : t === 'off' ? false : t),
+};
+
 /** An input file that exists and is not a directory (FIFOs and devices are the readers' to judge). */
 export const existingFile: ValueKind<string> = {
   description: 'an existing file (not a directory)',

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../graph_capture.h"
 #include "fused_cpu.h"
 
 #ifdef ROFORMER_WITH_FUSED_CUDA
@@ -362,14 +363,18 @@ bool wanted(const torch::Tensor& t, bool on_cpu) {
 }
 }  // namespace
 
+// The two norms with dropout draw its seed on the host: not while a CUDA graph is captured
+// (graph_capture.h), which would replay that one seed at every step.
 bool use_residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f) {
-  return wanted(x, used_on_cpu.residual_rms_norm) && residual_rms_norm_applies(x, f);
+  return wanted(x, used_on_cpu.residual_rms_norm) && graph_capture::host_seeded_dropout_allowed() &&
+         residual_rms_norm_applies(x, f);
 }
 bool use_rotary_qk(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos) {
   return wanted(q, used_on_cpu.rotary) && rotary_qk_applies(q, k, cos);
 }
 bool use_embedding_rms_norm(const torch::Tensor& tok, const torch::Tensor& seg) {
-  return wanted(tok, used_on_cpu.embedding_rms_norm) && embedding_rms_norm_applies(tok, seg);
+  return wanted(tok, used_on_cpu.embedding_rms_norm) && graph_capture::host_seeded_dropout_allowed() &&
+         embedding_rms_norm_applies(tok, seg);
 }
 
 torch::Tensor dropout_keep_mask(int64_t rows, int64_t d, double p, uint64_t seed) {
