@@ -4,16 +4,12 @@
 
 import { InvalidArgumentError } from 'commander';
 
+import { parse } from '../lib/cli/options.js';
 import { integerAtLeast, nonNegativeInteger, oneOf, positiveInteger, positiveNumber, type ValueKind } from '../lib/util/value-kinds.js';
 
 /** A flag's parser: `.option('--steps <n>', '…', flag(positiveInteger, '--steps'), 10)`. */
-export const flag =
-  <T>(kind: ValueKind<T>, name: string) =>
-  (text: string): T => {
-    const value = kind.fromText(text);
-    if (!kind.accepts(value)) throw new InvalidArgumentError(`${name} must be ${kind.description}, got '${text}'`);
-    return value;
-  };
+export const flag = <T>(kind: ValueKind<T>, name: string) =>
+  parse(kind, name.replace(/^--/, ''), (message) => new InvalidArgumentError(message));
 
 export const positiveInt = (name: string) => flag(positiveInteger, name);
 export const nonNegativeInt = (name: string) => flag(nonNegativeInteger, name);

@@ -5,12 +5,16 @@
 
 import { flagOf, SettingError, type ValueKind } from '../util/value-kinds.js';
 
-/** A flag's parser: `.option('--steps <n>', '…', parse(positiveInteger, 'steps'))`. */
+/**
+ * A flag's parser: `.option('--steps <n>', '…', parse(positiveInteger, 'steps'))`. A bad
+ * value throws a SettingError, or the error `refuse` makes of the message (the benchmarks
+ * hand commander its InvalidArgumentError).
+ */
 export const parse =
-  <T>(kind: ValueKind<T>, flag: string) =>
+  <T>(kind: ValueKind<T>, flag: string, refuse: (message: string) => Error = (message) => new SettingError(message)) =>
   (text: string): T => {
     const value = kind.fromText(text);
-    if (!kind.accepts(value)) throw new SettingError(`--${flag} must be ${kind.description}, got '${text}'`);
+    if (!kind.accepts(value)) throw refuse(`--${flag} must be ${kind.description}, got '${text}'`);
     return value;
   };
 
