@@ -343,10 +343,15 @@ torch::Tensor embedding_rms_norm(const torch::Tensor& ids, const torch::Tensor& 
   return EmbeddingRMSNorm::apply(ids, type_ids, tok, seg, p, eps, static_cast<int64_t>(s));
 }
 
-// On the CPU each fused path ran 1.7-5× faster than libtorch's chain (forward + backward, fp32,
-// small model shapes 8 × 128 and 8 × 512, fusedKernelCheck's timings; the README's performance
-// section has the figures), so the model takes all three there too.
-const CpuChoice used_on_cpu{/*residual_rms_norm=*/true, /*rotary=*/true, /*embedding_rms_norm=*/true};
+// The CPU takes libtorch's chains. On the idle 2-core machine (fusedKernelCheck, fp32, forward +
+// backward, small-model rows of 384, 8 × 128 and 8 × 512, two threads) the chains were faster than
+// each fused path: residual norm 0.79-0.87×, RoPE 0.24-0.30×, embedding norm 0.82-0.88× (fused
+// speed over the chain's; one thread: the norms at par, RoPE 0.49-0.64×), and the whole small-model
+// step at 8 × 128 gained ~5% without them. libtorch's vectorised kernels use both cores; the
+// per-row loops here are compiled for the baseline x86-64 ISA. (An earlier measurement under load
+// ≈ 11 had favoured the fused paths; it did not hold on an idle machine.) The CPU instantiation
+// stays: it is the reference the CUDA kernels are checked against, and ROFORMER_FUSED=1 uses it.
+const CpuChoice used_on_cpu{/*residual_rms_norm=*/false, /*rotary=*/false, /*embedding_rms_norm=*/false};
 
 namespace {
 // ROFORMER_FUSED: "0" never, "1" wherever a kernel applies, unset: on CUDA, and on the CPU per used_on_cpu.
