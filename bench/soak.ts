@@ -97,7 +97,6 @@ ${xTicks.join('\n')}
 `;
 }
 
-
 async function main(): Promise<void> {
   const program = new Command()
     .name('soak')

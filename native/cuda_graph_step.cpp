@@ -180,16 +180,7 @@ torch::Tensor CudaGraphSteps::run_step(const GraphKey& key, const std::vector<In
   // gradient buffers that stay the same tensors from step to step: the graph writes into them.
   std::vector<Trainer::TaskGroup> mlm{Trainer::TaskGroup{"mlm", nullptr, {}, 0}};
   auto parameters = t.step_parameters(mlm);
-  std::vector<torch::Tensor> grads;
-  for (auto& [name, p] : parameters) {
-    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-    grads.push_back(p.grad());
-  }
-  t.link_unpacked_gradients();  // the optimiser's query/key/value gradients: views of qkv's
-  {
-    torch::NoGradGuard no_grad;
-    at::_foreach_zero_(grads);
-  }
+  auto grads = t.zeroed_gradients(parameters);
   // The loss is the mean over the step's targets, counted here on the device.
   auto targets = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(device_));
   for (const auto& in : inputs) targets = targets + in.target_ids.ne(kIgnoredTarget).sum().to(torch::kFloat);
@@ -319,8 +310,7 @@ std::optional<StepResult> CudaGraphSteps::step(const std::vector<MicroBatch>& ba
     seen_.clear();
   }
   // The values a graph reads besides its inputs, written before it runs.
-  trainer_.lr_.fill_(lr);
-  trainer_.optimizer_->write_step_number();
+  trainer_.write_update_inputs(lr);
   if (auto* graph = find(*key)) {
     fill(graph->inputs, batches);
     auto result = result_of(batches, key->loss_scale, replay(*graph));

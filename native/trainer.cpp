@@ -248,25 +248,6 @@ NamedTensors Trainer::step_parameters(const std::vector<TaskGroup>& groups) cons
 
 namespace {
 
-// The parameters' .grad(), zeroed. In place rather than freed: backward then
-// accumulates into the same buffers every step instead of allocating (and
-// page-faulting in) a model-sized set of fresh ones, which costs more than the
-// memset on the CPU.
-std::vector<torch::Tensor> zeroed_gradients(NamedTensors& parameters) {
-  std::vector<torch::Tensor> grads, existing;
-  for (auto& [name, p] : parameters) {
-    if (p.grad().defined()) {
-      existing.push_back(p.grad());
-    } else {
-      p.mutable_grad() = torch::zeros_like(p);  // the first step: allocated once
-    }
-    grads.push_back(p.grad());
-  }
-  torch::NoGradGuard no_grad;
-  if (!existing.empty()) at::_foreach_zero_(existing);  // one multi-tensor call
-  return grads;
-}
-
 // Undoes the loss scale on the accumulated gradients.
 void unscale(std::vector<torch::Tensor>& grads, double scale) {
   torch::NoGradGuard no_grad;
@@ -294,6 +275,27 @@ torch::Tensor Trainer::backward_task(const TaskGroup& group, double scale, const
   return task_loss;
 }
 
+// In place rather than freed: backward then accumulates into the same buffers every step
+// instead of allocating (and page-faulting in) a model-sized set of fresh ones, which costs
+// more than the memset on the CPU — and a CUDA graph writes into the same buffers each replay.
+std::vector<torch::Tensor> Trainer::zeroed_gradients(NamedTensors& parameters) {
+  std::vector<torch::Tensor> grads, existing;
+  for (auto& [name, p] : parameters) {
+    if (p.grad().defined()) {
+      existing.push_back(p.grad());
+    } else {
+      p.mutable_grad() = torch::zeros_like(p);  // the first step: allocated once
+    }
+    grads.push_back(p.grad());
+  }
+  {
+    torch::NoGradGuard no_grad;
+    if (!existing.empty()) at::_foreach_zero_(existing);  // one multi-tensor call
+  }
+  link_unpacked_gradients();
+  return grads;
+}
+
 void Trainer::link_unpacked_gradients() {
   NamedTensors grads;
   for (const auto& item : model_->named_parameters()) grads.emplace_back(item.key(), item.value().grad());
@@ -316,7 +318,6 @@ Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches,
   Accumulated out;
   out.parameters = step_parameters(groups);
   auto grads = zeroed_gradients(out.parameters);
-  link_unpacked_gradients();
   // Mixed precision: every weight cast once for all of the step's forwards, the casts
   // dropped on return, before any update (compat.h).
   compat::AutocastCacheScope cast_once_per_step;
@@ -456,10 +457,14 @@ void Trainer::update_on_host(StepResult& result, std::vector<torch::Tensor>& gra
 
 void Trainer::update_on_device(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses,
                                double lr) {
-  lr_.fill_(lr);  // writes to the device, no wait
-  optimizer_->write_step_number();
+  write_update_inputs(lr);
   // The step's one read, after the update is queued.
   finish_device_update(result, queue_device_update(total_norm, losses).to(torch::kCPU));
+}
+
+void Trainer::write_update_inputs(double lr) {
+  lr_.fill_(lr);  // writes to the device, no wait
+  optimizer_->write_step_number();
 }
 
 torch::Tensor Trainer::queue_device_update(const torch::Tensor& total_norm, const torch::Tensor& losses) {

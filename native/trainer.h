@@ -187,6 +187,9 @@ class Trainer {
   };
   Accumulated accumulate(const std::vector<MicroBatch>& batches, GradientNormalization normalization, double scale,
                          bool sync = false);
+  // The .grad() of each of `parameters`, zeroed in place (created on the first step), with
+  // the optimiser's q, k, v gradients linked to them (link_unpacked_gradients).
+  std::vector<torch::Tensor> zeroed_gradients(NamedTensors& parameters);
   // Points the .grad() of each q, k, v block the optimiser holds at its rows of the packed
   // gradient, which backward fills: the optimiser reads the blocks' gradients.
   void link_unpacked_gradients();
@@ -220,8 +223,11 @@ class Trainer {
   void update_on_host(StepResult& result, std::vector<torch::Tensor>& grads, const torch::Tensor& total_norm,
                       const torch::Tensor& losses, double lr);
   void update_on_device(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses, double lr);
+  // What the device update reads besides the gradients, written without waiting: the
+  // learning rate (lr_) and the optimiser's step number.
+  void write_update_inputs(double lr);
   // update_on_device's two halves: the device half queues the skip flag, the clipping and the
-  // update (with lr_; the optimiser's step number written first) and returns the figures
+  // update (reading what write_update_inputs wrote) and returns the figures
   // [loss, norm, found_inf, task losses…] on the device, reading nothing back (a CUDA graph
   // captures it); the host half reads them from the host copy `summary` and counts the step.
   torch::Tensor queue_device_update(const torch::Tensor& total_norm, const torch::Tensor& losses);
