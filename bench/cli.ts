@@ -132,7 +132,13 @@ async function main(options: BenchCliOptions): Promise<void> {
       targetFraction: 0.15,
       gauAlpha,
     },
-    (r) => console.log(`  seq ${r.seq}: RoFormerV2 ${r.roformer.msPerStep.median.toFixed(1)} ms, baseline ${r.baseline.msPerStep.median.toFixed(1)} ms${r.gauAlpha ? `, GAU-α ${r.gauAlpha.msPerStep.median.toFixed(1)} ms` : ''}`),
+    (r) => {
+      console.log(`  seq ${r.seq}: RoFormerV2 ${r.roformer.msPerStep.median.toFixed(1)} ms, baseline ${r.baseline.msPerStep.median.toFixed(1)} ms${r.gauAlpha ? `, GAU-α ${r.gauAlpha.msPerStep.median.toFixed(1)} ms` : ''}`);
+      const models = [r.roformer, r.baseline, ...(r.gauAlpha ? [r.gauAlpha] : [])];
+      if (options.device !== 'cpu' && options.mode === 'train') {
+        console.log(`    CUDA graph replays among the ${options.steps} timed steps: ${models.map((m) => `${m.model} ${m.graphReplays}`).join(', ')}`);
+      }
+    },
   );
   console.log(`  matmul peak measured: ${(matmulPeakFlops / 1e12).toFixed(3)} TFLOP/s (${options.dtype})`);
 

@@ -7,10 +7,11 @@
 //   - the input checks: the id ranges and the attention mask's layout (none, padded, packed)
 //     are read on the host. The graph step checks the host copies itself, copies them into
 //     its static device buffers, and states the layout (it is part of the graph's key);
-//   - the fused residual and embedding norms draw their dropout seed on the host: a graph
-//     would replay one dropout mask forever. While capturing a model with dropout they give
-//     way to libtorch's chain, whose dropout draws from the CUDA generator on the device
-//     (libtorch registers that generator with every capture).
+//   - on the CPU the fused residual and embedding norms draw their dropout seed on the host:
+//     a graph would replay one dropout mask forever. While the graph step of a model with
+//     dropout is emulated on the CPU they give way to libtorch's chain. (On CUDA they draw from
+//     libtorch's CUDA generator, whose Philox state is graph-safe: libtorch registers that
+//     generator with every capture and writes each replay's seed and offset on the device.)
 //
 // Both are thread-local scopes: the step, its capture and its forward run on one thread
 // (the autograd engine's backward thread reads neither).

@@ -276,8 +276,10 @@ class RMSNormFunction : public torch::autograd::Function<RMSNormFunction> {
 }  // namespace
 
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  // sin± = (−sin, +sin, −sin, +sin, ...): the sign of each element's partner in the rotation
-  auto sign = torch::tensor({-1.0, 1.0}, sin.options());
+  // sin± = (−sin, +sin, −sin, +sin, ...): the sign of each element's partner in the rotation.
+  // (−1, +1) made on the device (2·arange(2) − 1), not copied from a host literal: a CUDA graph
+  // capture refuses copies from pageable host memory.
+  auto sign = torch::arange(2, sin.options()).mul_(2).sub_(1);
   auto signed_sin = (sin.unflatten(-1, {-1, 2}) * sign).flatten(-2);
   return RotaryFunction::apply(x, cos.to(x.scalar_type()), signed_sin.to(x.scalar_type()));
 }

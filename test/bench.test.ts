@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
 import { barChartSvg, table } from '../bench/chart.js';
-import { flopsPerToken, summarise, type ConfigResult, type ModelName, type ModelResult } from '../bench/harness.js';
+import { flopsPerToken, randomBatch, summarise, type ConfigResult, type ModelName, type ModelResult } from '../bench/harness.js';
 import { hasTorchCompile, type PytorchResult } from '../bench/pytorch.js';
 import { resolveConfig } from '../lib/model/config.js';
 
@@ -133,6 +133,26 @@ describe('benchmark arithmetic', () => {
     expect(flopsPerToken(c, 128, 'train', 0.15)).toBeCloseTo(6 * (n + 0.15 * 12000 * 768) + 12 * 12 * 128 * 768, 6);
   });
 
+  it('random batches of one shape have the same number of target slots (so CUDA graph steps replay)', () => {
+    const slots = new Set<number>();
+    for (let seed = 0; seed < 20; seed++) {
+      const b = randomBatch(4, 64, 500, 0.15, seed);
+      const ids = Array.from(b.inputIds.toArray(), Number);
+      const positions = Array.from(b.targetPositions.toArray(), Number);
+      const targets = Array.from(b.targetIds.toArray(), Number);
+      slots.add(positions.length);
+      expect(positions.length % 8).toBe(0);
+      const real = targets.filter((t) => t !== -100).length;
+      expect(real).toBeGreaterThan(0);
+      // Real targets first, each the id at its position; the rest ignored.
+      targets.forEach((t, i) => (i < real ? expect(t).toBe(ids[positions[i]!]) : expect(t).toBe(-100)));
+      for (const t of [b.inputIds, b.targetPositions, b.targetIds]) t.dispose();
+    }
+    // ⌈0.15 · 256⌉ = 39 → 40 slots, unless a draw exceeds it (then the next multiple of 8).
+    expect([...slots].every((n) => n >= 40)).toBe(true);
+    expect(slots.has(40)).toBe(true);
+  });
+
   it('summarise gives median and spread', () => {
     expect(summarise([5, 1, 4, 2, 3])).toEqual({ median: 3, p10: 1, p90: 5, min: 1, max: 5 });
   });
@@ -141,7 +161,7 @@ describe('benchmark arithmetic', () => {
 describe('--vs-pytorch reporting', () => {
   const ms = (median: number) => summarise([median]);
   const ours = (model: ModelName, median: number): ModelResult => ({
-    model, parameters: 1, msPerStep: ms(median), tokensPerSecond: 1, samplesPerSecond: 1, peakDeviceBytes: 0, flopsPerToken: 1, mfu: 0.1, msSamples: [median],
+    model, parameters: 1, msPerStep: ms(median), tokensPerSecond: 1, samplesPerSecond: 1, peakDeviceBytes: 0, flopsPerToken: 1, mfu: 0.1, graphReplays: 0, msSamples: [median],
   });
   const results: ConfigResult[] = [{ seq: 128, batch: 64, roformer: ours('roformer-v2', 40), baseline: ours('roberta-baseline', 50), speedRatio: 1.25, medianRatio: 1.25, peakHostBytes: 0 }];
   const theirs = (model: ModelName, head: 'targets' | 'full', compiled: boolean, median: number): PytorchResult => ({ model, seq: 128, head, compiled, msPerStep: ms(median), torchVersion: '2.6.0', threads: 1 });

@@ -59,7 +59,7 @@ phases=(
   "build|300|bash bench/gpu/build.sh \$WORK"
   "cuda-check|150|node scripts/cuda-check.mjs --json \$WORK/cuda-check.json"
   "kernels|60|node bench/gpu/fused-check.mjs --json \$WORK/kernels.json"
-  "static-step|60|node bench/gpu/static-step.mjs --json \$WORK/static-step.json"
+  "static-step|90|node bench/gpu/static-step.mjs --json \$WORK/static-step.json"
   "graphs|120|node bench/gpu/graph-check.mjs --json \$WORK/graphs.json"
   "bench-128|120|node dist/bench/cli.js $bench_args --seq 128 --batch 64 --json \$WORK/bench-128.json"
   "bench-512|120|node dist/bench/cli.js $bench_args --seq 512 --batch 16 --json \$WORK/bench-512.json"

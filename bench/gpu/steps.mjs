@@ -2,7 +2,7 @@
 // kernel-count.sh profiles, and a quick throughput probe. Prints one JSON line of the losses and
 // the median step time (the figures are read once per step, after it, as the Trainer does).
 //
-//   node bench/gpu/steps.mjs --size base --dtype bf16 --batch 64 --seq 128 --warmup 2 --steps 4 [--device cuda]
+//   node bench/gpu/steps.mjs --size base --dtype bf16 --batch 64 --seq 128 --warmup 2 --steps 4 [--device cuda] [--graphs on|off]
 import { parseArgs } from 'node:util';
 
 const { RoFormerV2, Trainer } = await import('../../dist/lib/index.js');
@@ -19,6 +19,7 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '2' },
     steps: { type: 'string', default: '4' },
     seed: { type: 'string', default: '1' },
+    graphs: { type: 'string', default: 'on' },
   },
 });
 const [batch, seq, warmup, steps, seed] = ['batch', 'seq', 'warmup', 'steps', 'seed'].map((k) => {
@@ -28,7 +29,9 @@ const [batch, seq, warmup, steps, seed] = ['batch', 'seq', 'warmup', 'steps', 's
 });
 
 const model = RoFormerV2.create({ size: values.size, seed, config: { hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 } }).to(values.device);
-const trainer = new Trainer(model, { lr: 1e-4, precision: values.dtype });
+if (!['on', 'off'].includes(values.graphs)) throw new Error(`--graphs takes on or off, got '${values.graphs}'`);
+// Graphs on: the trainer's default on CUDA (where graphs apply); off: every step launches its kernels.
+const trainer = new Trainer(model, { lr: 1e-4, precision: values.dtype, ...(values.graphs === 'off' ? { cudaGraphs: false } : {}) });
 const vocab = model.config.vocab_size;
 const losses = [];
 const ms = [];

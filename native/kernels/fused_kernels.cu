@@ -40,13 +40,14 @@ template <class T, class F>
 __global__ void __launch_bounds__(kRowThreads) residual_rms_norm_forward_kernel(const T* x, const F* f, T* y, float* inv_rms, int64_t d,
                                                                                 float alpha, float eps, Dropout dropout) {
   extern __shared__ float scratch[];
-  residual_rms_norm_forward_row<float, T, F>(x, f, y, inv_rms, scratch, blockIdx.x, d, alpha, eps, dropout, block_lanes());
+  residual_rms_norm_forward_row<float, T, F>(x, f, y, inv_rms, scratch, blockIdx.x, d, alpha, eps, dropout.resolved(),
+                                             block_lanes());
 }
 
 template <class T, class F>
 __global__ void __launch_bounds__(kRowThreads) residual_rms_norm_backward_kernel(const T* dy, const T* y, const float* inv_rms, T* dx,
                                                                                  F* df, int64_t d, float alpha, Dropout dropout) {
-  residual_rms_norm_backward_row<float, T, F>(dy, y, inv_rms, dx, df, blockIdx.x, d, alpha, dropout, block_lanes());
+  residual_rms_norm_backward_row<float, T, F>(dy, y, inv_rms, dx, df, blockIdx.x, d, alpha, dropout.resolved(), block_lanes());
 }
 
 template <class T>
@@ -68,7 +69,7 @@ __global__ void __launch_bounds__(kRowThreads) embedding_rms_norm_forward_kernel
                                                                                  float eps, Dropout dropout) {
   extern __shared__ float scratch[];
   embedding_rms_norm_forward_row<float, float, T>(ids, type_ids, tok, seg, y, inv_rms, scratch, blockIdx.x, d, eps,
-                                                  dropout, block_lanes());
+                                                  dropout.resolved(), block_lanes());
 }
 
 template <class T>
@@ -78,7 +79,7 @@ __global__ void __launch_bounds__(kRowThreads) embedding_rms_norm_backward_kerne
   const int64_t row = blockIdx.x;
   float* tok_row = tok_grad + ids[row] * d;
   float* seg_row = seg_grad + type_ids[row] * d;
-  embedding_rms_norm_backward_row<float, T>(dy, y, inv_rms, row, d, dropout, block_lanes(), [=] __device__(int64_t j, float g) {
+  embedding_rms_norm_backward_row<float, T>(dy, y, inv_rms, row, d, dropout.resolved(), block_lanes(), [=] __device__(int64_t j, float g) {
     atomicAdd(tok_row + j, g);
     atomicAdd(seg_row + j, g);
   });

@@ -14,6 +14,9 @@
 
 #ifdef ROFORMER_WITH_FUSED_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+
+#include <mutex>
 
 #include "fused_kernels.h"
 #endif
@@ -38,7 +41,40 @@ uint64_t draw_seed() {
   return static_cast<uint64_t>(t.item<int64_t>());
 }
 
-Dropout make_dropout(double p, uint64_t seed) { return Dropout{static_cast<float>(p), seed, 0}; }
+Dropout make_dropout(double p, uint64_t seed) {
+  Dropout d;
+  d.p = static_cast<float>(p);
+  d.seed = seed;
+  return d;
+}
+
+// The mask of one dropout: from the given seed (the tests'); on the CUDA device from libtorch's
+// CUDA generator, whose Philox state is graph-safe (while a CUDA graph is captured it hands out
+// device pointers that each replay's fresh seed and offset are written to, so a replayed step
+// draws a new mask); on the CPU from a seed drawn on the host.
+Dropout dropout_for(double p, std::optional<uint64_t> seed, const torch::Tensor& like) {
+  if (p <= 0) return make_dropout(0, 0);
+  if (seed) return make_dropout(p, *seed);
+#ifdef ROFORMER_WITH_FUSED_CUDA
+  if (like.is_cuda()) {
+    at::Generator generator = at::cuda::detail::getDefaultCUDAGenerator(like.device().index());  // a handle
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    // 4 numbers of the Philox stream: the offset only separates one mask's counters from the next's.
+    const at::PhiloxCudaState state = at::check_generator<at::CUDAGeneratorImpl>(generator)->philox_cuda_state(4);
+    Dropout d = make_dropout(p, 0);
+    if (state.captured_) {
+      d.seed_at = state.seed_.ptr;
+      d.offset_at = state.offset_.ptr;
+      d.offset = state.offset_intragraph_;
+    } else {
+      d.seed = state.seed_.val;
+      d.offset = state.offset_.val;
+    }
+    return d;
+  }
+#endif
+  return make_dropout(p, draw_seed());
+}
 
 // At least this many elements per CPU task.
 int64_t grain(int64_t d) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, d)); }
@@ -62,23 +98,30 @@ void check(cudaError_t status, const char* what) {
   throw std::runtime_error("fused kernels: this build has no CUDA kernels (CMake found no CUDA compiler)");
 }
 
-// Stores (seed, p) in the context: the seed's 64 bits as an int64.
-void save_dropout(AutogradContext* ctx, double p, uint64_t seed) {
-  ctx->saved_data["p"] = p;
-  ctx->saved_data["seed"] = static_cast<int64_t>(seed);
+// Stores the dropout in the context, for the backward to regenerate its mask: 64-bit values and
+// device addresses as int64.
+void save_dropout(AutogradContext* ctx, const Dropout& d) {
+  ctx->saved_data["p"] = static_cast<double>(d.p);
+  ctx->saved_data["seed"] = static_cast<int64_t>(d.seed);
+  ctx->saved_data["offset"] = static_cast<int64_t>(d.offset);
+  ctx->saved_data["seed_at"] = reinterpret_cast<int64_t>(d.seed_at);
+  ctx->saved_data["offset_at"] = reinterpret_cast<int64_t>(d.offset_at);
 }
 Dropout saved_dropout(AutogradContext* ctx) {
-  return make_dropout(ctx->saved_data["p"].toDouble(), static_cast<uint64_t>(ctx->saved_data["seed"].toInt()));
+  Dropout d = make_dropout(ctx->saved_data["p"].toDouble(), static_cast<uint64_t>(ctx->saved_data["seed"].toInt()));
+  d.offset = static_cast<uint64_t>(ctx->saved_data["offset"].toInt());
+  d.seed_at = reinterpret_cast<const int64_t*>(ctx->saved_data["seed_at"].toInt());
+  d.offset_at = reinterpret_cast<const int64_t*>(ctx->saved_data["offset_at"].toInt());
+  return d;
 }
 
 class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in, const torch::Tensor& f_in, double alpha,
-                               double p, double eps, int64_t seed) {
+                               double eps, const Dropout& dropout) {
     auto x = x_in.contiguous(), f = f_in.contiguous();
     const int64_t d = x.size(-1), rows = x.numel() / d;
     auto y = torch::empty_like(x);
-    const auto dropout = make_dropout(p, static_cast<uint64_t>(seed));
     torch::Tensor inv_rms;
     if (x.is_cuda()) {
 #ifdef ROFORMER_WITH_FUSED_CUDA
@@ -106,7 +149,7 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
     ctx->save_for_backward({y, inv_rms});
     ctx->saved_data["alpha"] = alpha;
     ctx->saved_data["f_dtype"] = static_cast<int64_t>(f.scalar_type());
-    save_dropout(ctx, p, static_cast<uint64_t>(seed));
+    save_dropout(ctx, dropout);
     return y;
   }
 
@@ -143,7 +186,7 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
         });
       });
     }
-    return {dx, df, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {dx, df, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -210,15 +253,14 @@ class RotaryQK : public torch::autograd::Function<RotaryQK> {
 class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& ids_in, const torch::Tensor& type_ids_in,
-                               const torch::Tensor& tok_in, const torch::Tensor& seg_in, double p, double eps,
-                               int64_t seed) {
+                               const torch::Tensor& tok_in, const torch::Tensor& seg_in, double eps,
+                               const Dropout& dropout) {
     auto ids = ids_in.to(torch::kLong).contiguous(), type_ids = type_ids_in.to(torch::kLong).contiguous();
     auto tok = tok_in.contiguous(), seg = seg_in.contiguous();
     const int64_t d = tok.size(1), rows = ids.numel();
     auto shape = ids.sizes().vec();
     shape.push_back(d);
     auto y = torch::empty(shape, tok.options());
-    const auto dropout = make_dropout(p, static_cast<uint64_t>(seed));
     torch::Tensor inv_rms;
     if (tok.is_cuda()) {
 #ifdef ROFORMER_WITH_FUSED_CUDA
@@ -244,7 +286,7 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
     ctx->save_for_backward({ids, type_ids, y, inv_rms});
     ctx->saved_data["tok_rows"] = tok.size(0);
     ctx->saved_data["seg_rows"] = seg.size(0);
-    save_dropout(ctx, p, static_cast<uint64_t>(seed));
+    save_dropout(ctx, dropout);
     return y;
   }
 
@@ -278,7 +320,7 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
       tok_grad.index_add_(0, ids.view(-1), grad);
       seg_grad.index_add_(0, type_ids.view(-1), grad);
     }
-    return {torch::Tensor(), torch::Tensor(), tok_grad, seg_grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {torch::Tensor(), torch::Tensor(), tok_grad, seg_grad, torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -306,8 +348,7 @@ bool residual_rms_norm_applies(const torch::Tensor& x, const torch::Tensor& f) {
 torch::Tensor residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f, double alpha, double p, double eps,
                                 std::optional<uint64_t> seed) {
   if (!residual_rms_norm_applies(x, f)) throw std::invalid_argument("residual_rms_norm: the fused kernel does not take these tensors");
-  const uint64_t s = p > 0 ? seed.value_or(draw_seed()) : 0;
-  return ResidualRMSNorm::apply(x, f, alpha, p, eps, static_cast<int64_t>(s));
+  return ResidualRMSNorm::apply(x, f, alpha, eps, dropout_for(p, seed, x));
 }
 
 bool rotary_qk_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos) {
@@ -339,8 +380,7 @@ bool embedding_rms_norm_applies(const torch::Tensor& tok, const torch::Tensor& s
 torch::Tensor embedding_rms_norm(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& tok,
                                  const torch::Tensor& seg, double p, double eps, std::optional<uint64_t> seed) {
   if (!embedding_rms_norm_applies(tok, seg)) throw std::invalid_argument("embedding_rms_norm: the fused kernel does not take these tables");
-  const uint64_t s = p > 0 ? seed.value_or(draw_seed()) : 0;
-  return EmbeddingRMSNorm::apply(ids, type_ids, tok, seg, p, eps, static_cast<int64_t>(s));
+  return EmbeddingRMSNorm::apply(ids, type_ids, tok, seg, eps, dropout_for(p, seed, tok));
 }
 
 // The CPU takes libtorch's chains. On the idle 2-core machine (fusedKernelCheck, fp32, forward +
@@ -366,20 +406,19 @@ bool wanted(const torch::Tensor& t, bool on_cpu) {
   const int setting = fused_setting();
   return setting == 1 || (setting == -1 && (t.is_cuda() || on_cpu));
 }
+// The two norms with dropout draw its seed on the host on the CPU: not while a graph step is
+// emulated there (graph_capture.h). On CUDA the seed comes from the graph-safe CUDA generator.
+bool seed_allowed(const torch::Tensor& t) { return t.is_cuda() || graph_capture::host_seeded_dropout_allowed(); }
 }  // namespace
 
-// The two norms with dropout draw its seed on the host: not while a CUDA graph is captured
-// (graph_capture.h), which would replay that one seed at every step.
 bool use_residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f) {
-  return wanted(x, used_on_cpu.residual_rms_norm) && graph_capture::host_seeded_dropout_allowed() &&
-         residual_rms_norm_applies(x, f);
+  return wanted(x, used_on_cpu.residual_rms_norm) && seed_allowed(x) && residual_rms_norm_applies(x, f);
 }
 bool use_rotary_qk(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos) {
   return wanted(q, used_on_cpu.rotary) && rotary_qk_applies(q, k, cos);
 }
 bool use_embedding_rms_norm(const torch::Tensor& tok, const torch::Tensor& seg) {
-  return wanted(tok, used_on_cpu.embedding_rms_norm) && graph_capture::host_seeded_dropout_allowed() &&
-         embedding_rms_norm_applies(tok, seg);
+  return wanted(tok, used_on_cpu.embedding_rms_norm) && seed_allowed(tok) && embedding_rms_norm_applies(tok, seg);
 }
 
 torch::Tensor dropout_keep_mask(int64_t rows, int64_t d, double p, uint64_t seed) {

@@ -56,11 +56,25 @@ ROFORMER_HD Words4 philox4x32_10(uint64_t counter_lo, uint64_t counter_hi, uint6
 }
 
 // The dropout of one row: p, the seed and offset of the mask, and the scale 1/(1−p) of what is kept.
+// While a CUDA graph is captured the seed and offset are not known on the host: they are read on
+// the device, where the CUDA generator writes them before each replay (libtorch's graph-safe
+// Philox state), from seed_at and offset_at (the offset then adds to *offset_at); resolved()
+// reads them once per kernel. Elsewhere both pointers are null and seed/offset are the values.
 struct Dropout {
   float p = 0.0f;
   uint64_t seed = 0;
   uint64_t offset = 0;
+  const int64_t* seed_at = nullptr;
+  const int64_t* offset_at = nullptr;
   ROFORMER_HD bool active() const { return p > 0.0f; }
+  ROFORMER_HD Dropout resolved() const {
+    if (seed_at == nullptr) return *this;
+    Dropout d = *this;
+    d.seed = static_cast<uint64_t>(*seed_at);
+    d.offset = static_cast<uint64_t>(*offset_at) + offset;
+    d.seed_at = d.offset_at = nullptr;
+    return d;
+  }
   // Keep flags of elements 4g .. 4g+3 (group g of the whole tensor), as bits 0..3.
   ROFORMER_HD unsigned keep4(uint64_t group) const {
     if (!active()) return 0xFu;
