@@ -25,6 +25,7 @@ import {
   type PretrainConfig,
 } from '../lib/index.js';
 import { ensureDemoCorpus } from '../lib/data/demo-corpus.js';
+import { demoPrecision } from '../lib/pretrain/config.js';
 
 const run = promisify(execFile);
 const CLI = 'dist/lib/cli.js';
@@ -153,6 +154,32 @@ describe('pipeline', () => {
     }
     expect(j).toBe(12);
   });
+
+  it('held-out batches take their own masking rate (the demo trains at 30%, reports at 15%)', async () => {
+    const corpus = await Corpus.open({ paths: [corpusFile], evalFraction: 0.2 });
+    const tokenizer = Tokenizer.fromTokens(await buildVocab(readFileSync(corpusFile, 'utf8').split('\n'), { size: 3000 }));
+    const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: 40, batchSize: 8, seed: 3, masking: { scheme: 'token', probability: 0.3 } });
+    /** Targets over the tokens that could be masked (not [PAD], [CLS], [SEP]). */
+    const rate = (batches: Array<{ microBatch: { inputIds: { toArray(): unknown }; targetIds: { toArray(): unknown } } }>) => {
+      let targets = 0;
+      let tokens = 0;
+      for (const b of batches) {
+        tokens += Array.from(b.microBatch.inputIds.toArray() as BigInt64Array, Number).filter((id) => ![tokenizer.padId, tokenizer.clsId, tokenizer.sepId].includes(id)).length;
+        targets += Array.from(b.microBatch.targetIds.toArray() as BigInt64Array, Number).filter((t) => t !== -100).length;
+      }
+      return targets / tokens;
+    };
+    const atTraining = await pipeline.evalBatches(20);
+    const atBert = await pipeline.evalBatches(20, undefined, 0.15);
+    // About 30% and 15% of the maskable tokens (random draws: loose bounds).
+    expect(rate(atTraining)).toBeGreaterThan(0.22);
+    expect(rate(atBert)).toBeGreaterThan(0.1);
+    expect(rate(atBert)).toBeLessThan(0.2);
+    // Fixed masks: the same call gives the same batches.
+    const again = await pipeline.evalBatches(20, undefined, 0.15);
+    expect(Array.from(again[0]!.microBatch.targetIds.toArray() as BigInt64Array, Number)).toEqual(Array.from(atBert[0]!.microBatch.targetIds.toArray() as BigInt64Array, Number));
+    for (const b of [...atTraining, ...atBert, ...again]) b.dispose();
+  });
 });
 
 describe('config', () => {
@@ -175,8 +202,16 @@ describe('config', () => {
   it('--demo: the demo settings (token masking, 1,024 held-out lines evaluated) under the file and the flags', async () => {
     const demo = await resolvePretrainConfig({ flags: { demo: true } });
     expect(demo).toMatchObject({ ...DEMO_OVERRIDES, corpus: [], demo: true });
-    // The metric: held-out masked-token accuracy over BERT's single-character targets, on 1,024 held-out lines.
-    expect(demo).toMatchObject({ masking: 'token', maskProbability: 0.15 });
+    // evalMaskProbability is a setting of its own: a file may set it, null means the training rate.
+    expect((await resolvePretrainConfig({ flags: { corpus: [corpusFile] } })).evalMaskProbability).toBeNull();
+    // The metric: held-out masked-token accuracy over BERT's single-character targets (15% of them),
+    // on 1,024 held-out lines; training masks 30%.
+    expect(demo).toMatchObject({ masking: 'token', maskProbability: 0.3, evalMaskProbability: 0.15 });
+    expect(demo.precision).toBe(demoPrecision());
+    expect(demoPrecision('flags\t\t: fpu avx512f avx512_bf16 amx_tile')).toBe('bf16');
+    expect(demoPrecision('flags\t\t: fpu avx2 amx_bf16 avx512f')).toBe('bf16');
+    expect(demoPrecision('flags\t\t: fpu avx2 avx512f')).toBe('fp32');
+    expect(demoPrecision('')).toBe('fp32');
     expect(demo.evalBatches * demo.batchSize).toBe(1024);
     // A user's flags still win over the demo's settings, and unchanged ones stay the demo's.
     const dir = tmp('demo-config');

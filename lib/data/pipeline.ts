@@ -194,14 +194,14 @@ export class MlmPipeline {
   }
 
   /** Target slots for a batch of `rows` × `seq` holding `targets` targets (see the file comment). */
-  private targetSlots(rows: number, seq: number, targets: number): number {
-    const rate = this.options.masking?.probability ?? 0.15;
+  private targetSlots(rows: number, seq: number, targets: number, masking = this.options.masking): number {
+    const rate = masking?.probability ?? 0.15;
     const slots = Math.max(Math.ceil(rate * rows * seq), targets);
     return Math.max(TARGET_SLOT_MULTIPLE, Math.ceil(slots / TARGET_SLOT_MULTIPLE) * TARGET_SLOT_MULTIPLE);
   }
 
-  private build(rows: Row[], random: Random): MlmBatch {
-    const masked = rows.map((row) => row.map((s) => maskSample(s.ids, this.vocab, random, this.options.masking, s.wordStarts)));
+  private build(rows: Row[], random: Random, masking = this.options.masking): MlmBatch {
+    const masked = rows.map((row) => row.map((s) => maskSample(s.ids, this.vocab, random, masking, s.wordStarts)));
     const packed = rows.some((row) => row.length > 1);
     const longest = Math.max(...rows.map(rowLength));
     const seq = this.options.lengthBuckets ? bucketedLength(longest, this.maxLength) : longest;
@@ -226,7 +226,7 @@ export class MlmPipeline {
       });
     });
     const targets = positions.length;
-    const slots = this.targetSlots(rows.length, seq, targets);
+    const slots = this.targetSlots(rows.length, seq, targets, masking);
     // Unused slots point at the first target (any real position would do): the loss ignores them.
     const targetPositions = new Int32Array(slots).fill(positions[0] ?? 0);
     const targetIds = new Int32Array(slots).fill(IGNORED_TARGET);
@@ -311,21 +311,23 @@ export class MlmPipeline {
 
   /**
    * Held-out batches with fixed masks (the same every time), so evaluations
-   * across training are comparable. Up to `maxBatches`.
+   * across training are comparable. Up to `maxBatches`; masked at `probability`
+   * (default: the training rate).
    */
-  async evalBatches(maxBatches: number, seed = 12345): Promise<MlmBatch[]> {
+  async evalBatches(maxBatches: number, seed = 12345, probability?: number): Promise<MlmBatch[]> {
+    const masking = probability === undefined ? this.options.masking : { ...this.options.masking, probability };
     const random = new Random(seed);
     const batches: MlmBatch[] = [];
     let pending: Row[] = [];
     for await (const doc of this.corpus.heldOut()) {
       pending.push([this.sample(doc.text)]);
       if (pending.length === this.batchSize) {
-        batches.push(this.build(pending, random));
+        batches.push(this.build(pending, random, masking));
         pending = [];
         if (batches.length >= maxBatches) return batches;
       }
     }
-    if (pending.length > 0) batches.push(this.build(pending, random));
+    if (pending.length > 0) batches.push(this.build(pending, random, masking));
     return batches;
   }
 }

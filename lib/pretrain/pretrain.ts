@@ -194,7 +194,7 @@ export async function pretrain(config: PretrainConfig, hooks: PretrainHooks = {}
           // Few batch shapes where each gets a CUDA graph (the trainer's default on CUDA).
           const lengthBuckets = config.device.startsWith('cuda') && config.cudaGraphs !== false;
           const pipeline = new MlmPipeline(corpus, tokenizer, { maxLength: config.maxLength, batchSize: config.batchSize, masking, seed: config.seed + shard.rank, shard, pack, lengthBuckets }, segmenter);
-          const evalBatches = config.evalEvery > 0 ? await pipeline.evalBatches(config.evalBatches) : [];
+          const evalBatches = config.evalEvery > 0 ? await pipeline.evalBatches(config.evalBatches, undefined, config.evalMaskProbability ?? undefined) : [];
           return new MlmStage(pipeline, corpus, trainer, evalBatches, tokenizer.vocabFileText());
         },
         async finish(run) {
