@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issues 21 item 5 and 19): one script that builds the addon against the
 # GPU machine's pip torch and checks and measures everything that needs a GPU, each phase
-# time-boxed so that one failure does not eat the lease, in about 8 minutes on an H100/H200.
+# time-boxed so that one failure does not eat the lease, in about 9 minutes on an H100/H200.
 #
 #   bench/gpu/check.sh [--out DIR] [--budget SECONDS] [--only a,b] [--skip a,b] [--dry-run]
 #
@@ -11,7 +11,7 @@
 #                     check.log           every phase's log, in order
 #                     results.tar.gz      every file the phases wrote (bench JSON, ncu CSV, ...)
 #                     roformer_native.node  the addon built there (reusable: ROFORMER_NATIVE=...)
-#   --budget S      the whole run's wall-clock budget (default 470): each phase gets its own cap or
+#   --budget S      the whole run's wall-clock budget (default 560): each phase gets its own cap or
 #                   what is left of the budget, whichever is less, and is skipped when too little is left
 #   --only / --skip run only / leave out these phases (names as --dry-run prints them)
 #   --dry-run       print the phases, their caps and commands, and exit
@@ -21,19 +21,20 @@
 # (the static step against the eager one), graphs (CUDA-graph steps against eager ones),
 # bench-128 and bench-512 (roformer-bench --vs-pytorch, base, bf16, 64 × 128 and 16 × 512),
 # compile-128 (the same models in PyTorch under torch.compile at 64 × 128),
-# kernel-count (Nsight Compute: kernels and GPU time per training step), hf-anchor (the Hugging
-# Face RoBERTa step, eager and torch.compile). A phase whose feature this build lacks is
+# kernel-count (Nsight Compute: kernels and GPU time per training step), bench-256x128 (the
+# issue's 256 × 128 shape), encode-128 (forward only, 64 × 128), hf-anchor (the Hugging
+# Face RoBERTa step, eager and torch.compile; measured on 2026-12-01's run, so last). A phase whose feature this build lacks is
 # recorded as skipped with the reason, not as a failure.
 #
 # Before a run, on the CPU machine: `npm run gpu:prepare` (makes .gpu/ and dist/), then through
-# the device tool: run(command="bash bench/gpu/check.sh", carry=[".gpu", "dist"], timeout_s=540).
+# the device tool: run(command="bash bench/gpu/check.sh", carry=[".gpu", "dist"], timeout_s=600).
 # Reusing an addon built by an earlier run: put it in .gpu/roformer_native.node (it is used
 # instead of building when present and ROFORMER_GPU_REBUILD is not 1).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 out=${OUT:-}
-budget=470
+budget=560
 only=
 skip=
 dry_run=0
@@ -64,7 +65,9 @@ phases=(
   "bench-128|120|node dist/bench/cli.js $bench_args --seq 128 --batch 64 --json \$WORK/bench-128.json"
   "bench-512|120|node dist/bench/cli.js $bench_args --seq 512 --batch 16 --json \$WORK/bench-512.json"
   "compile-128|200|node dist/bench/cli.js $compile_args --json \$WORK/compile-128.json"
-  "kernel-count|200|bash bench/gpu/kernel-count.sh \$WORK"
+  "kernel-count|150|bash bench/gpu/kernel-count.sh \$WORK"
+  "bench-256x128|90|node dist/bench/cli.js $bench_args --seq 128 --batch 256 --steps 10 --warmup 4 --json \$WORK/bench-256x128.json"
+  "encode-128|60|node dist/bench/cli.js --device cuda --size base --dtype bf16 --mode encode --steps 20 --warmup 5 --seq 128 --batch 64 --json \$WORK/encode-128.json"
   "hf-anchor|150|python3 .gpu/tools/hf_anchor.py --size base --seq 128 --batch 64 --json \$WORK/hf-anchor.json"
 )
 listed() { [[ ",$1," == *",$2,"* ]]; }

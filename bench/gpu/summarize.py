@@ -24,7 +24,7 @@ for name in ("env", "cuda-check", "kernels", "static-step", "graphs", "hf-anchor
         figures[name] = value
 
 bench = []
-for name in ("bench-128", "bench-512", "compile-128"):
+for name in ("bench-128", "bench-512", "compile-128", "bench-256x128", "encode-128"):
     report = read_json(name + ".json")
     if not report:
         continue
@@ -32,10 +32,13 @@ for name in ("bench-128", "bench-512", "compile-128"):
     torch_ms = {(r["model"], r["head"], r["seq"], r.get("compiled", False)): r["msPerStep"]["median"] for r in report.get("pytorch", [])}
     for r in report["results"]:
         tokens = r["batch"] * r["seq"]
-        row = dict(batch=r["batch"], seq=r["seq"], matmul_peak_tflops=peak / 1e12 if peak else None)
+        mode = (report.get("options") or {}).get("mode", "train")
+        row = dict(phase=name, mode=mode, batch=r["batch"], seq=r["seq"], matmul_peak_tflops=peak / 1e12 if peak else None)
         for model in ("roformer", "baseline"):
             m = r[model]
-            row[model] = dict(ms_per_step=m["msPerStep"]["median"], tokens_per_s=m["tokensPerSecond"], mfu=m["mfu"])
+            # MFU against the measured peak, and against the H100/H200 dense bf16 figure the issue uses.
+            row[model] = dict(ms_per_step=m["msPerStep"]["median"], tokens_per_s=m["tokensPerSecond"], mfu=m["mfu"],
+                              mfu_of_989=m["flopsPerToken"] * m["tokensPerSecond"] / 989e12, graph_replays=m.get("graphReplays"))
         for key, ms in torch_ms.items():
             if key[2] == r["seq"]:
                 name = f"pytorch {key[0]} head={key[1]}" + (" torch.compile" if key[3] else "")
@@ -56,7 +59,7 @@ for name in ("kernel-count", "kernel-count-unfused"):
 # The issue's headline ratio: our RoFormerV2 step over the Hugging Face RoBERTa step under
 # torch.compile at the anchor's shape (64 × 128).
 anchor = {r["impl"]: r for r in (figures.get("hf-anchor") or {}).get("runs", [])}
-ours = next((row for row in bench if row["batch"] == 64 and row["seq"] == 128), None)
+ours = next((row for row in bench if row["batch"] == 64 and row["seq"] == 128 and row["mode"] == "train"), None)
 if ours and "hf-roberta-compile" in anchor:
     figures["roformer_over_hf_compile"] = ours["roformer"]["tokens_per_s"] / anchor["hf-roberta-compile"]["tokens_per_s"]
 
@@ -74,8 +77,13 @@ for p in phases:
     print(f"  {p['phase']:13s} {p['status']:8s} {p['seconds']:4d} s  {p['reason'][:90]}")
 for row in bench:
     r = row["roformer"]
-    print(f"  base {row['batch']:3d} x {row['seq']:3d}: RoFormerV2 {r['tokens_per_s']:9.0f} tok/s, MFU {100 * r['mfu']:.1f}%, "
-          f"{row['roformer_over_baseline']:.2f}x the baseline")
+    replays = "" if r.get("graph_replays") is None else f", {r['graph_replays']} graph replays"
+    print(f"  {row['phase']:13s} {row['mode']:6s} {row['batch']:3d} x {row['seq']:3d}: RoFormerV2 {r['tokens_per_s']:9.0f} tok/s, "
+          f"MFU {100 * r['mfu']:.1f}% ({100 * r['mfu_of_989']:.1f}% of 989), {row['roformer_over_baseline']:.2f}x the baseline{replays}")
+graphs = figures.get("graphs") or {}
+for run in graphs.get("runs", []):
+    print(f"  graphs {run['batch']} x {run['seq']} {run.get('precision', '')}: {run.get('speedup', 0):.2f}x eager, updates apart "
+          f"{run.get('relativeUpdateDifference', float('nan')):.2e} (noise floor {run.get('noiseFloor', float('nan')):.2e})")
 for name, words in (("kernel-count", "fused"), ("kernel-count-unfused", "ROFORMER_FUSED=0")):
     k = figures.get(name, {})
     if "kernels_per_step" in k:
