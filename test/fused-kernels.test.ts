@@ -6,6 +6,9 @@
 // bench/gpu/fused-check.mjs. Also the prepared GPU check's CPU-side behaviour.
 
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
@@ -88,19 +91,39 @@ describe('the prepared GPU check on a machine without a GPU', () => {
     const dry = spawnSync('bash', ['bench/gpu/check.sh', '--dry-run', '--skip', 'hf-anchor'], { encoding: 'utf8' });
     expect(dry.status, dry.stderr).toBe(0);
     const phases = [...dry.stdout.matchAll(/^ {2}(\S+) +cap +(\d+) s +(run|off)/gm)].map((m) => [m[1], m[3]]);
-    expect(phases.map(([name]) => name)).toEqual(['env', 'build', 'cuda-check', 'kernels', 'static-step', 'graphs', 'bench-128', 'bench-512', 'compile-128', 'kernel-count', 'hf-anchor']);
+    expect(phases.map(([name]) => name)).toEqual(['env', 'build', 'cuda-check', 'kernels', 'static-step', 'graphs', 'bench-128', 'bench-512', 'compile-128', 'kernel-count', 'bench-256x128', 'encode-128', 'hf-anchor']);
     expect(phases.find(([name]) => name === 'hf-anchor')![1]).toBe('off');
     const bad = spawnSync('bash', ['bench/gpu/check.sh', '--only', 'nope', '--out', '/tmp'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/no phase named 'nope'/);
   });
 
-  it('scripts/cuda-check.mjs and the kernel check skip with exit 3 and say why', () => {
+  it('scripts/cuda-check.mjs and the kernel, static-step and graph checks skip with exit 3 and say why', () => {
     if (native.runtimeInfo().cudaAvailable) return;
-    for (const script of ['scripts/cuda-check.mjs', 'bench/gpu/fused-check.mjs']) {
+    for (const script of ['scripts/cuda-check.mjs', 'bench/gpu/fused-check.mjs', 'bench/gpu/static-step.mjs', 'bench/gpu/graph-check.mjs']) {
       const run = spawnSync(process.execPath, [script], { encoding: 'utf8' });
       expect(run.status, `${script}: ${run.stderr}`).toBe(3);
       expect(run.stdout).toMatch(/^skip: /m);
     }
+  });
+
+  it('the graph check dry-runs on the CPU (emulated graph steps, a one-layer model): it compares updates against a second eager run and checks dropout under graphs', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'graph-check-'));
+    const json = join(dir, 'graphs.json');
+    const run = spawnSync(process.execPath, ['bench/gpu/graph-check.mjs', '--json', json], {
+      encoding: 'utf8',
+      env: { ...process.env, ROFORMER_CHECK_DEVICE: 'cpu', ROFORMER_GRAPH_STEPS: 'emulate' },
+    });
+    expect(run.status, run.stderr).toBe(0);
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    expect(report.runs).toHaveLength(3);
+    for (const r of report.runs) {
+      // The emulated graph step is the eager static step: identical updates, and a noise floor measured.
+      expect(r.relativeUpdateDifference).toBe(0);
+      expect(r.noiseFloor).toBeGreaterThanOrEqual(0);
+      expect(r.worstTensors.length).toBeGreaterThan(0);
+    }
+    expect(report.dropout.graphs.ways.filter((w: string) => w === 'replayed').length).toBe(8);
+    expect(report.dropout.distinct).toBe(8);
   });
 });

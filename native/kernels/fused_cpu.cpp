@@ -2,6 +2,7 @@
 // row, with a row's scratch on the stack of the loop (std::vector reused across the rows).
 #include "fused_cpu.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace roformer::kernels {
@@ -24,8 +25,20 @@ void residual_rms_norm_backward_cpu(const T* dy, const T* y, const T* inv_rms, T
 template <class T>
 void rotary_cpu(const T* in, T* out, const T* cos, const T* sin, int64_t begin, int64_t end, int64_t table_rows,
                 int64_t heads, int64_t head_dim, int64_t in_token_stride, T sign) {
-  for (int64_t pair = begin; pair < end; ++pair)
-    rotary_pair_at<T, T, T>(in, out, cos, sin, pair, table_rows, heads, head_dim, in_token_stride, sign);
+  // The GPU's choice of index type (fused_kernels.cu), so that the float64 tests check the 32-bit
+  // arithmetic the GPU runs on every ordinary shape, and the 64-bit one on the rest.
+  const int64_t tokens = end / std::max<int64_t>(1, heads * head_dim / 2) + 1;
+  const bool narrow = std::max({end, tokens * in_token_stride, tokens * heads * head_dim, table_rows * head_dim}) <
+                      (int64_t{1} << 32) - 1;
+  if (narrow) {
+    using I = uint32_t;
+    for (int64_t pair = begin; pair < end; ++pair)
+      rotary_pair_at<T, T, T, I>(in, out, cos, sin, static_cast<I>(pair), static_cast<I>(table_rows), static_cast<I>(heads),
+                                 static_cast<I>(head_dim), static_cast<I>(in_token_stride), sign);
+  } else {
+    for (int64_t pair = begin; pair < end; ++pair)
+      rotary_pair_at<T, T, T>(in, out, cos, sin, pair, table_rows, heads, head_dim, in_token_stride, sign);
+  }
 }
 
 template <class T>

@@ -6,6 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <type_traits>
 
 namespace roformer::kernels {
@@ -50,16 +51,17 @@ __global__ void __launch_bounds__(kRowThreads) residual_rms_norm_backward_kernel
   residual_rms_norm_backward_row<float, T, F>(dy, y, inv_rms, dx, df, blockIdx.x, d, alpha, dropout.resolved(), block_lanes());
 }
 
-template <class T>
+// Index: uint32_t when every offset of the launch fits in 32 bits (rotary_qk_cuda), else int64_t.
+template <class T, class Index>
 __global__ void rotary_qk_kernel(const T* q, const T* k, T* q_out, T* k_out, const float* cos, const float* sin,
-                                 int64_t pairs, int64_t table_rows, int64_t heads, int64_t head_dim, int64_t q_stride,
-                                 int64_t k_stride, float sign) {
+                                 Index pairs, Index table_rows, Index heads, Index head_dim, Index q_stride,
+                                 Index k_stride, float sign) {
   // Pairs of q first, then of k: one launch for both.
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < 2 * pairs;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (Index i = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; i < 2 * pairs;
+       i += static_cast<Index>(gridDim.x) * blockDim.x) {
     const bool is_q = i < pairs;
-    rotary_pair_at<float, T, float>(is_q ? q : k, is_q ? q_out : k_out, cos, sin, is_q ? i : i - pairs, table_rows, heads,
-                                    head_dim, is_q ? q_stride : k_stride, sign);
+    rotary_pair_at<float, T, float, Index>(is_q ? q : k, is_q ? q_out : k_out, cos, sin, is_q ? i : i - pairs, table_rows,
+                                           heads, head_dim, is_q ? q_stride : k_stride, sign);
   }
 }
 
@@ -145,11 +147,25 @@ cudaError_t rotary_qk_cuda(Storage t, const void* q, const void* k, void* q_out,
   const int threads = 256;
   const int64_t blocks = (2 * pairs + threads - 1) / threads;
   const unsigned grid = static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
+  // 32-bit index arithmetic when the largest index of the launch fits: the pair count of q and k
+  // together plus one grid stride, the inputs' and outputs' element offsets, the tables'.
+  const int64_t largest_stride = q_token_stride > k_token_stride ? q_token_stride : k_token_stride;
+  const int64_t largest = std::max({2 * pairs + static_cast<int64_t>(grid) * threads, tokens * largest_stride,
+                                    tokens * heads * head_dim, table_rows * head_dim});
+  const bool narrow = largest < (int64_t{1} << 32) - 1;
   return with_storage(t, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
-    rotary_qk_kernel<T><<<grid, threads, 0, stream>>>(static_cast<const T*>(q), static_cast<const T*>(k),
-                                                      static_cast<T*>(q_out), static_cast<T*>(k_out), cos, sin, pairs,
-                                                      table_rows, heads, head_dim, q_token_stride, k_token_stride, sign);
+    if (narrow) {
+      using I = uint32_t;
+      rotary_qk_kernel<T, I><<<grid, threads, 0, stream>>>(
+          static_cast<const T*>(q), static_cast<const T*>(k), static_cast<T*>(q_out), static_cast<T*>(k_out), cos, sin,
+          static_cast<I>(pairs), static_cast<I>(table_rows), static_cast<I>(heads), static_cast<I>(head_dim),
+          static_cast<I>(q_token_stride), static_cast<I>(k_token_stride), sign);
+    } else {
+      rotary_qk_kernel<T, int64_t><<<grid, threads, 0, stream>>>(
+          static_cast<const T*>(q), static_cast<const T*>(k), static_cast<T*>(q_out), static_cast<T*>(k_out), cos, sin,
+          pairs, table_rows, heads, head_dim, q_token_stride, k_token_stride, sign);
+    }
   });
 }
 

@@ -167,14 +167,16 @@ ROFORMER_HD void rotary_pair(const T* in, T* out, Acc cos, Acc sin, Acc sign) {
 // between tokens of the input (a view into a packed projection may be wider than heads·head_dim),
 // the output contiguous. The cos/sin tables have `table_rows` rows of head_dim: token t reads row
 // t mod table_rows (seq rows: one table for every sequence; batch·seq rows: one row per token,
-// e.g. positions restarting at each packed document).
-template <class Acc, class T, class Table>
-ROFORMER_HD void rotary_pair_at(const T* in, T* out, const Table* cos, const Table* sin, int64_t pair, int64_t table_rows,
-                                int64_t heads, int64_t head_dim, int64_t in_token_stride, Acc sign) {
-  const int64_t half = head_dim / 2;
-  const int64_t i = pair % half, row = pair / half;  // row = token·heads + head
-  const int64_t token = row / heads, head = row % heads, position = token % table_rows;
-  const int64_t table = position * head_dim + 2 * i;
+// e.g. positions restarting at each packed document). Index: the integer type of the index
+// arithmetic — int64_t on the CPU; on the GPU uint32_t where every offset fits (a 64-bit
+// division is a long software routine there, and this function makes five per pair).
+template <class Acc, class T, class Table, class Index = int64_t>
+ROFORMER_HD void rotary_pair_at(const T* in, T* out, const Table* cos, const Table* sin, Index pair, Index table_rows,
+                                Index heads, Index head_dim, Index in_token_stride, Acc sign) {
+  const Index half = head_dim / 2;
+  const Index i = pair % half, row = pair / half;  // row = token·heads + head
+  const Index token = row / heads, head = row % heads, position = token % table_rows;
+  const Index table = position * head_dim + 2 * i;
   rotary_pair<Acc, T>(in + token * in_token_stride + head * head_dim + 2 * i, out + row * head_dim + 2 * i,
                       static_cast<Acc>(cos[table]), static_cast<Acc>(sin[table]), sign);
 }
