@@ -2,6 +2,7 @@
 // the held-out lines are never training lines, and the rank printed beside each
 // example is where the right answer really stands among the model's guesses.
 
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,4 +105,17 @@ describe('held-out fill-mask', () => {
       else expect(e.top.map((c) => c.token)).not.toContain(e.answer);
     }
   });
+});
+
+describe('roformer pretrain --demo, end to end (3 steps)', () => {
+  it('ends with 10 held-out fill-mask examples and the rates over 200 held-out lines', () => {
+    const out = join(tmp('demo-cli'), 'run');
+    const stdout = execFileSync(process.execPath, ['dist/lib/cli.js', 'pretrain', '--demo', '--steps', '3', '--out', out], { encoding: 'utf8' });
+    expect(stdout.match(/^ {6}answer \S+, rank /gm)).toHaveLength(10);
+    const rates = /over 200 held-out lines \(these 10 among them\): first in (\d+)%, in the top 5 in (\d+)%, in the top 20 in (\d+)%/.exec(stdout);
+    expect(rates, stdout.slice(-600)).not.toBeNull();
+    const [first, top5, top20] = rates!.slice(1).map(Number);
+    expect(first).toBeLessThanOrEqual(top5!);
+    expect(top5).toBeLessThanOrEqual(top20!);
+  }, 120_000);
 });

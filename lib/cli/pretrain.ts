@@ -65,14 +65,17 @@ export function pretrainCommand(): Command {
   );
 }
 
-/** Held-out lines the demo fills in: enough to judge by, few enough to read. */
+/** Held-out lines the demo prints: few enough to read. */
 const DEMO_EXAMPLES = 10;
+/** Held-out lines the demo scores, the printed ones among them: enough for a rate to mean something. */
+const DEMO_SCORED = 200;
 
 /** The demo's last word: fill-mask on lines held out from training, the right answer's rank beside the model's top 5. */
 async function demoFillMask(model: TrainableEncoder, tokenizer: Tokenizer, config: PretrainConfig): Promise<void> {
   const { openCorpus } = await import('../pretrain/pretrain.js');
   const { heldOutFillMask } = await import('../pretrain/held-out-fill-mask.js');
-  const examples = await heldOutFillMask(model, tokenizer, await openCorpus(config), { count: DEMO_EXAMPLES, seed: config.seed });
+  const scored = await heldOutFillMask(model, tokenizer, await openCorpus(config), { count: DEMO_SCORED, seed: config.seed });
+  const examples = scored.slice(0, DEMO_EXAMPLES);
   console.log(`\nfill-mask on ${examples.length} lines held out from training (one character masked): the right answer, its rank among the model's guesses, the top 5`);
   for (const e of examples) {
     const top = e.top.map((c) => `${c.token} ${(100 * c.probability).toFixed(1)}%`).join('  ');
@@ -80,4 +83,9 @@ async function demoFillMask(model: TrainableEncoder, tokenizer: Tokenizer, confi
   }
   const inTop5 = examples.filter((e) => e.rank !== null && e.rank <= 5).length;
   console.log(`right answer first in ${examples.filter((e) => e.rank === 1).length} of ${examples.length}, in the top 5 in ${inTop5} of ${examples.length}`);
+  const percent = (n: number) => `${((100 * n) / scored.length).toFixed(0)}%`;
+  console.log(
+    `over ${scored.length} held-out lines (these ${examples.length} among them): first in ${percent(scored.filter((e) => e.rank === 1).length)}, ` +
+      `in the top 5 in ${percent(scored.filter((e) => e.rank !== null && e.rank <= 5).length)}, in the top 20 in ${percent(scored.filter((e) => e.rank !== null && e.rank <= 20).length)}`,
+  );
 }
