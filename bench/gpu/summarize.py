@@ -18,7 +18,7 @@ def read_json(name):
 
 phases = [json.loads(line) for line in open(os.path.join(work, "phases.jsonl")) if line.strip()]
 figures = {}
-for name in ("env", "cuda-check", "kernels", "static-step", "graphs", "hf-anchor"):
+for name in ("env", "cuda-check", "kernels", "static-step", "graphs", "pretrain-128", "hf-anchor"):
     value = read_json(name + ".json")
     if value is not None:
         figures[name] = value
@@ -84,6 +84,11 @@ graphs = figures.get("graphs") or {}
 for run in graphs.get("runs", []):
     print(f"  graphs {run['batch']} x {run['seq']} {run.get('precision', '')}: {run.get('speedup', 0):.2f}x eager, updates apart "
           f"{run.get('relativeUpdateDifference', float('nan')):.2e} (noise floor {run.get('noiseFloor', float('nan')):.2e})")
+pretrain_speed = figures.get("pretrain-128") or {}
+if pretrain_speed.get("tokensPerSecond"):
+    ratio = pretrain_speed.get("ratio")
+    print(f"  roformer pretrain --device cuda 64 x 128: {pretrain_speed['tokensPerSecond']:9.0f} tok/s"
+          + (f", {ratio:.2f}x roformer-bench's" if ratio else ""))
 for name, words in (("kernel-count", "fused"), ("kernel-count-unfused", "ROFORMER_FUSED=0")):
     k = figures.get(name, {})
     if "kernels_per_step" in k:
