@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { buildVocab, Corpus, MlmPipeline, RoFormerV2, resolvePretrainConfig, tensor, Tokenizer, Trainer, type MlmBatch } from '../lib/index.js';
+import { buildVocab, Corpus, GauAlpha, MlmPipeline, RobertaBaseline, RoFormerV2, resolvePretrainConfig, tensor, Tokenizer, Trainer, type MlmBatch } from '../lib/index.js';
 import { bucketedLength, LENGTH_BUCKET } from '../lib/data/length-buckets.js';
 import { IGNORED_TARGET } from '../lib/data/pipeline.js';
 import { TINY_CONFIG as tiny, values } from './native-helpers.js';
@@ -153,8 +153,15 @@ describe('the graph steps, emulated on the CPU (ROFORMER_GRAPH_STEPS=emulate)', 
     };
   };
 
-  async function train(options: { cudaGraphs?: boolean; alphaWarmupSteps?: number }, batches: Array<ReturnType<typeof mlmBatch>>) {
-    const model = RoFormerV2.create({ config: tiny, seed: 5 });
+  // The three architectures the trainer takes: the baseline and GAU-α get the same graph steps (issue 19 item 3).
+  const architectures = {
+    'RoFormerV2': () => RoFormerV2.create({ config: tiny, seed: 5 }),
+    'the RoBERTa-style baseline': () => RobertaBaseline.create({ config: tiny, seed: 5 }),
+    'GAU-α': () => GauAlpha.create({ config: { vocab_size: tiny.vocab_size, hidden_size: 16, num_hidden_layers: 2, intermediate_size: 32, attention_key_size: 8 }, seed: 5 }),
+  };
+
+  async function train(options: { cudaGraphs?: boolean; alphaWarmupSteps?: number }, batches: Array<ReturnType<typeof mlmBatch>>, create = architectures['RoFormerV2']) {
+    const model = create();
     const trainer = new Trainer(model, { staticStep: true, maxGradNorm: 0.5, ...options });
     const results = [];
     for (let i = 0; i < batches.length; i++) results.push(await trainer.step(batches[i]!, { lr: 0.05 / (i + 1) }));
@@ -165,11 +172,12 @@ describe('the graph steps, emulated on the CPU (ROFORMER_GRAPH_STEPS=emulate)', 
     return { results, weights };
   }
 
-  it('train exactly as the eager static step: the same losses, norms, counters and weights', async () => {
+  it.each(Object.keys(architectures))('train exactly as the eager static step (%s): the same losses, norms, counters and weights', async (name) => {
+    const create = architectures[name as keyof typeof architectures];
     // A second shape in the middle: its first meeting runs eagerly, the first shape's graph stays.
     const batches = () => [0, 1, 2, 3, 4, 5, 6].map((i) => mlmBatch(i, i === 3 ? 12 : 8));
-    const eager = await train({}, batches());
-    const graphs = await train({ cudaGraphs: true }, batches());
+    const eager = await train({}, batches(), create);
+    const graphs = await train({ cudaGraphs: true }, batches(), create);
     expect(eager.results.map((r) => r.cudaGraph)).toEqual(Array(7).fill(undefined));
     expect(graphs.results.map((r) => r.cudaGraph)).toEqual([undefined, 'captured', 'replayed', undefined, 'replayed', 'replayed', 'replayed']);
     graphs.results.forEach((r, i) => {

@@ -53,6 +53,27 @@ abstract class Encoder<C extends EncoderConfig = EncoderConfig> {
     return this.native.training;
   }
 
+  /**
+   * Resolves once every step and forward pass submitted before it has finished.
+   * All native work runs on one thread in submission order, so after this the
+   * weights are at rest until the next call.
+   */
+  idle(): Promise<void> {
+    return this.native.idle();
+  }
+
+  /**
+   * Frees the model's native memory (CPU or GPU) now instead of when the garbage
+   * collector gets to it. A Trainer made for this model holds the weights too:
+   * dispose it as well. Any later use throws a clear error.
+   */
+  dispose(): void {
+    this.native.dispose();
+  }
+  get disposed(): boolean {
+    return this.native.disposed;
+  }
+
   /** Applies the device/dtype options of create() and fromPretrained(), if any. */
   protected place(options: { device?: Device; dtype?: DType }): this {
     return options.device || options.dtype ? this.to(options.device ?? 'cpu', options.dtype) : this;
@@ -152,29 +173,8 @@ async function loadNativeFromDir<C extends EncoderConfig>(dir: string, modelType
   }
 }
 
-/** What a model that can be trained and saved adds: waiting for its jobs, freeing it, writing its model dir. */
+/** What a model that can be saved adds: writing its model dir. */
 abstract class TrainableModel<C extends EncoderConfig> extends Encoder<C> {
-  /**
-   * Resolves once every step and forward pass submitted before it has finished.
-   * All native work runs on one thread in submission order, so after this the
-   * weights are at rest until the next call.
-   */
-  idle(): Promise<void> {
-    return this.native.idle();
-  }
-
-  /**
-   * Frees the model's native memory (CPU or GPU) now instead of when the garbage
-   * collector gets to it. A Trainer made for this model holds the weights too:
-   * dispose it as well. Any later use throws a clear error.
-   */
-  dispose(): void {
-    this.native.dispose();
-  }
-  get disposed(): boolean {
-    return this.native.disposed;
-  }
-
   /**
    * Writes config.json and model.safetensors in the Hugging Face layout (atomically
    * per file). Waits for steps and forward passes already submitted, then copies
