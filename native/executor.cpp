@@ -1,5 +1,7 @@
 #include "executor.h"
 
+#include "nvtx_ops.h"
+
 namespace roformer::js {
 
 Executor& Executor::instance() {
@@ -24,6 +26,7 @@ void Executor::submit(std::function<void()> job) {
 }
 
 void Executor::run() {
+  enable_nvtx_op_ranges_if_asked();
   for (;;) {
     std::function<void()> job;
     {

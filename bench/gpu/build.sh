@@ -10,10 +10,12 @@ if [ -f .gpu/roformer_native.node ] && [ "${ROFORMER_GPU_REBUILD:-0}" != 1 ]; th
   cp .gpu/roformer_native.node build/Release/roformer_native.node
 else
   # One try with everything; where that fails (a libtorch newer than this code knows), the same
-  # build without the CUDA graphs, then without the fused kernels too, so the phases after this
-  # one still have an addon to check (the log says which build it is).
+  # build without the NVTX op ranges (a diagnostic), then without the CUDA graphs, then without
+  # the fused kernels too, so the phases after this one still have an addon to check (the log
+  # says which build it is).
   built=
-  for extra in "" "--CDROFORMER_CUDA_GRAPHS=OFF" "--CDROFORMER_CUDA_GRAPHS=OFF --CDROFORMER_FUSED_KERNELS=OFF"; do
+  for extra in "" "--CDROFORMER_NVTX_OPS=OFF" "--CDROFORMER_NVTX_OPS=OFF --CDROFORMER_CUDA_GRAPHS=OFF" \
+    "--CDROFORMER_NVTX_OPS=OFF --CDROFORMER_CUDA_GRAPHS=OFF --CDROFORMER_FUSED_KERNELS=OFF"; do
     echo "build: cmake-js compile --CDCMAKE_BUILD_TYPE=Release $extra"
     # shellcheck disable=SC2086
     if CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) node node_modules/cmake-js/bin/cmake-js compile --CDCMAKE_BUILD_TYPE=Release $extra; then

@@ -23,7 +23,8 @@
 # compile-128 (the same models in PyTorch under torch.compile at 64 × 128),
 # kernel-count (Nsight Compute: kernels and GPU time per training step), pretrain-128 (`roformer
 # pretrain --device cuda` at 64 × 128 beside bench-128's tokens/s), bench-256x128 (the
-# issue's 256 × 128 shape), encode-128 (forward only, 64 × 128), hf-anchor (the Hugging
+# issue's 256 × 128 shape), encode-128 (forward only, 64 × 128), kernel-ops (the kernel count
+# by libtorch op, through NVTX ranges), hf-anchor (the Hugging
 # Face RoBERTa step, eager and torch.compile; measured on 2026-12-01's run, so last). A phase whose feature this build lacks is
 # recorded as skipped with the reason, not as a failure.
 #
@@ -70,6 +71,7 @@ phases=(
   "pretrain-128|90|node bench/gpu/pretrain-speed.mjs --json \$WORK/pretrain-128.json"
   "bench-256x128|90|node dist/bench/cli.js $bench_args --seq 128 --batch 256 --steps 10 --warmup 4 --json \$WORK/bench-256x128.json"
   "encode-128|60|node dist/bench/cli.js --device cuda --size base --dtype bf16 --mode encode --steps 20 --warmup 5 --seq 128 --batch 64 --json \$WORK/encode-128.json"
+  "kernel-ops|120|bash bench/gpu/kernel-count.sh \$WORK by-op"
   "hf-anchor|150|python3 .gpu/tools/hf_anchor.py --size base --seq 128 --batch 64 --json \$WORK/hf-anchor.json"
 )
 listed() { [[ ",$1," == *",$2,"* ]]; }

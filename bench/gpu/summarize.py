@@ -48,6 +48,10 @@ for name in ("bench-128", "bench-512", "compile-128", "bench-256x128", "encode-1
 if bench:
     figures["bench"] = bench
 
+try:
+    figures["kernel-ops"] = dict(report=open(os.path.join(work, "kernel-ops.txt")).read())
+except OSError:
+    pass
 for name in ("kernel-count", "kernel-count-unfused"):
     try:
         text = open(os.path.join(work, name + ".txt")).read()
