@@ -14,7 +14,7 @@ import type { EncoderConfig } from '../lib/model/encoder-config.js';
 import { validateGauAlphaConfig, type GauAlphaConfig } from '../lib/model/gau-alpha-config.js';
 import { GauAlpha, RobertaBaseline, RoFormerV2 } from '../lib/model/model.js';
 import { Random } from '../lib/data/masking.js';
-import { IGNORED_TARGET } from '../lib/data/pipeline.js';
+import { IGNORED_TARGET, targetSlotCount } from '../lib/data/pipeline.js';
 import { tensor } from '../lib/model/tensor.js';
 import { Trainer, type MicroBatch } from '../lib/training/trainer.js';
 
@@ -124,9 +124,9 @@ export function measureMatmulPeak(dtype: Precision, device: Device): number {
 }
 
 /**
- * A random MLM batch. Its targets come in a fixed number of slots for the shape, as the data
- * pipeline's do (⌈fraction·batch·seq⌉ rounded up to a multiple of 8, unused slots ignored): a step
- * shape that repeats is what lets the trainer replay a CUDA graph instead of capturing anew.
+ * A random MLM batch. Its targets come in a fixed number of slots for the shape, the data
+ * pipeline's (targetSlotCount; unused slots ignored): a step shape that repeats is what lets the
+ * trainer replay a CUDA graph instead of capturing anew.
  */
 export function randomBatch(batch: number, seq: number, vocab: number, targetFraction: number, seed: number): MicroBatch {
   const random = new Random(seed);
@@ -136,7 +136,7 @@ export function randomBatch(batch: number, seq: number, vocab: number, targetFra
   const positions: number[] = [];
   for (let i = 0; i < ids.length; i++) if (next() < targetFraction) positions.push(i);
   if (positions.length === 0) positions.push(0);
-  const slots = Math.ceil(Math.max(positions.length, Math.ceil(targetFraction * batch * seq)) / 8) * 8;
+  const slots = targetSlotCount(batch, seq, positions.length, targetFraction);
   const targetPositions = new Int32Array(slots).fill(positions[0]!);
   const targetIds = new Int32Array(slots).fill(IGNORED_TARGET);
   positions.forEach((p, i) => {

@@ -81,11 +81,9 @@ async function demoFillMask(model: TrainableEncoder, tokenizer: Tokenizer, confi
     const top = e.top.map((c) => `${c.token} ${(100 * c.probability).toFixed(1)}%`).join('  ');
     console.log(`  ${e.masked}\n      answer ${e.answer}, rank ${e.rank ?? '– (not in the vocab)'}   top 5: ${top}`);
   }
-  const inTop5 = examples.filter((e) => e.rank !== null && e.rank <= 5).length;
-  console.log(`right answer first in ${examples.filter((e) => e.rank === 1).length} of ${examples.length}, in the top 5 in ${inTop5} of ${examples.length}`);
-  const percent = (n: number) => `${((100 * n) / scored.length).toFixed(0)}%`;
-  console.log(
-    `over ${scored.length} held-out lines (these ${examples.length} among them): first in ${percent(scored.filter((e) => e.rank === 1).length)}, ` +
-      `in the top 5 in ${percent(scored.filter((e) => e.rank !== null && e.rank <= 5).length)}, in the top 20 in ${percent(scored.filter((e) => e.rank !== null && e.rank <= 20).length)}`,
-  );
+  /** How many of `lines` have the right answer among the model's first `k` guesses. */
+  const within = (lines: typeof scored, k: number) => lines.filter((e) => e.rank !== null && e.rank <= k).length;
+  console.log(`right answer first in ${within(examples, 1)} of ${examples.length}, in the top 5 in ${within(examples, 5)} of ${examples.length}`);
+  const percent = (k: number) => `${((100 * within(scored, k)) / scored.length).toFixed(0)}%`;
+  console.log(`over ${scored.length} held-out lines (these ${examples.length} among them): first in ${percent(1)}, in the top 5 in ${percent(5)}, in the top 20 in ${percent(20)}`);
 }

@@ -54,6 +54,15 @@ export const IGNORED_TARGET = -100;
 /** Target slots are allotted in multiples of this. */
 const TARGET_SLOT_MULTIPLE = 8;
 
+/**
+ * Target slots for a batch of `rows` × `seq` holding `targets` targets masked at `rate` (see the
+ * file comment): the same for every batch of a shape unless a draw exceeds ⌈rate·rows·seq⌉.
+ */
+export function targetSlotCount(rows: number, seq: number, targets: number, rate: number): number {
+  const slots = Math.max(Math.ceil(rate * rows * seq), targets);
+  return Math.max(TARGET_SLOT_MULTIPLE, Math.ceil(slots / TARGET_SLOT_MULTIPLE) * TARGET_SLOT_MULTIPLE);
+}
+
 /** The documents of one rank's shard; stateless, so a corpus position resumes it exactly. */
 async function* shardOf<D extends { line: number; position: CorpusPosition }>(
   documents: AsyncGenerator<D>,
@@ -193,13 +202,6 @@ export class MlmPipeline {
     return { ids, wordStarts };
   }
 
-  /** Target slots for a batch of `rows` × `seq` holding `targets` targets (see the file comment). */
-  private targetSlots(rows: number, seq: number, targets: number, masking = this.options.masking): number {
-    const rate = masking?.probability ?? 0.15;
-    const slots = Math.max(Math.ceil(rate * rows * seq), targets);
-    return Math.max(TARGET_SLOT_MULTIPLE, Math.ceil(slots / TARGET_SLOT_MULTIPLE) * TARGET_SLOT_MULTIPLE);
-  }
-
   private build(rows: Row[], random: Random, masking = this.options.masking): MlmBatch {
     const masked = rows.map((row) => row.map((s) => maskSample(s.ids, this.vocab, random, masking, s.wordStarts)));
     const packed = rows.some((row) => row.length > 1);
@@ -226,7 +228,7 @@ export class MlmPipeline {
       });
     });
     const targets = positions.length;
-    const slots = this.targetSlots(rows.length, seq, targets, masking);
+    const slots = targetSlotCount(rows.length, seq, targets, masking?.probability ?? 0.15);
     // Unused slots point at the first target (any real position would do): the loss ignores them.
     const targetPositions = new Int32Array(slots).fill(positions[0] ?? 0);
     const targetIds = new Int32Array(slots).fill(IGNORED_TARGET);

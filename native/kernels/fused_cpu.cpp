@@ -25,12 +25,10 @@ void residual_rms_norm_backward_cpu(const T* dy, const T* y, const T* inv_rms, T
 template <class T>
 void rotary_cpu(const T* in, T* out, const T* cos, const T* sin, int64_t begin, int64_t end, int64_t table_rows,
                 int64_t heads, int64_t head_dim, int64_t in_token_stride, T sign) {
-  // The GPU's choice of index type (fused_kernels.cu), so that the float64 tests check the 32-bit
-  // arithmetic the GPU runs on every ordinary shape, and the 64-bit one on the rest.
-  const int64_t tokens = end / std::max<int64_t>(1, heads * head_dim / 2) + 1;
-  const bool narrow = std::max({end, tokens * in_token_stride, tokens * heads * head_dim, table_rows * head_dim}) <
-                      (int64_t{1} << 32) - 1;
-  if (narrow) {
+  // The GPU's choice of index type (rotary_fits_32_bits), so that the float64 tests check the
+  // 32-bit arithmetic the GPU runs on every ordinary shape, and the 64-bit one on the rest.
+  const int64_t tokens = end / std::max<int64_t>(1, heads * head_dim / 2) + 1;  // those pairs [0, end) reach
+  if (rotary_fits_32_bits(tokens, heads, head_dim, in_token_stride, table_rows, end)) {
     using I = uint32_t;
     for (int64_t pair = begin; pair < end; ++pair)
       rotary_pair_at<T, T, T, I>(in, out, cos, sin, static_cast<I>(pair), static_cast<I>(table_rows), static_cast<I>(heads),

@@ -147,12 +147,10 @@ cudaError_t rotary_qk_cuda(Storage t, const void* q, const void* k, void* q_out,
   const int threads = 256;
   const int64_t blocks = (2 * pairs + threads - 1) / threads;
   const unsigned grid = static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
-  // 32-bit index arithmetic when the largest index of the launch fits: the pair count of q and k
-  // together plus one grid stride, the inputs' and outputs' element offsets, the tables'.
-  const int64_t largest_stride = q_token_stride > k_token_stride ? q_token_stride : k_token_stride;
-  const int64_t largest = std::max({2 * pairs + static_cast<int64_t>(grid) * threads, tokens * largest_stride,
-                                    tokens * heads * head_dim, table_rows * head_dim});
-  const bool narrow = largest < (int64_t{1} << 32) - 1;
+  // 32-bit index arithmetic when every index of the launch fits; the loop counter runs over the
+  // pairs of q and k together, plus one grid stride past the end.
+  const bool narrow = rotary_fits_32_bits(tokens, heads, head_dim, std::max(q_token_stride, k_token_stride), table_rows,
+                                          2 * pairs + static_cast<int64_t>(grid) * threads);
   return with_storage(t, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
     if (narrow) {

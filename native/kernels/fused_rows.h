@@ -181,6 +181,16 @@ ROFORMER_HD void rotary_pair_at(const T* in, T* out, const Table* cos, const Tab
                       static_cast<Acc>(cos[table]), static_cast<Acc>(sin[table]), sign);
 }
 
+// Whether rotary_pair_at may take Index = uint32_t for `tokens` tokens: every offset it forms
+// (inputs, outputs, tables) and `counter_end` (the end of the caller's loop counter) below 2³² − 1.
+// The GPU launch and the CPU instantiation decide by this one rule.
+inline bool rotary_fits_32_bits(int64_t tokens, int64_t heads, int64_t head_dim, int64_t in_token_stride,
+                                int64_t table_rows, int64_t counter_end) {
+  const int64_t limit = (int64_t{1} << 32) - 1;
+  return counter_end < limit && tokens * in_token_stride < limit && tokens * heads * head_dim < limit &&
+         table_rows * head_dim < limit;
+}
+
 // ---------------------------------------------------------------------------
 // Embedding RMS norm: h = keep·(E_tok[id] + E_seg[type])/(1−p), y = h·r; the row is token `row`.
 // ---------------------------------------------------------------------------
