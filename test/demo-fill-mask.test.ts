@@ -12,9 +12,9 @@ import { describe, expect, it } from 'vitest';
 import { Corpus } from '../lib/data/corpus.js';
 import { ensureDemoCorpus, poemLines } from '../lib/data/demo-corpus.js';
 import { Random } from '../lib/data/masking.js';
-import { buildVocab, RoFormerV2, Tokenizer } from '../lib/index.js';
+import { buildVocab, jiebaSegmenter, RoFormerV2, Tokenizer } from '../lib/index.js';
 import { fillMask } from '../lib/pretrain/fill-mask.js';
-import { answerRank, heldOutFillMask, maskOneCharacter } from '../lib/pretrain/held-out-fill-mask.js';
+import { answerRank, heldOutFillMask, inWordPositions, maskOneCharacter } from '../lib/pretrain/held-out-fill-mask.js';
 import { DEMO_OVERRIDES } from '../lib/pretrain/config.js';
 
 const tmp = (name: string) => mkdtempSync(join(tmpdir(), `roformer-${name}-`));
@@ -68,6 +68,24 @@ describe('held-out fill-mask', () => {
     expect(maskOneCharacter('，。！', random)).toBeNull();
   });
 
+  it('given a segmenter, masks a character inside a word of two or more, never a one-character word', () => {
+    // 春风 | ， | 又 | 绿 | 江南岸 | 。 — as a segmenter might cut it
+    const segment = () => ['春风', '，', '又', '绿', '江南岸', '。'];
+    expect(inWordPositions('春风，又绿江南岸。', segment())).toEqual([0, 1, 5, 6, 7]);
+    const random = new Random(4);
+    const answers = new Set<string>();
+    for (let i = 0; i < 100; i++) {
+      const { masked, answer } = maskOneCharacter('春风，又绿江南岸。', random, segment)!;
+      expect(masked.replace('[MASK]', answer)).toBe('春风，又绿江南岸。');
+      answers.add(answer);
+    }
+    expect([...answers].sort()).toEqual(['南', '岸', '春', '江', '风'].sort());
+    // only one-character words: nothing to mask
+    expect(maskOneCharacter('又绿。', random, () => ['又', '绿', '。'])).toBeNull();
+    // a segmentation that does not add up to the text is a bug, said so
+    expect(() => inWordPositions('春风又绿', ['春风'])).toThrow(/do not add up/);
+  });
+
   it('ranks the answer among candidates sorted most likely first', () => {
     const candidates = [{ id: 7 }, { id: 3 }, { id: 9 }];
     expect(answerRank(candidates, 7)).toBe(1);
@@ -75,7 +93,7 @@ describe('held-out fill-mask', () => {
     expect(answerRank(candidates, 4)).toBeNull();
   });
 
-  it('fills held-out lines only; each rank is the answer\'s place in the full ranking, consistent with the top 5', async () => {
+  it('fills held-out lines only (any character, or one inside a word); each rank is the answer\'s place in the full ranking, consistent with the top 5', async () => {
     const dir = tmp('held-out-fill-mask');
     const file = join(dir, 'lines.txt');
     const [demo] = await ensureDemoCorpus(join(tmpdir(), 'roformer-test-corpus'));
@@ -85,8 +103,14 @@ describe('held-out fill-mask', () => {
     const tokenizer = Tokenizer.fromTokens(await buildVocab(train, { size: 4000 }));
     const model = RoFormerV2.create({ config: { num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, vocab_size: tokenizer.size }, seed: 1 });
 
-    const examples = await heldOutFillMask(model, tokenizer, corpus, { count: 6, seed: 5 });
-    expect(examples.length).toBe(6);
+    const wordExamples = await heldOutFillMask(model, tokenizer, corpus, { count: 6, seed: 5, segment: await jiebaSegmenter() });
+    const examples = [...(await heldOutFillMask(model, tokenizer, corpus, { count: 6, seed: 5 })), ...wordExamples];
+    expect(examples.length).toBe(12);
+    for (const e of wordExamples) {
+      // the masked character sits inside a word of jieba's of two or more characters
+      const at = Array.from(e.masked.replace('[MASK]', '\u0000')).indexOf('\u0000');
+      expect(inWordPositions(e.text, (await jiebaSegmenter())(e.text))).toContain(at);
+    }
     for (const e of examples) {
       expect(heldOut).toContain(e.text);
       expect(train).not.toContain(e.text);
@@ -117,5 +141,8 @@ describe('roformer pretrain --demo, end to end (3 steps)', () => {
     const [first, top5, top20] = rates!.slice(1).map(Number);
     expect(first).toBeLessThanOrEqual(top5!);
     expect(top5).toBeLessThanOrEqual(top20!);
+    // the printed lines mask a character of a word; the rate over any character follows
+    expect(stdout).toMatch(/one character of a word masked/);
+    expect(stdout).toMatch(/over 200 held-out lines, any character masked .*: first in \d+%, in the top 5 in \d+%, in the top 20 in \d+%/);
   }, 120_000);
 });
