@@ -341,9 +341,9 @@ export interface RuntimeInfo {
 export interface FusedKernelCheckOptions {
   kernel: 'residual_rms_norm' | 'rotary' | 'embedding_rms_norm';
   device?: string;
-  /** The kernel's dtype (f for the residual norm); default float64. */
+  /** The kernel's dtype (f for the residual norm, the tables for the embedding norm); default float64. */
   dtype?: DType;
-  /** residual_rms_norm: the residual stream's dtype (default: dtype). */
+  /** The residual stream's dtype: the residual norm's x, the embedding norm's output (default: dtype). */
   xDtype?: DType;
   p?: number;
   seed?: number;

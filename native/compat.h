@@ -6,6 +6,8 @@
 #pragma once
 
 #include <ATen/autocast_mode.h>
+
+#include <optional>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -194,6 +196,22 @@ class AutocastGuard {
   bool previous_enabled_ = false;
   torch::ScalarType previous_dtype_ = torch::kFloat;
 };
+
+// The dtype autocast runs `device`'s matrix products in on this thread, or nothing where autocast
+// is off there.
+inline std::optional<torch::ScalarType> autocast_dtype(torch::Device device) {
+#if ROFORMER_LIBTORCH_2_4
+  if (!at::autocast::is_autocast_enabled(device.type())) return std::nullopt;
+  return at::autocast::get_autocast_dtype(device.type());
+#else
+  if (device.is_cuda()) {
+    if (!at::autocast::is_enabled()) return std::nullopt;
+    return at::autocast::get_autocast_gpu_dtype();
+  }
+  if (device.is_cpu() && at::autocast::is_cpu_enabled()) return at::autocast::get_autocast_cpu_dtype();
+  return std::nullopt;
+#endif
+}
 
 // Keeps autocast's cache of cast weights alive for as long as it lives: inside it each
 // fp32 weight is cast to bf16/fp16 once, at its first use, however many forwards (the

@@ -402,18 +402,27 @@ torch::Tensor RoFormerV2::forward(torch::Tensor input_ids, torch::Tensor token_t
   const int64_t seq = input_ids.size(1);
 
   // norm(dropout(E_tok[ids] + E_seg[types])): one kernel each way where the fused path applies.
+  // Under autocast the fused path writes the residual stream in the compute dtype (bf16/fp16),
+  // and every block's fused residual norm keeps it there: the matrix products then read it
+  // without a cast each, their gradients come back without one, and the norms move half the
+  // bytes. Post-norm renormalises it in every block, in fp32 math, so nothing accumulates in the
+  // narrow type. (libtorch's chain, where the fused path does not apply, keeps it in fp32.)
   torch::Tensor x;
-  if (fused::use_embedding_rms_norm(word_embeddings->weight, token_type_embeddings->weight)) {
+  const auto stream_dtype = compat::autocast_dtype(word_embeddings->weight.device());
+  if (fused::use_embedding_rms_norm(word_embeddings->weight, token_type_embeddings->weight, stream_dtype)) {
     x = fused::embedding_rms_norm(input_ids, token_type_ids, word_embeddings->weight, token_type_embeddings->weight,
-                                  is_training() ? dropout->options.p() : 0.0, norm->eps);
+                                  is_training() ? dropout->options.p() : 0.0, norm->eps, std::nullopt, stream_dtype);
   } else {
     x = norm(dropout(word_embeddings(input_ids) + token_type_embeddings(token_type_ids)));
   }
 
   // One set of rotary tables and one key mask, shared by every block: (seq, d) tables
   // for rows of one document, (batch, seq, d) for packed rows.
-  auto [cos, sin] = positions.defined() ? rotary->at_positions(positions, x.scalar_type())
-                                        : rotary(seq, x.device(), x.scalar_type());
+  // The tables in float (double for a double model) even when the stream is bf16: the fused
+  // RoPE reads them in float, and positions up to 512 need more than bf16's 8 bits.
+  const auto table_dtype = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+  auto [cos, sin] = positions.defined() ? rotary->at_positions(positions, table_dtype)
+                                        : rotary(seq, x.device(), table_dtype);
   const auto& keep = attention_mask;
   for (auto& block : *layer) x = block->as<EncoderBlockImpl>()->forward(x, keep, cos, sin);
   // Pre-norm blocks leave the residual stream unnormalised: the MLM head and the task heads expect it normalised.

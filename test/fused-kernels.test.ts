@@ -31,6 +31,22 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
     }
   }
 
+  it('bf16 storage with float math (the residual stream under bf16 autocast) within bf16 rounding', () => {
+    for (const p of [0, 0.1]) {
+      // the residual norm with x and f in bf16; the embedding norm from fp32 tables into a bf16 output
+      const residual = native.fusedKernelCheck({ kernel: 'residual_rms_norm', device: 'cpu', dtype: 'bfloat16', xDtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
+      const embedding = native.fusedKernelCheck({ kernel: 'embedding_rms_norm', device: 'cpu', dtype: 'float32', xDtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
+      for (const r of [residual, embedding]) {
+        // bf16 keeps 8 bits: one rounding of each input and output is ~2e-3 relative
+        expect(r.valueError).toBeLessThan(4e-3);
+        expect(r.gradientError).toBeLessThan(4e-3);
+        expect(Math.abs(r.keptFraction - (1 - p))).toBeLessThan(0.05);
+      }
+    }
+    // bf16 out of float64 tables: the CPU instantiation has no such combination, and says so
+    expect(() => native.fusedKernelCheck({ kernel: 'embedding_rms_norm', device: 'cpu', dtype: 'float64', xDtype: 'bfloat16' })).toThrow(/does not take these tables/);
+  });
+
   it('float32 within float32 rounding', () => {
     for (const kernel of kernels) {
       const r = native.fusedKernelCheck({ kernel, device: 'cpu', dtype: 'float32', p: 0.1, seed: 5, batch: 2, seq: 32, hidden: 128, heads: 2 });
@@ -61,11 +77,11 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
 describe('the model through the fused path', () => {
   // Three fp32 training steps without dropout, in a child process per setting (ROFORMER_FUSED is
   // read once per process): the fused kernels and libtorch's chains give the same losses.
-  const losses = (setting: string) => {
+  const losses = (setting: string, precision = 'fp32') => {
     const script = `
       const { RoFormerV2, Trainer, tensor } = await import('./dist/lib/index.js');
       const config = { vocab_size: 80, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 64, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
-      const trainer = new Trainer(RoFormerV2.create({ config, seed: 3 }), { lr: 1e-2 });
+      const trainer = new Trainer(RoFormerV2.create({ config, seed: 3 }), { lr: 1e-2, precision: '${precision}' });
       const ids = Array.from({ length: 4 }, (_, b) => Array.from({ length: 12 }, (_, s) => 5 + ((b * 31 + s * 7) % 70)));
       const out = [];
       for (let i = 0; i < 3; i++) {
@@ -83,6 +99,16 @@ describe('the model through the fused path', () => {
     const chains = losses('0');
     expect(fused[2]).toBeLessThan(fused[0]);
     fused.forEach((loss, i) => expect(Math.abs(loss - chains[i]!)).toBeLessThan(1e-5 * Math.abs(chains[i]!)));
+  });
+
+  it('under bf16 autocast (the fused norms keep the residual stream in bf16) trains as the chains do (fp32 stream) within bf16 rounding', () => {
+    const fused = losses('1', 'bf16');
+    const chains = losses('0', 'bf16');
+    const fp32 = losses('0');
+    expect(fused[2]).toBeLessThan(fused[0]);
+    fused.forEach((loss, i) => expect(Math.abs(loss - chains[i]!)).toBeLessThan(2e-2 * Math.abs(chains[i]!)));
+    // both bf16 runs differ from fp32 by rounding, not by more
+    chains.forEach((loss, i) => expect(Math.abs(loss - fp32[i]!)).toBeLessThan(2e-2 * Math.abs(fp32[i]!)));
   });
 });
 

@@ -144,8 +144,9 @@ Outcome check_rotary(torch::Device device, torch::ScalarType dtype, int64_t batc
   return o;
 }
 
-Outcome check_embedding(torch::Device device, torch::ScalarType dtype, double p, uint64_t seed, int64_t batch,
-                        int64_t seq, int64_t d, int iters) {
+// The tables in `dtype`, the output in `out_dtype` (the residual stream's: bf16 under autocast).
+Outcome check_embedding(torch::Device device, torch::ScalarType dtype, torch::ScalarType out_dtype, double p,
+                        uint64_t seed, int64_t batch, int64_t seq, int64_t d, int iters) {
   const double eps = 1e-6;
   const int64_t vocab = 97, types = 2;
   auto options = torch::TensorOptions().device(device);
@@ -154,7 +155,7 @@ Outcome check_embedding(torch::Device device, torch::ScalarType dtype, double p,
   auto ids = torch::randint(vocab, {batch, seq}, options.dtype(torch::kLong));
   auto type_ids = torch::randint(types, {batch, seq}, options.dtype(torch::kLong));
   auto dy = torch::randn({batch, seq, d}, options.dtype(torch::kDouble));
-  auto y = fused::embedding_rms_norm(ids, type_ids, tok, seg, p, eps, seed);
+  auto y = fused::embedding_rms_norm(ids, type_ids, tok, seg, p, eps, seed, out_dtype);
   auto g = gradients(y, dy, {tok, seg});
   auto keep = fused::dropout_keep_mask(batch * seq, d, p, seed).to(device, torch::kDouble).view({batch, seq, d});
   auto tr = leaf(tok.to(torch::kDouble)), sr = leaf(seg.to(torch::kDouble));
@@ -163,7 +164,9 @@ Outcome check_embedding(torch::Device device, torch::ScalarType dtype, double p,
   if (iters > 0) {
     RMSNorm norm(eps);
     auto dyc = dy.to(dtype);
-    o.fused_ms = median_ms([&] { fused::embedding_rms_norm(ids, type_ids, tok, seg, p, eps).backward(dyc); }, device, iters);
+    o.fused_ms = median_ms([&] {
+      fused::embedding_rms_norm(ids, type_ids, tok, seg, p, eps, std::nullopt, out_dtype).backward(dyc.to(out_dtype));
+    }, device, iters);
     o.unfused_ms = median_ms([&] {
       norm(torch::dropout(torch::embedding(tok, ids) + torch::embedding(seg, type_ids), p, true)).backward(dyc);
     }, device, iters);
@@ -187,7 +190,8 @@ Napi::Value fused_kernels_info(const Napi::CallbackInfo& info) {
   });
 }
 
-// fusedKernelCheck({ kernel, device, dtype, xDtype?, p?, seed?, batch?, seq?, hidden?, heads?, iters? })
+// fusedKernelCheck({ kernel, device, dtype, xDtype?, p?, seed?, batch?, seq?, hidden?, heads?, iters? }): xDtype is
+// the residual stream's dtype — the residual norm's x, the embedding norm's output — default dtype.
 Napi::Value fused_kernel_check(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -206,7 +210,7 @@ Napi::Value fused_kernel_check(const Napi::CallbackInfo& info) {
     Outcome r;
     if (kernel == "residual_rms_norm") r = check_residual(device, dtype, x_dtype, p, seed, batch * seq, hidden, iters);
     else if (kernel == "rotary") r = check_rotary(device, dtype, batch, seq, heads, hidden / heads, iters);
-    else if (kernel == "embedding_rms_norm") r = check_embedding(device, dtype, p, seed, batch, seq, hidden, iters);
+    else if (kernel == "embedding_rms_norm") r = check_embedding(device, dtype, x_dtype, p, seed, batch, seq, hidden, iters);
     else throw std::invalid_argument(where + "kernel must be residual_rms_norm, rotary or embedding_rms_norm, got '" + kernel + "'");
     const double limit = std::max(limit_for(dtype), limit_for(x_dtype));
     auto out = Napi::Object::New(env);

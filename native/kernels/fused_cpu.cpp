@@ -2,24 +2,26 @@
 // row, with a row's scratch on the stack of the loop (std::vector reused across the rows).
 #include "fused_cpu.h"
 
+#include <c10/util/BFloat16.h>  // libtorch's bf16 storage type (round to nearest even), no more of torch
+
 #include <algorithm>
 #include <vector>
 
 namespace roformer::kernels {
 
-template <class T>
-void residual_rms_norm_forward_cpu(const T* x, const T* f, T* y, T* inv_rms, int64_t begin, int64_t end, int64_t d,
-                                   T alpha, T eps, Dropout dropout) {
-  std::vector<T> scratch(d);
+template <class T, class Acc>
+void residual_rms_norm_forward_cpu(const T* x, const T* f, T* y, Acc* inv_rms, int64_t begin, int64_t end, int64_t d,
+                                   Acc alpha, Acc eps, Dropout dropout) {
+  std::vector<Acc> scratch(d);
   for (int64_t row = begin; row < end; ++row)
-    residual_rms_norm_forward_row<T, T, T>(x, f, y, inv_rms, scratch.data(), row, d, alpha, eps, dropout, SingleLane{});
+    residual_rms_norm_forward_row<Acc, T, T>(x, f, y, inv_rms, scratch.data(), row, d, alpha, eps, dropout, SingleLane{});
 }
 
-template <class T>
-void residual_rms_norm_backward_cpu(const T* dy, const T* y, const T* inv_rms, T* dx, T* df, int64_t begin,
-                                    int64_t end, int64_t d, T alpha, Dropout dropout) {
+template <class T, class Acc>
+void residual_rms_norm_backward_cpu(const T* dy, const T* y, const Acc* inv_rms, T* dx, T* df, int64_t begin,
+                                    int64_t end, int64_t d, Acc alpha, Dropout dropout) {
   for (int64_t row = begin; row < end; ++row)
-    residual_rms_norm_backward_row<T, T, T>(dy, y, inv_rms, dx, df, row, d, alpha, dropout, SingleLane{});
+    residual_rms_norm_backward_row<Acc, T, T>(dy, y, inv_rms, dx, df, row, d, alpha, dropout, SingleLane{});
 }
 
 template <class T>
@@ -39,23 +41,23 @@ void rotary_cpu(const T* in, T* out, const T* cos, const T* sin, int64_t begin, 
   }
 }
 
-template <class T>
-void embedding_rms_norm_forward_cpu(const int64_t* ids, const int64_t* type_ids, const T* tok, const T* seg, T* y,
-                                    T* inv_rms, int64_t begin, int64_t end, int64_t d, T eps, Dropout dropout) {
-  std::vector<T> scratch(d);
+template <class W, class T, class Acc>
+void embedding_rms_norm_forward_cpu(const int64_t* ids, const int64_t* type_ids, const W* tok, const W* seg, T* y,
+                                    Acc* inv_rms, int64_t begin, int64_t end, int64_t d, Acc eps, Dropout dropout) {
+  std::vector<Acc> scratch(d);
   for (int64_t row = begin; row < end; ++row)
-    embedding_rms_norm_forward_row<T, T, T>(ids, type_ids, tok, seg, y, inv_rms, scratch.data(), row, d, eps, dropout,
-                                            SingleLane{});
+    embedding_rms_norm_forward_row<Acc, W, T>(ids, type_ids, tok, seg, y, inv_rms, scratch.data(), row, d, eps, dropout,
+                                              SingleLane{});
 }
 
-template <class T>
-void embedding_rms_norm_backward_cpu(const T* dy, const T* y, const T* inv_rms, T* grad, int64_t begin, int64_t end,
+template <class T, class Acc>
+void embedding_rms_norm_backward_cpu(const T* dy, const T* y, const Acc* inv_rms, Acc* grad, int64_t begin, int64_t end,
                                      int64_t d, Dropout dropout) {
   for (int64_t row = begin; row < end; ++row) {
-    T* out = grad + row * d;
-    for (int64_t j = 0; j < d; ++j) out[j] = T(0);  // dropped elements get no gradient
-    embedding_rms_norm_backward_row<T, T>(dy, y, inv_rms, row, d, dropout, SingleLane{},
-                                          [out](int64_t j, T g) { out[j] = g; });
+    Acc* out = grad + row * d;
+    for (int64_t j = 0; j < d; ++j) out[j] = Acc(0);  // dropped elements get no gradient
+    embedding_rms_norm_backward_row<Acc, T>(dy, y, inv_rms, row, d, dropout, SingleLane{},
+                                            [out](int64_t j, Acc g) { out[j] = g; });
   }
 }
 
@@ -66,17 +68,23 @@ void dropout_keep_mask(uint8_t* keep, int64_t rows, int64_t d, Dropout dropout) 
   }
 }
 
-#define ROFORMER_FUSED_CPU(T)                                                                                         \
-  template void residual_rms_norm_forward_cpu<T>(const T*, const T*, T*, T*, int64_t, int64_t, int64_t, T, T,        \
-                                                 Dropout);                                                            \
-  template void residual_rms_norm_backward_cpu<T>(const T*, const T*, const T*, T*, T*, int64_t, int64_t, int64_t, T, \
-                                                  Dropout);                                                           \
-  template void rotary_cpu<T>(const T*, T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, \
-                              T);                                                                                     \
-  template void embedding_rms_norm_forward_cpu<T>(const int64_t*, const int64_t*, const T*, const T*, T*, T*,        \
-                                                  int64_t, int64_t, int64_t, T, Dropout);                             \
-  template void embedding_rms_norm_backward_cpu<T>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t, Dropout);
-ROFORMER_FUSED_CPU(float)
-ROFORMER_FUSED_CPU(double)
+// Storage T with math in Acc; W, the embedding tables: float or double (the master weights).
+#define ROFORMER_FUSED_CPU_NORMS(T, Acc, W)                                                                             \
+  template void residual_rms_norm_forward_cpu<T, Acc>(const T*, const T*, T*, Acc*, int64_t, int64_t, int64_t, Acc,   \
+                                                      Acc, Dropout);                                                  \
+  template void residual_rms_norm_backward_cpu<T, Acc>(const T*, const T*, const Acc*, T*, T*, int64_t, int64_t,      \
+                                                       int64_t, Acc, Dropout);                                        \
+  template void embedding_rms_norm_forward_cpu<W, T, Acc>(const int64_t*, const int64_t*, const W*, const W*, T*,     \
+                                                          Acc*, int64_t, int64_t, int64_t, Acc, Dropout);             \
+  template void embedding_rms_norm_backward_cpu<T, Acc>(const T*, const T*, const Acc*, Acc*, int64_t, int64_t,       \
+                                                        int64_t, Dropout);
+ROFORMER_FUSED_CPU_NORMS(float, float, float)
+ROFORMER_FUSED_CPU_NORMS(double, double, double)
+ROFORMER_FUSED_CPU_NORMS(c10::BFloat16, float, float)
+
+template void rotary_cpu<float>(const float*, float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t,
+                                int64_t, int64_t, float);
+template void rotary_cpu<double>(const double*, double*, const double*, const double*, int64_t, int64_t, int64_t,
+                                 int64_t, int64_t, int64_t, double);
 
 }  // namespace roformer::kernels

@@ -1,6 +1,9 @@
 // The CPU instantiation of the fused kernels' arithmetic (fused_rows.h), for rows
-// [begin, end) of a row-major (rows, d) tensor, in float or double: the caller splits the rows
-// among threads (fused_ops.cpp uses at::parallel_for). No torch header.
+// [begin, end) of a row-major (rows, d) tensor: the caller splits the rows among threads
+// (fused_ops.cpp uses at::parallel_for). Storage T is float or double with math in T, or
+// c10::BFloat16 with math in float (Acc) — the residual stream under bf16 autocast, as the
+// CUDA kernels keep it; the embedding tables W are float or double. Templates only here:
+// fused_cpu.cpp instantiates exactly those combinations.
 #pragma once
 
 #include <cstdint>
@@ -9,23 +12,23 @@
 
 namespace roformer::kernels {
 
-template <class T>
-void residual_rms_norm_forward_cpu(const T* x, const T* f, T* y, T* inv_rms, int64_t begin, int64_t end, int64_t d,
-                                   T alpha, T eps, Dropout dropout);
-template <class T>
-void residual_rms_norm_backward_cpu(const T* dy, const T* y, const T* inv_rms, T* dx, T* df, int64_t begin,
-                                    int64_t end, int64_t d, T alpha, Dropout dropout);
+template <class T, class Acc>
+void residual_rms_norm_forward_cpu(const T* x, const T* f, T* y, Acc* inv_rms, int64_t begin, int64_t end, int64_t d,
+                                   Acc alpha, Acc eps, Dropout dropout);
+template <class T, class Acc>
+void residual_rms_norm_backward_cpu(const T* dy, const T* y, const Acc* inv_rms, T* dx, T* df, int64_t begin,
+                                    int64_t end, int64_t d, Acc alpha, Dropout dropout);
 // Pairs [begin, end) of one tensor (batch, seq, heads, head_dim); sign −1: the backward.
 template <class T>
 void rotary_cpu(const T* in, T* out, const T* cos, const T* sin, int64_t begin, int64_t end, int64_t table_rows,
                 int64_t heads, int64_t head_dim, int64_t in_token_stride, T sign);
-template <class T>
-void embedding_rms_norm_forward_cpu(const int64_t* ids, const int64_t* type_ids, const T* tok, const T* seg, T* y,
-                                    T* inv_rms, int64_t begin, int64_t end, int64_t d, T eps, Dropout dropout);
-// Writes each row's gradient of the summed embedding (keep·dh/(1−p)) into `grad` (rows, d);
-// the caller index-adds it into both tables' gradients.
-template <class T>
-void embedding_rms_norm_backward_cpu(const T* dy, const T* y, const T* inv_rms, T* grad, int64_t begin, int64_t end,
+template <class W, class T, class Acc>
+void embedding_rms_norm_forward_cpu(const int64_t* ids, const int64_t* type_ids, const W* tok, const W* seg, T* y,
+                                    Acc* inv_rms, int64_t begin, int64_t end, int64_t d, Acc eps, Dropout dropout);
+// Writes each row's gradient of the summed embedding (keep·dh/(1−p)) into `grad` (rows, d), in
+// Acc; the caller index-adds it into both tables' gradients.
+template <class T, class Acc>
+void embedding_rms_norm_backward_cpu(const T* dy, const T* y, const Acc* inv_rms, Acc* grad, int64_t begin, int64_t end,
                                      int64_t d, Dropout dropout);
 
 // The keep mask (1 kept, 0 dropped) of a (rows, d) tensor, as the kernels draw it.

@@ -30,9 +30,23 @@ using kernels::Dropout;
 namespace {
 
 bool cpu_dtype(const torch::Tensor& t) { return t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble; }
-bool cuda_dtype(const torch::Tensor& t) {
-  return t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kHalf || t.scalar_type() == torch::kBFloat16;
+// The norms' CPU instantiation also stores bf16 (math in float): the residual stream under bf16 autocast.
+bool cpu_norm_dtype(torch::ScalarType t) { return t == torch::kFloat || t == torch::kDouble || t == torch::kBFloat16; }
+// The dtype of the norms' math and of their saved 1/rms: double for double storage, else float.
+torch::ScalarType acc_dtype(torch::ScalarType t) { return t == torch::kDouble ? torch::kDouble : torch::kFloat; }
+
+// Calls fn(T{}, Acc{}) with the CPU instantiation's storage type T of `t` and its math type Acc.
+template <class Fn>
+void dispatch_cpu_norm(torch::ScalarType t, const char* what, Fn fn) {
+  switch (t) {
+    case torch::kFloat: fn(float{}, float{}); break;
+    case torch::kDouble: fn(double{}, double{}); break;
+    case torch::kBFloat16: fn(c10::BFloat16{}, float{}); break;
+    default: throw std::invalid_argument(std::string(what) + ": unsupported dtype " + c10::toString(t));
+  }
 }
+bool cuda_dtype(torch::ScalarType t) { return t == torch::kFloat || t == torch::kHalf || t == torch::kBFloat16; }
+bool cuda_dtype(const torch::Tensor& t) { return cuda_dtype(t.scalar_type()); }
 bool on_cuda(const torch::Tensor& t) { return t.is_cuda() && cuda_kernels_built(); }
 
 uint64_t draw_seed() {
@@ -134,15 +148,17 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
       no_cuda_kernels();
 #endif
     } else {
-      inv_rms = torch::empty({rows}, x.options());
-      AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "residual_rms_norm_forward", [&] {
-        const auto* xp = x.data_ptr<scalar_t>();
-        const auto* fp = f.data_ptr<scalar_t>();
-        auto* yp = y.data_ptr<scalar_t>();
-        auto* rp = inv_rms.data_ptr<scalar_t>();
+      inv_rms = torch::empty({rows}, x.options().dtype(acc_dtype(x.scalar_type())));
+      dispatch_cpu_norm(x.scalar_type(), "residual_rms_norm", [&](auto t, auto acc) {
+        using T = decltype(t);
+        using Acc = decltype(acc);
+        const auto* xp = x.data_ptr<T>();
+        const auto* fp = f.data_ptr<T>();
+        auto* yp = y.data_ptr<T>();
+        auto* rp = inv_rms.data_ptr<Acc>();
         at::parallel_for(0, rows, grain(d), [&](int64_t begin, int64_t end) {
-          kernels::residual_rms_norm_forward_cpu<scalar_t>(xp, fp, yp, rp, begin, end, d, static_cast<scalar_t>(alpha),
-                                                           static_cast<scalar_t>(eps), dropout);
+          kernels::residual_rms_norm_forward_cpu<T, Acc>(xp, fp, yp, rp, begin, end, d, static_cast<Acc>(alpha),
+                                                         static_cast<Acc>(eps), dropout);
         });
       });
     }
@@ -174,15 +190,17 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
       no_cuda_kernels();
 #endif
     } else {
-      AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "residual_rms_norm_backward", [&] {
-        const auto* dyp = dy.data_ptr<scalar_t>();
-        const auto* yp = y.data_ptr<scalar_t>();
-        const auto* rp = inv_rms.data_ptr<scalar_t>();
-        auto* dxp = dx.data_ptr<scalar_t>();
-        auto* dfp = df.data_ptr<scalar_t>();
+      dispatch_cpu_norm(y.scalar_type(), "residual_rms_norm", [&](auto t, auto acc) {
+        using T = decltype(t);
+        using Acc = decltype(acc);
+        const auto* dyp = dy.data_ptr<T>();
+        const auto* yp = y.data_ptr<T>();
+        const auto* rp = inv_rms.data_ptr<Acc>();
+        auto* dxp = dx.data_ptr<T>();
+        auto* dfp = df.data_ptr<T>();
         at::parallel_for(0, rows, grain(d), [&](int64_t begin, int64_t end) {
-          kernels::residual_rms_norm_backward_cpu<scalar_t>(dyp, yp, rp, dxp, dfp, begin, end, d,
-                                                            static_cast<scalar_t>(alpha), dropout);
+          kernels::residual_rms_norm_backward_cpu<T, Acc>(dyp, yp, rp, dxp, dfp, begin, end, d, static_cast<Acc>(alpha),
+                                                          dropout);
         });
       });
     }
@@ -254,13 +272,13 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& ids_in, const torch::Tensor& type_ids_in,
                                const torch::Tensor& tok_in, const torch::Tensor& seg_in, double eps,
-                               const Dropout& dropout) {
+                               const Dropout& dropout, torch::ScalarType out_dtype) {
     auto ids = ids_in.to(torch::kLong).contiguous(), type_ids = type_ids_in.to(torch::kLong).contiguous();
     auto tok = tok_in.contiguous(), seg = seg_in.contiguous();
     const int64_t d = tok.size(1), rows = ids.numel();
     auto shape = ids.sizes().vec();
     shape.push_back(d);
-    auto y = torch::empty(shape, tok.options());
+    auto y = torch::empty(shape, tok.options().dtype(out_dtype));
     torch::Tensor inv_rms;
     if (tok.is_cuda()) {
 #ifdef ROFORMER_WITH_FUSED_CUDA
@@ -274,16 +292,20 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
       no_cuda_kernels();
 #endif
     } else {
+      // The tables are the math's type (embedding_rms_norm_applies): float for a bf16 output.
       inv_rms = torch::empty({rows}, tok.options());
-      AT_DISPATCH_FLOATING_TYPES(tok.scalar_type(), "embedding_rms_norm_forward", [&] {
+      dispatch_cpu_norm(out_dtype, "embedding_rms_norm", [&](auto t, auto acc) {
+        using T = decltype(t);
+        using Acc = decltype(acc);
         at::parallel_for(0, rows, grain(d), [&](int64_t begin, int64_t end) {
-          kernels::embedding_rms_norm_forward_cpu<scalar_t>(
-              ids.data_ptr<int64_t>(), type_ids.data_ptr<int64_t>(), tok.data_ptr<scalar_t>(), seg.data_ptr<scalar_t>(),
-              y.data_ptr<scalar_t>(), inv_rms.data_ptr<scalar_t>(), begin, end, d, static_cast<scalar_t>(eps), dropout);
+          kernels::embedding_rms_norm_forward_cpu<Acc, T, Acc>(
+              ids.data_ptr<int64_t>(), type_ids.data_ptr<int64_t>(), tok.data_ptr<Acc>(), seg.data_ptr<Acc>(),
+              y.data_ptr<T>(), inv_rms.data_ptr<Acc>(), begin, end, d, static_cast<Acc>(eps), dropout);
         });
       });
     }
     ctx->save_for_backward({ids, type_ids, y, inv_rms});
+    ctx->saved_data["table_dtype"] = static_cast<int64_t>(tok.scalar_type());
     ctx->saved_data["tok_rows"] = tok.size(0);
     ctx->saved_data["seg_rows"] = seg.size(0);
     save_dropout(ctx, dropout);
@@ -296,8 +318,10 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
     auto dy = grad_outputs[0].to(y.scalar_type()).contiguous();
     const int64_t d = y.size(-1), rows = ids.numel();
     const auto dropout = saved_dropout(ctx);
-    auto tok_grad = torch::zeros({ctx->saved_data["tok_rows"].toInt(), d}, y.options());
-    auto seg_grad = torch::zeros({ctx->saved_data["seg_rows"].toInt(), d}, y.options());
+    // The tables' gradients in the tables' dtype (the output may be narrower: bf16 under autocast).
+    const auto tables = y.options().dtype(static_cast<torch::ScalarType>(ctx->saved_data["table_dtype"].toInt()));
+    auto tok_grad = torch::zeros({ctx->saved_data["tok_rows"].toInt(), d}, tables);
+    auto seg_grad = torch::zeros({ctx->saved_data["seg_rows"].toInt(), d}, tables);
     if (y.is_cuda()) {
 #ifdef ROFORMER_WITH_FUSED_CUDA
       check(kernels::embedding_rms_norm_backward_cuda(storage(y), ids.data_ptr<int64_t>(), type_ids.data_ptr<int64_t>(),
@@ -309,18 +333,19 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
       no_cuda_kernels();
 #endif
     } else {
-      auto grad = torch::empty({rows, d}, y.options());
-      AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "embedding_rms_norm_backward", [&] {
+      auto grad = torch::empty({rows, d}, tables);
+      dispatch_cpu_norm(y.scalar_type(), "embedding_rms_norm", [&](auto t, auto acc) {
+        using T = decltype(t);
+        using Acc = decltype(acc);
         at::parallel_for(0, rows, grain(d), [&](int64_t begin, int64_t end) {
-          kernels::embedding_rms_norm_backward_cpu<scalar_t>(dy.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
-                                                             inv_rms.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(),
-                                                             begin, end, d, dropout);
+          kernels::embedding_rms_norm_backward_cpu<T, Acc>(dy.data_ptr<T>(), y.data_ptr<T>(), inv_rms.data_ptr<Acc>(),
+                                                           grad.data_ptr<Acc>(), begin, end, d, dropout);
         });
       });
       tok_grad.index_add_(0, ids.view(-1), grad);
       seg_grad.index_add_(0, type_ids.view(-1), grad);
     }
-    return {torch::Tensor(), torch::Tensor(), tok_grad, seg_grad, torch::Tensor(), torch::Tensor()};
+    return {torch::Tensor(), torch::Tensor(), tok_grad, seg_grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -342,7 +367,7 @@ bool residual_rms_norm_applies(const torch::Tensor& x, const torch::Tensor& f) {
       x.device() != f.device())
     return false;
   if (on_cuda(x)) return cuda_dtype(x) && cuda_dtype(f);
-  return x.is_cpu() && cpu_dtype(x) && f.scalar_type() == x.scalar_type();
+  return x.is_cpu() && cpu_norm_dtype(x.scalar_type()) && f.scalar_type() == x.scalar_type();
 }
 
 torch::Tensor residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f, double alpha, double p, double eps,
@@ -369,18 +394,21 @@ std::pair<torch::Tensor, torch::Tensor> rotary_qk(const torch::Tensor& q, const 
   return {out[0], out[1]};
 }
 
-bool embedding_rms_norm_applies(const torch::Tensor& tok, const torch::Tensor& seg) {
+bool embedding_rms_norm_applies(const torch::Tensor& tok, const torch::Tensor& seg, std::optional<torch::ScalarType> out) {
   if (tok.dim() != 2 || seg.dim() != 2 || tok.size(1) != seg.size(1) || tok.size(1) % 4 != 0 || tok.size(1) > kMaxRow ||
       tok.scalar_type() != seg.scalar_type() || tok.device() != seg.device())
     return false;
-  if (on_cuda(tok)) return tok.scalar_type() == torch::kFloat;
-  return tok.is_cpu() && cpu_dtype(tok);
+  const auto out_dtype = out.value_or(tok.scalar_type());
+  if (on_cuda(tok)) return tok.scalar_type() == torch::kFloat && cuda_dtype(out_dtype);
+  if (!tok.is_cpu() || !cpu_dtype(tok)) return false;
+  return out_dtype == tok.scalar_type() || (out_dtype == torch::kBFloat16 && tok.scalar_type() == torch::kFloat);
 }
 
 torch::Tensor embedding_rms_norm(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& tok,
-                                 const torch::Tensor& seg, double p, double eps, std::optional<uint64_t> seed) {
-  if (!embedding_rms_norm_applies(tok, seg)) throw std::invalid_argument("embedding_rms_norm: the fused kernel does not take these tables");
-  return EmbeddingRMSNorm::apply(ids, type_ids, tok, seg, eps, dropout_for(p, seed, tok));
+                                 const torch::Tensor& seg, double p, double eps, std::optional<uint64_t> seed,
+                                 std::optional<torch::ScalarType> out) {
+  if (!embedding_rms_norm_applies(tok, seg, out)) throw std::invalid_argument("embedding_rms_norm: the fused kernel does not take these tables");
+  return EmbeddingRMSNorm::apply(ids, type_ids, tok, seg, eps, dropout_for(p, seed, tok), out.value_or(tok.scalar_type()));
 }
 
 // The CPU takes libtorch's chains. On the idle 2-core machine (fusedKernelCheck, fp32, forward +
@@ -417,8 +445,8 @@ bool use_residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f) {
 bool use_rotary_qk(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos) {
   return wanted(q, used_on_cpu.rotary) && rotary_qk_applies(q, k, cos);
 }
-bool use_embedding_rms_norm(const torch::Tensor& tok, const torch::Tensor& seg) {
-  return wanted(tok, used_on_cpu.embedding_rms_norm) && seed_allowed(tok) && embedding_rms_norm_applies(tok, seg);
+bool use_embedding_rms_norm(const torch::Tensor& tok, const torch::Tensor& seg, std::optional<torch::ScalarType> out) {
+  return wanted(tok, used_on_cpu.embedding_rms_norm) && seed_allowed(tok) && embedding_rms_norm_applies(tok, seg, out);
 }
 
 torch::Tensor dropout_keep_mask(int64_t rows, int64_t d, double p, uint64_t seed) {

@@ -17,7 +17,8 @@ namespace roformer::fused {
 bool cuda_kernels_built();
 
 // y = RMSNorm(x + α·dropout_p(f)) over the last dimension; x (the residual stream) and f (the
-// branch) of one shape, y of x's dtype. p = 0: no dropout (eval).
+// branch) of one shape, y of x's dtype (on the CPU: x and f float, double or both bf16). p = 0:
+// no dropout (eval).
 bool residual_rms_norm_applies(const torch::Tensor& x, const torch::Tensor& f);
 torch::Tensor residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f, double alpha, double p, double eps,
                                 std::optional<uint64_t> seed = std::nullopt);
@@ -29,11 +30,15 @@ bool rotary_qk_applies(const torch::Tensor& q, const torch::Tensor& k, const tor
 std::pair<torch::Tensor, torch::Tensor> rotary_qk(const torch::Tensor& q, const torch::Tensor& k,
                                                   const torch::Tensor& cos, const torch::Tensor& sin);
 
-// y = RMSNorm(dropout_p(tok[ids] + seg[type_ids])), of the tables' dtype, shape ids.shape + (d).
-bool embedding_rms_norm_applies(const torch::Tensor& tok, const torch::Tensor& seg);
+// y = RMSNorm(dropout_p(tok[ids] + seg[type_ids])), shape ids.shape + (d), of dtype `out` (the
+// residual stream's: bf16/fp16 under autocast, where the tables stay fp32; on the CPU bf16 only)
+// or, without one, of the tables' dtype.
+bool embedding_rms_norm_applies(const torch::Tensor& tok, const torch::Tensor& seg,
+                                std::optional<torch::ScalarType> out = std::nullopt);
 torch::Tensor embedding_rms_norm(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& tok,
                                  const torch::Tensor& seg, double p, double eps,
-                                 std::optional<uint64_t> seed = std::nullopt);
+                                 std::optional<uint64_t> seed = std::nullopt,
+                                 std::optional<torch::ScalarType> out = std::nullopt);
 
 // Where the model takes the fused path (modules.cpp): on CUDA wherever a kernel applies; on the
 // CPU only where a benchmark measured it faster than libtorch's chain (fused_ops.cpp says which).
@@ -44,7 +49,8 @@ struct CpuChoice {
 extern const CpuChoice used_on_cpu;
 bool use_residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f);
 bool use_rotary_qk(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos);
-bool use_embedding_rms_norm(const torch::Tensor& tok, const torch::Tensor& seg);
+bool use_embedding_rms_norm(const torch::Tensor& tok, const torch::Tensor& seg,
+                            std::optional<torch::ScalarType> out = std::nullopt);
 
 // The keep mask (1 kept, 0 dropped; uint8, on the CPU) a kernel draws for a (rows, d) tensor.
 torch::Tensor dropout_keep_mask(int64_t rows, int64_t d, double p, uint64_t seed);
