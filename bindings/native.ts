@@ -351,6 +351,8 @@ export interface FusedKernelCheckOptions {
   seq?: number;
   hidden?: number;
   heads?: number;
+  /** rotary: q, k and their gradients as views of (batch, heads, seq, head_dim), as attention's backward gives them. */
+  headsFirst?: boolean;
   iters?: number;
 }
 
@@ -402,6 +404,14 @@ export interface NativeAddon {
   /** Seconds per n×n matrix product in dtype on device, averaged over iters. */
   matmulSeconds(n: number, dtype: DType, device: string, iters: number): number;
   /** The fused kernels (native/kernels/): whether the CUDA ones are built, and which the model uses on the CPU. */
+  /** Starts counting the libtorch ops run on any thread (native/op_count.h); start and stop with nothing in flight. */
+  opCountStart(options?: { /** Name each op with this many of the ops it ran inside (0–8). */ parents?: number }): void;
+  /**
+   * Stops counting: the innermost working ops by name (about one kernel launch each on CUDA), by
+   * the part of the training step they ran in ('forward and backward', 'update'; 'other'
+   * elsewhere), most frequent first.
+   */
+  opCountStop(): Array<{ phase: string; op: string; count: number }>;
   fusedKernels(): { cuda: boolean; usedOnCpu: { residualRmsNorm: boolean; rotary: boolean; embeddingRmsNorm: boolean } };
   /**
    * One fused kernel against the unfused expression in float64 with the same dropout mask: the

@@ -8,6 +8,7 @@
 #include "trainer_handle.h"
 #include "distributed_handle.h"
 #include "kernels/fused_check.h"
+#include "op_count.h"
 
 #include <ATen/Parallel.h>
 
@@ -209,6 +210,37 @@ Napi::Value release_memory(const Napi::CallbackInfo& info) {
   });
 }
 
+// opCountStart({ parents? }) / opCountStop(): the libtorch ops run in between, on any thread, by name
+// (op_count.h: the innermost working ops, about one kernel launch each on CUDA). The caller
+// starts and stops with no work in flight on the executor.
+Napi::Value op_count_start(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    int parents = 0;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      const auto o = require_object(info[0], "opCountStart options");
+      parents = static_cast<int>(integer_field(o, "parents", 0, "opCountStart: "));
+      require(parents >= 0 && parents <= 8, "opCountStart: parents must be in [0, 8]");
+    }
+    op_count::start(parents);
+    return info.Env().Undefined();
+  });
+}
+Napi::Value op_count_stop(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const auto counts = op_count::stop();
+    auto out = Napi::Array::New(env, counts.size());
+    for (size_t i = 0; i < counts.size(); ++i) {
+      auto entry = Napi::Object::New(env);
+      entry.Set("phase", counts[i].phase);
+      entry.Set("op", counts[i].op);
+      entry.Set("count", Napi::Number::New(env, static_cast<double>(counts[i].count)));
+      out.Set(static_cast<uint32_t>(i), entry);
+    }
+    return out;
+  });
+}
+
 // The host allocator's figures (bytes in use, cached, peak; cache hits and misses).
 Napi::Value host_cache(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -284,6 +316,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("matmulSeconds", Napi::Function::New<matmul_seconds>(env, "matmulSeconds"));
   exports.Set("fusedKernels", Napi::Function::New<fused_kernels_info>(env, "fusedKernels"));
   exports.Set("fusedKernelCheck", Napi::Function::New<fused_kernel_check>(env, "fusedKernelCheck"));
+  exports.Set("opCountStart", Napi::Function::New<op_count_start>(env, "opCountStart"));
+  exports.Set("opCountStop", Napi::Function::New<op_count_stop>(env, "opCountStop"));
   return exports;
 }
 

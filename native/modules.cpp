@@ -418,11 +418,8 @@ torch::Tensor RoFormerV2::forward(torch::Tensor input_ids, torch::Tensor token_t
 
   // One set of rotary tables and one key mask, shared by every block: (seq, d) tables
   // for rows of one document, (batch, seq, d) for packed rows.
-  // The tables in float (double for a double model) even when the stream is bf16: the fused
-  // RoPE reads them in float, and positions up to 512 need more than bf16's 8 bits.
-  const auto table_dtype = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
-  auto [cos, sin] = positions.defined() ? rotary->at_positions(positions, table_dtype)
-                                        : rotary(seq, x.device(), table_dtype);
+  auto [cos, sin] = positions.defined() ? rotary->at_positions(positions, x.scalar_type())
+                                        : rotary(seq, x.device(), x.scalar_type());
   const auto& keep = attention_mask;
   for (auto& block : *layer) x = block->as<EncoderBlockImpl>()->forward(x, keep, cos, sin);
   // Pre-norm blocks leave the residual stream unnormalised: the MLM head and the task heads expect it normalised.

@@ -3,6 +3,7 @@
 #include "compat.h"
 #include "cuda_graph_step.h"
 #include "distributed.h"
+#include "op_count.h"
 #include "packed_qkv.h"
 
 #include <algorithm>
@@ -388,10 +389,13 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
   const bool sync = options_.distributed != nullptr;
   if (sync && !synced_) sync_parameters();
   const double scale = counters_.loss_scale;
+  std::optional<op_count::Phase> phase(std::in_place, "forward and backward");
   auto acc = accumulate(batches, options_.gradient_normalization, scale, sync);
   auto& grads = acc.gradients;
 
   // The global norm of the combined gradient (inf/NaN in any gradient makes it inf/NaN).
+  phase.reset();
+  op_count::Phase update("update");
   torch::NoGradGuard no_grad;
   auto total_norm = global_norm(grads);
   auto losses = torch::stack(acc.losses).to(torch::kFloat);

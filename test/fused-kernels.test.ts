@@ -31,16 +31,17 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
     }
   }
 
-  it('bf16 storage with float math (the residual stream under bf16 autocast) within bf16 rounding', () => {
+  it('bf16 storage with float math (the residual stream, q and k under bf16 autocast) within bf16 rounding', () => {
     for (const p of [0, 0.1]) {
-      // the residual norm with x and f in bf16; the embedding norm from fp32 tables into a bf16 output
+      // the residual norm with x and f in bf16; the embedding norm from fp32 tables into a bf16 output; RoPE on bf16 q and k
       const residual = native.fusedKernelCheck({ kernel: 'residual_rms_norm', device: 'cpu', dtype: 'bfloat16', xDtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
       const embedding = native.fusedKernelCheck({ kernel: 'embedding_rms_norm', device: 'cpu', dtype: 'float32', xDtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
-      for (const r of [residual, embedding]) {
+      const rotary = native.fusedKernelCheck({ kernel: 'rotary', device: 'cpu', dtype: 'bfloat16', p: 0, seed: 9, batch: 3, seq: 24, hidden: 64, heads: 4 });
+      for (const r of [residual, embedding, rotary]) {
         // bf16 keeps 8 bits: one rounding of each input and output is ~2e-3 relative
         expect(r.valueError).toBeLessThan(4e-3);
         expect(r.gradientError).toBeLessThan(4e-3);
-        expect(Math.abs(r.keptFraction - (1 - p))).toBeLessThan(0.05);
+        if (r !== rotary) expect(Math.abs(r.keptFraction - (1 - p))).toBeLessThan(0.05);
       }
     }
     // bf16 out of float64 tables: the CPU instantiation has no such combination, and says so
@@ -52,6 +53,14 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
       const r = native.fusedKernelCheck({ kernel, device: 'cpu', dtype: 'float32', p: 0.1, seed: 5, batch: 2, seq: 32, hidden: 128, heads: 2 });
       expect(r.valueError, kernel).toBeLessThan(1e-5);
       expect(r.gradientError, kernel).toBeLessThan(1e-5);
+    }
+  });
+
+  it('RoPE reads q, k and their gradients in place through any strides (attention\'s (batch, heads, seq, head_dim) layout)', () => {
+    for (const dtype of ['float64', 'bfloat16'] as const) {
+      const r = native.fusedKernelCheck({ kernel: 'rotary', device: 'cpu', dtype, p: 0, batch: 2, seq: 20, hidden: 48, heads: 3, headsFirst: true });
+      expect(r.valueError, dtype).toBeLessThan(dtype === 'float64' ? 1e-12 : 4e-3);
+      expect(r.gradientError, dtype).toBeLessThan(dtype === 'float64' ? 1e-12 : 4e-3);
     }
   });
 

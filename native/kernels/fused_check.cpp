@@ -104,16 +104,24 @@ Outcome check_residual(torch::Device device, torch::ScalarType dtype, torch::Sca
   return o;
 }
 
+// q and k as slices of one packed projection (batch, seq, 3, heads, head_dim), as the forward
+// reads them; or heads_first: views of (3, batch, heads, seq, head_dim), with the output's
+// gradients as attention may hand them to the backward — q's laid out (batch, heads, seq,
+// head_dim), k's (batch, heads, head_dim, seq), head_dim strided (a product with kᵀ).
 Outcome check_rotary(torch::Device device, torch::ScalarType dtype, int64_t batch, int64_t seq, int64_t heads,
-                     int64_t head_dim, int iters) {
+                     int64_t head_dim, bool heads_first, int iters) {
   RotaryEmbedding rotary(head_dim);
   auto [cos, sin] = rotary->forward(seq, device, dtype);
   auto options = torch::TensorOptions().device(device).dtype(dtype);
-  // q and k as slices of one packed projection (batch, seq, 3, heads, head_dim): the strided case.
-  auto packed = leaf(torch::randn({batch, seq, 3, heads, head_dim}, options));
-  auto dq = torch::randn({batch, seq, heads, head_dim}, options.dtype(torch::kDouble));
-  auto dk = torch::randn_like(dq);
-  auto [qr, kr] = fused::rotary_qk(packed.select(2, 0), packed.select(2, 1), cos, sin);
+  auto packed = leaf(heads_first ? torch::randn({3, batch, heads, seq, head_dim}, options)
+                                 : torch::randn({batch, seq, 3, heads, head_dim}, options));
+  auto q_of = [&](const Tensor& p) { return heads_first ? p.select(0, 0).transpose(1, 2) : p.select(2, 0); };
+  auto k_of = [&](const Tensor& p) { return heads_first ? p.select(0, 1).transpose(1, 2) : p.select(2, 1); };
+  const auto doubles = options.dtype(torch::kDouble);
+  auto dq = torch::randn({batch, heads, seq, head_dim}, doubles).transpose(1, 2);
+  auto dk = torch::randn({batch, heads, head_dim, seq}, doubles).transpose(2, 3).transpose(1, 2);
+  if (!heads_first) dq = dq.contiguous(), dk = dk.contiguous();
+  auto [qr, kr] = fused::rotary_qk(q_of(packed), k_of(packed), cos, sin);
   torch::autograd::backward({qr, kr}, {dq.to(dtype), dk.to(dtype)});
   // Reference: the interleaved rotation written out, in float64.
   auto c = cos.to(torch::kDouble).unsqueeze(-2), s = sin.to(torch::kDouble).unsqueeze(-2);
@@ -123,13 +131,13 @@ Outcome check_rotary(torch::Device device, torch::ScalarType dtype, int64_t batc
     return t * c + swapped * s;
   };
   auto packed64 = leaf(packed.to(torch::kDouble));
-  auto qref = rotate(packed64.select(2, 0)), kref = rotate(packed64.select(2, 1));
+  auto qref = rotate(q_of(packed64)), kref = rotate(k_of(packed64));
   torch::autograd::backward({qref, kref}, {dq, dk});
   Outcome o;
   o.value_error = std::max(relative_error(qr, qref), relative_error(kr, kref));
   o.gradient_error = relative_error(packed.grad(), packed64.grad());
   if (iters > 0) {
-    auto q = packed.select(2, 0).detach().requires_grad_(), k = packed.select(2, 1).detach().requires_grad_();
+    auto q = q_of(packed).detach().requires_grad_(), k = k_of(packed).detach().requires_grad_();
     auto dqc = dq.to(dtype), dkc = dk.to(dtype);
     o.fused_ms = median_ms([&] {
       auto [a, b] = fused::rotary_qk(q, k, cos, sin);
@@ -190,8 +198,9 @@ Napi::Value fused_kernels_info(const Napi::CallbackInfo& info) {
   });
 }
 
-// fusedKernelCheck({ kernel, device, dtype, xDtype?, p?, seed?, batch?, seq?, hidden?, heads?, iters? }): xDtype is
-// the residual stream's dtype — the residual norm's x, the embedding norm's output — default dtype.
+// fusedKernelCheck({ kernel, device, dtype, xDtype?, p?, seed?, batch?, seq?, hidden?, heads?, headsFirst?, iters? }):
+// xDtype is the residual stream's dtype — the residual norm's x, the embedding norm's output —
+// default dtype; headsFirst: RoPE's q, k and gradients as views of (batch, heads, seq, head_dim).
 Napi::Value fused_kernel_check(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -206,10 +215,11 @@ Napi::Value fused_kernel_check(const Napi::CallbackInfo& info) {
     const int64_t batch = integer_field(o, "batch", 2, where), seq = integer_field(o, "seq", 16, where);
     const int64_t hidden = integer_field(o, "hidden", 64, where), heads = integer_field(o, "heads", 4, where);
     const int iters = static_cast<int>(integer_field(o, "iters", 0, where));
+    const bool heads_first = boolean_field(o, "headsFirst", false);
     require(p >= 0 && p < 1, where + "p must be in [0, 1)");
     Outcome r;
     if (kernel == "residual_rms_norm") r = check_residual(device, dtype, x_dtype, p, seed, batch * seq, hidden, iters);
-    else if (kernel == "rotary") r = check_rotary(device, dtype, batch, seq, heads, hidden / heads, iters);
+    else if (kernel == "rotary") r = check_rotary(device, dtype, batch, seq, heads, hidden / heads, heads_first, iters);
     else if (kernel == "embedding_rms_norm") r = check_embedding(device, dtype, x_dtype, p, seed, batch, seq, hidden, iters);
     else throw std::invalid_argument(where + "kernel must be residual_rms_norm, rotary or embedding_rms_norm, got '" + kernel + "'");
     const double limit = std::max(limit_for(dtype), limit_for(x_dtype));

@@ -24,20 +24,23 @@ void residual_rms_norm_backward_cpu(const T* dy, const T* y, const Acc* inv_rms,
     residual_rms_norm_backward_row<Acc, T, T>(dy, y, inv_rms, dx, df, row, d, alpha, dropout, SingleLane{});
 }
 
-template <class T>
-void rotary_cpu(const T* in, T* out, const T* cos, const T* sin, int64_t begin, int64_t end, int64_t table_rows,
-                int64_t heads, int64_t head_dim, int64_t in_token_stride, T sign) {
-  // The GPU's choice of index type (rotary_fits_32_bits), so that the float64 tests check the
-  // 32-bit arithmetic the GPU runs on every ordinary shape, and the 64-bit one on the rest.
-  const int64_t tokens = end / std::max<int64_t>(1, heads * head_dim / 2) + 1;  // those pairs [0, end) reach
-  if (rotary_fits_32_bits(tokens, heads, head_dim, in_token_stride, table_rows, end)) {
+template <class T, class Acc>
+void rotary_cpu(const T* in, T* out, const Acc* cos, const Acc* sin, int64_t begin, int64_t end, int64_t table_rows,
+                int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, RotaryInput<int64_t> stride, Acc sign) {
+  // The GPU's choice of index type (rotary_fits_32_bits) for the launch's whole tensor, so that
+  // the float64 tests check the 32-bit arithmetic the GPU runs on every ordinary shape.
+  const int64_t tokens = batch * seq;
+  if (rotary_fits_32_bits(tokens, heads, head_dim, rotary_input_extent(batch, seq, heads, head_dim, stride), table_rows,
+                          tokens * heads * head_dim)) {
     using I = uint32_t;
+    const RotaryInput<I> narrow{static_cast<I>(stride.batch), static_cast<I>(stride.seq), static_cast<I>(stride.head),
+                                static_cast<I>(stride.dim)};
     for (int64_t pair = begin; pair < end; ++pair)
-      rotary_pair_at<T, T, T, I>(in, out, cos, sin, static_cast<I>(pair), static_cast<I>(table_rows), static_cast<I>(heads),
-                                 static_cast<I>(head_dim), static_cast<I>(in_token_stride), sign);
+      rotary_pair_at<Acc, T, Acc, I>(in, out, cos, sin, static_cast<I>(pair), static_cast<I>(table_rows), static_cast<I>(seq),
+                                     static_cast<I>(heads), static_cast<I>(head_dim), narrow, sign);
   } else {
     for (int64_t pair = begin; pair < end; ++pair)
-      rotary_pair_at<T, T, T>(in, out, cos, sin, pair, table_rows, heads, head_dim, in_token_stride, sign);
+      rotary_pair_at<Acc, T, Acc>(in, out, cos, sin, pair, table_rows, seq, heads, head_dim, stride, sign);
   }
 }
 
@@ -82,9 +85,11 @@ ROFORMER_FUSED_CPU_NORMS(float, float, float)
 ROFORMER_FUSED_CPU_NORMS(double, double, double)
 ROFORMER_FUSED_CPU_NORMS(c10::BFloat16, float, float)
 
-template void rotary_cpu<float>(const float*, float*, const float*, const float*, int64_t, int64_t, int64_t, int64_t,
-                                int64_t, int64_t, float);
-template void rotary_cpu<double>(const double*, double*, const double*, const double*, int64_t, int64_t, int64_t,
-                                 int64_t, int64_t, int64_t, double);
+#define ROFORMER_FUSED_CPU_ROTARY(T, Acc)                                                                           \
+  template void rotary_cpu<T, Acc>(const T*, T*, const Acc*, const Acc*, int64_t, int64_t, int64_t, int64_t, int64_t, \
+                                   int64_t, int64_t, RotaryInput<int64_t>, Acc);
+ROFORMER_FUSED_CPU_ROTARY(float, float)
+ROFORMER_FUSED_CPU_ROTARY(double, double)
+ROFORMER_FUSED_CPU_ROTARY(c10::BFloat16, float)
 
 }  // namespace roformer::kernels

@@ -18,10 +18,11 @@ void residual_rms_norm_forward_cpu(const T* x, const T* f, T* y, Acc* inv_rms, i
 template <class T, class Acc>
 void residual_rms_norm_backward_cpu(const T* dy, const T* y, const Acc* inv_rms, T* dx, T* df, int64_t begin,
                                     int64_t end, int64_t d, Acc alpha, Dropout dropout);
-// Pairs [begin, end) of one tensor (batch, seq, heads, head_dim); sign −1: the backward.
-template <class T>
-void rotary_cpu(const T* in, T* out, const T* cos, const T* sin, int64_t begin, int64_t end, int64_t table_rows,
-                int64_t heads, int64_t head_dim, int64_t in_token_stride, T sign);
+// Pairs [begin, end) of one tensor (batch, seq, heads, head_dim), read through `stride`; sign −1:
+// the backward. The cos/sin tables in Acc.
+template <class T, class Acc>
+void rotary_cpu(const T* in, T* out, const Acc* cos, const Acc* sin, int64_t begin, int64_t end, int64_t table_rows,
+                int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, RotaryInput<int64_t> stride, Acc sign);
 template <class W, class T, class Acc>
 void embedding_rms_norm_forward_cpu(const int64_t* ids, const int64_t* type_ids, const W* tok, const W* seg, T* y,
                                     Acc* inv_rms, int64_t begin, int64_t end, int64_t d, Acc eps, Dropout dropout);

@@ -54,14 +54,14 @@ __global__ void __launch_bounds__(kRowThreads) residual_rms_norm_backward_kernel
 // Index: uint32_t when every offset of the launch fits in 32 bits (rotary_qk_cuda), else int64_t.
 template <class T, class Index>
 __global__ void rotary_qk_kernel(const T* q, const T* k, T* q_out, T* k_out, const float* cos, const float* sin,
-                                 Index pairs, Index table_rows, Index heads, Index head_dim, Index q_stride,
-                                 Index k_stride, float sign) {
+                                 Index pairs, Index table_rows, Index seq, Index heads, Index head_dim,
+                                 RotaryInput<Index> q_stride, RotaryInput<Index> k_stride, float sign) {
   // Pairs of q first, then of k: one launch for both.
   for (Index i = blockIdx.x * static_cast<Index>(blockDim.x) + threadIdx.x; i < 2 * pairs;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
     const bool is_q = i < pairs;
     rotary_pair_at<float, T, float, Index>(is_q ? q : k, is_q ? q_out : k_out, cos, sin, is_q ? i : i - pairs, table_rows,
-                                           heads, head_dim, is_q ? q_stride : k_stride, sign);
+                                           seq, heads, head_dim, is_q ? q_stride : k_stride, sign);
   }
 }
 
@@ -140,29 +140,36 @@ cudaError_t residual_rms_norm_backward_cuda(Storage t, Storage ft, const void* d
 }
 
 cudaError_t rotary_qk_cuda(Storage t, const void* q, const void* k, void* q_out, void* k_out, const float* cos,
-                           const float* sin, int64_t tokens, int64_t table_rows, int64_t heads, int64_t head_dim,
-                           int64_t q_token_stride, int64_t k_token_stride, float sign, cudaStream_t stream) {
-  const int64_t pairs = tokens * heads * head_dim / 2;
+                           const float* sin, int64_t batch, int64_t seq, int64_t table_rows, int64_t heads,
+                           int64_t head_dim, RotaryInput<int64_t> q_stride, RotaryInput<int64_t> k_stride, float sign,
+                           cudaStream_t stream) {
+  const int64_t tokens = batch * seq, pairs = tokens * heads * head_dim / 2;
   if (pairs == 0) return cudaSuccess;
   const int threads = 256;
   const int64_t blocks = (2 * pairs + threads - 1) / threads;
   const unsigned grid = static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
   // 32-bit index arithmetic when every index of the launch fits; the loop counter runs over the
   // pairs of q and k together, plus one grid stride past the end.
-  const bool narrow = rotary_fits_32_bits(tokens, heads, head_dim, std::max(q_token_stride, k_token_stride), table_rows,
+  const int64_t in_extent = std::max(rotary_input_extent(batch, seq, heads, head_dim, q_stride),
+                                     rotary_input_extent(batch, seq, heads, head_dim, k_stride));
+  const bool narrow = rotary_fits_32_bits(tokens, heads, head_dim, in_extent, table_rows,
                                           2 * pairs + static_cast<int64_t>(grid) * threads);
   return with_storage(t, [&](auto* type) {
     using T = std::remove_pointer_t<decltype(type)>;
     if (narrow) {
       using I = uint32_t;
+      auto to_narrow = [](RotaryInput<int64_t> s) {
+        return RotaryInput<I>{static_cast<I>(s.batch), static_cast<I>(s.seq), static_cast<I>(s.head),
+                              static_cast<I>(s.dim)};
+      };
       rotary_qk_kernel<T, I><<<grid, threads, 0, stream>>>(
           static_cast<const T*>(q), static_cast<const T*>(k), static_cast<T*>(q_out), static_cast<T*>(k_out), cos, sin,
-          static_cast<I>(pairs), static_cast<I>(table_rows), static_cast<I>(heads), static_cast<I>(head_dim),
-          static_cast<I>(q_token_stride), static_cast<I>(k_token_stride), sign);
+          static_cast<I>(pairs), static_cast<I>(table_rows), static_cast<I>(seq), static_cast<I>(heads),
+          static_cast<I>(head_dim), to_narrow(q_stride), to_narrow(k_stride), sign);
     } else {
       rotary_qk_kernel<T, int64_t><<<grid, threads, 0, stream>>>(
           static_cast<const T*>(q), static_cast<const T*>(k), static_cast<T*>(q_out), static_cast<T*>(k_out), cos, sin,
-          pairs, table_rows, heads, head_dim, q_token_stride, k_token_stride, sign);
+          pairs, table_rows, seq, heads, head_dim, q_stride, k_stride, sign);
     }
   });
 }

@@ -23,12 +23,13 @@ cudaError_t residual_rms_norm_backward_cuda(Storage t, Storage ft, const void* d
                                             void* dx, void* df, int64_t rows, int64_t d, float alpha, Dropout dropout,
                                             cudaStream_t stream);
 
-// q and k (batch·seq·heads rows of head_dim, `token_stride` elements between tokens) → contiguous
-// outputs, in one launch; sign −1 applies the transpose (the backward). Tables: float (table_rows,
-// head_dim), token t reading row t mod table_rows (fused_rows.h).
+// q and k (batch, seq, heads, head_dim), each read through its strides (rows of head_dim
+// contiguous) → contiguous outputs, in one launch; sign −1 applies the transpose (the backward).
+// Tables: float (table_rows, head_dim), token t reading row t mod table_rows (fused_rows.h).
 cudaError_t rotary_qk_cuda(Storage t, const void* q, const void* k, void* q_out, void* k_out, const float* cos,
-                           const float* sin, int64_t tokens, int64_t table_rows, int64_t heads, int64_t head_dim,
-                           int64_t q_token_stride, int64_t k_token_stride, float sign, cudaStream_t stream);
+                           const float* sin, int64_t batch, int64_t seq, int64_t table_rows, int64_t heads,
+                           int64_t head_dim, RotaryInput<int64_t> q_stride, RotaryInput<int64_t> k_stride, float sign,
+                           cudaStream_t stream);
 
 // ids, type_ids (rows) → y (rows, d) in Storage t; the gradients add into the float tables' grads.
 cudaError_t embedding_rms_norm_forward_cuda(Storage t, const int64_t* ids, const int64_t* type_ids, const float* tok,

@@ -4,6 +4,7 @@
 #include "fused_ops.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 #include <cstdlib>
 #include <stdexcept>
@@ -29,15 +30,16 @@ using kernels::Dropout;
 
 namespace {
 
-bool cpu_dtype(const torch::Tensor& t) { return t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble; }
-// The norms' CPU instantiation also stores bf16 (math in float): the residual stream under bf16 autocast.
-bool cpu_norm_dtype(torch::ScalarType t) { return t == torch::kFloat || t == torch::kDouble || t == torch::kBFloat16; }
+bool cpu_table_dtype(const torch::Tensor& t) { return t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble; }
+// The CPU instantiation stores float, double, or bf16 with math in float (the residual stream
+// and q/k under bf16 autocast); the embedding tables are float or double.
+bool cpu_storage_dtype(torch::ScalarType t) { return t == torch::kFloat || t == torch::kDouble || t == torch::kBFloat16; }
 // The dtype of the norms' math and of their saved 1/rms: double for double storage, else float.
 torch::ScalarType acc_dtype(torch::ScalarType t) { return t == torch::kDouble ? torch::kDouble : torch::kFloat; }
 
 // Calls fn(T{}, Acc{}) with the CPU instantiation's storage type T of `t` and its math type Acc.
 template <class Fn>
-void dispatch_cpu_norm(torch::ScalarType t, const char* what, Fn fn) {
+void dispatch_cpu(torch::ScalarType t, const char* what, Fn fn) {
   switch (t) {
     case torch::kFloat: fn(float{}, float{}); break;
     case torch::kDouble: fn(double{}, double{}); break;
@@ -133,6 +135,8 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in, const torch::Tensor& f_in, double alpha,
                                double eps, const Dropout& dropout) {
+    // As a named op: profilers, NVTX ranges and the op count (op_count.h) see it.
+    RECORD_FUNCTION("roformer::residual_rms_norm", std::vector<c10::IValue>());
     auto x = x_in.contiguous(), f = f_in.contiguous();
     const int64_t d = x.size(-1), rows = x.numel() / d;
     auto y = torch::empty_like(x);
@@ -149,7 +153,7 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
 #endif
     } else {
       inv_rms = torch::empty({rows}, x.options().dtype(acc_dtype(x.scalar_type())));
-      dispatch_cpu_norm(x.scalar_type(), "residual_rms_norm", [&](auto t, auto acc) {
+      dispatch_cpu(x.scalar_type(), "residual_rms_norm", [&](auto t, auto acc) {
         using T = decltype(t);
         using Acc = decltype(acc);
         const auto* xp = x.data_ptr<T>();
@@ -170,6 +174,7 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    RECORD_FUNCTION("roformer::residual_rms_norm_backward", std::vector<c10::IValue>());
     auto saved = ctx->get_saved_variables();
     const auto& y = saved[0];
     const auto& inv_rms = saved[1];
@@ -190,7 +195,7 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
       no_cuda_kernels();
 #endif
     } else {
-      dispatch_cpu_norm(y.scalar_type(), "residual_rms_norm", [&](auto t, auto acc) {
+      dispatch_cpu(y.scalar_type(), "residual_rms_norm", [&](auto t, auto acc) {
         using T = decltype(t);
         using Acc = decltype(acc);
         const auto* dyp = dy.data_ptr<T>();
@@ -211,38 +216,41 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
 // Rotates q and k (batch, seq, heads, head_dim) into contiguous outputs; sign −1: the transpose.
 std::pair<torch::Tensor, torch::Tensor> rotate(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos,
                                                const torch::Tensor& sin, double sign) {
-  const int64_t seq = q.size(1), heads = q.size(2), head_dim = q.size(3), tokens = q.size(0) * seq;
+  const int64_t batch = q.size(0), seq = q.size(1), heads = q.size(2), head_dim = q.size(3);
   const int64_t table_rows = cos.numel() / head_dim;  // seq, or batch·seq (rotary_qk_applies)
-  // A (batch, seq, heads, head_dim) view with rows of head_dim contiguous and tokens evenly spaced
-  // is read in place (e.g. a slice of a packed QKV projection); anything else is copied first.
-  auto tokens_evenly_spaced = [&](const torch::Tensor& t) {
-    return t.stride(3) == 1 && t.stride(2) == head_dim && t.stride(0) == seq * t.stride(1);
+  // Read in place through their strides, whatever they are: slices of a packed QKV projection
+  // (forward), the gradients attention returns (backward: laid out (batch, heads, seq, head_dim),
+  // or with head_dim strided, as a product with kᵀ leaves k's).
+  const auto& qi = q;
+  const auto& ki = k;
+  auto strides = [](const torch::Tensor& t) {
+    return kernels::RotaryInput<int64_t>{t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
   };
-  auto qi = tokens_evenly_spaced(q) ? q : q.contiguous();
-  auto ki = tokens_evenly_spaced(k) ? k : k.contiguous();
   auto q_out = torch::empty(q.sizes(), q.options().memory_format(torch::MemoryFormat::Contiguous));
   auto k_out = torch::empty(k.sizes(), k.options().memory_format(torch::MemoryFormat::Contiguous));
   if (q.is_cuda()) {
 #ifdef ROFORMER_WITH_FUSED_CUDA
     auto c = cos.to(torch::kFloat).contiguous(), s = sin.to(torch::kFloat).contiguous();
     check(kernels::rotary_qk_cuda(storage(q), qi.data_ptr(), ki.data_ptr(), q_out.data_ptr(), k_out.data_ptr(),
-                                  c.data_ptr<float>(), s.data_ptr<float>(), tokens, table_rows, heads, head_dim, qi.stride(1),
-                                  ki.stride(1), static_cast<float>(sign), stream()),
+                                  c.data_ptr<float>(), s.data_ptr<float>(), batch, seq, table_rows, heads, head_dim,
+                                  strides(qi), strides(ki), static_cast<float>(sign), stream()),
           "rotary q/k");
 #else
     no_cuda_kernels();
 #endif
   } else {
-    AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "rotary_qk", [&] {
-      auto c = cos.to(q.scalar_type()).contiguous(), s = sin.to(q.scalar_type()).contiguous();
-      const int64_t pairs = tokens * heads * head_dim / 2;
+    dispatch_cpu(q.scalar_type(), "rotary_qk", [&](auto t, auto acc) {
+      using T = decltype(t);
+      using Acc = decltype(acc);
+      auto c = cos.to(acc_dtype(q.scalar_type())).contiguous(), s = sin.to(acc_dtype(q.scalar_type())).contiguous();
+      const int64_t pairs = batch * seq * heads * head_dim / 2;
       for (auto [in, out] : {std::pair{&qi, &q_out}, std::pair{&ki, &k_out}}) {
-        const auto* ip = in->data_ptr<scalar_t>();
-        auto* op = out->data_ptr<scalar_t>();
-        const int64_t stride = in->stride(1);
+        const auto* ip = in->template data_ptr<T>();
+        auto* op = out->template data_ptr<T>();
+        const auto stride = strides(*in);
         at::parallel_for(0, pairs, 16384, [&](int64_t begin, int64_t end) {
-          kernels::rotary_cpu<scalar_t>(ip, op, c.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), begin, end, table_rows,
-                                        heads, head_dim, stride, static_cast<scalar_t>(sign));
+          kernels::rotary_cpu<T, Acc>(ip, op, c.data_ptr<Acc>(), s.data_ptr<Acc>(), begin, end, table_rows, batch, seq,
+                                      heads, head_dim, stride, static_cast<Acc>(sign));
         });
       }
     });
@@ -254,11 +262,13 @@ class RotaryQK : public torch::autograd::Function<RotaryQK> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& cos, const torch::Tensor& sin) {
+    RECORD_FUNCTION("roformer::rotary_qk", std::vector<c10::IValue>());
     ctx->save_for_backward({cos, sin});
     auto [qr, kr] = rotate(q, k, cos, sin, 1.0);
     return {qr, kr};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    RECORD_FUNCTION("roformer::rotary_qk_backward", std::vector<c10::IValue>());
     auto saved = ctx->get_saved_variables();
     auto dq = grad_outputs[0], dk = grad_outputs[1];
     if (!dq.defined()) dq = torch::zeros_like(dk);
@@ -273,6 +283,7 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& ids_in, const torch::Tensor& type_ids_in,
                                const torch::Tensor& tok_in, const torch::Tensor& seg_in, double eps,
                                const Dropout& dropout, torch::ScalarType out_dtype) {
+    RECORD_FUNCTION("roformer::embedding_rms_norm", std::vector<c10::IValue>());
     auto ids = ids_in.to(torch::kLong).contiguous(), type_ids = type_ids_in.to(torch::kLong).contiguous();
     auto tok = tok_in.contiguous(), seg = seg_in.contiguous();
     const int64_t d = tok.size(1), rows = ids.numel();
@@ -294,7 +305,7 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
     } else {
       // The tables are the math's type (embedding_rms_norm_applies): float for a bf16 output.
       inv_rms = torch::empty({rows}, tok.options());
-      dispatch_cpu_norm(out_dtype, "embedding_rms_norm", [&](auto t, auto acc) {
+      dispatch_cpu(out_dtype, "embedding_rms_norm", [&](auto t, auto acc) {
         using T = decltype(t);
         using Acc = decltype(acc);
         at::parallel_for(0, rows, grain(d), [&](int64_t begin, int64_t end) {
@@ -313,6 +324,7 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    RECORD_FUNCTION("roformer::embedding_rms_norm_backward", std::vector<c10::IValue>());
     auto saved = ctx->get_saved_variables();
     const auto &ids = saved[0], &type_ids = saved[1], &y = saved[2], &inv_rms = saved[3];
     auto dy = grad_outputs[0].to(y.scalar_type()).contiguous();
@@ -334,7 +346,7 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
 #endif
     } else {
       auto grad = torch::empty({rows, d}, tables);
-      dispatch_cpu_norm(y.scalar_type(), "embedding_rms_norm", [&](auto t, auto acc) {
+      dispatch_cpu(y.scalar_type(), "embedding_rms_norm", [&](auto t, auto acc) {
         using T = decltype(t);
         using Acc = decltype(acc);
         at::parallel_for(0, rows, grain(d), [&](int64_t begin, int64_t end) {
@@ -367,7 +379,7 @@ bool residual_rms_norm_applies(const torch::Tensor& x, const torch::Tensor& f) {
       x.device() != f.device())
     return false;
   if (on_cuda(x)) return cuda_dtype(x) && cuda_dtype(f);
-  return x.is_cpu() && cpu_norm_dtype(x.scalar_type()) && f.scalar_type() == x.scalar_type();
+  return x.is_cpu() && cpu_storage_dtype(x.scalar_type()) && f.scalar_type() == x.scalar_type();
 }
 
 torch::Tensor residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f, double alpha, double p, double eps,
@@ -384,7 +396,7 @@ bool rotary_qk_applies(const torch::Tensor& q, const torch::Tensor& k, const tor
   const int64_t rows = cos.numel() / q.size(3);
   if (rows != q.size(1) && rows != q.size(0) * q.size(1)) return false;
   if (on_cuda(q)) return cuda_dtype(q);
-  return q.is_cpu() && cpu_dtype(q);
+  return q.is_cpu() && cpu_storage_dtype(q.scalar_type());
 }
 
 std::pair<torch::Tensor, torch::Tensor> rotary_qk(const torch::Tensor& q, const torch::Tensor& k,
@@ -400,7 +412,7 @@ bool embedding_rms_norm_applies(const torch::Tensor& tok, const torch::Tensor& s
     return false;
   const auto out_dtype = out.value_or(tok.scalar_type());
   if (on_cuda(tok)) return tok.scalar_type() == torch::kFloat && cuda_dtype(out_dtype);
-  if (!tok.is_cpu() || !cpu_dtype(tok)) return false;
+  if (!tok.is_cpu() || !cpu_table_dtype(tok)) return false;
   return out_dtype == tok.scalar_type() || (out_dtype == torch::kBFloat16 && tok.scalar_type() == torch::kFloat);
 }
 

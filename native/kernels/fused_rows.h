@@ -155,40 +155,55 @@ ROFORMER_HD void residual_rms_norm_backward_row(const T* dy, const T* y, const A
 //   y_2i = x_2i·cos − x_2i+1·sin,  y_2i+1 = x_2i+1·cos + x_2i·sin,
 // and with sign = −1 its transpose (the backward: dx from dy).
 // ---------------------------------------------------------------------------
-template <class Acc, class T>
-ROFORMER_HD void rotary_pair(const T* in, T* out, Acc cos, Acc sin, Acc sign) {
-  const Acc a = static_cast<Acc>(in[0]), b = static_cast<Acc>(in[1]);
+template <class Acc, class T, class Index>
+ROFORMER_HD void rotary_pair(const T* in, Index in_step, T* out, Acc cos, Acc sin, Acc sign) {
+  const Acc a = static_cast<Acc>(in[0]), b = static_cast<Acc>(in[in_step]);
   const Acc s = sign * sin;
   out[0] = static_cast<T>(a * cos - b * s);
   out[1] = static_cast<T>(b * cos + a * s);
 }
 
-// Pair `pair` of q or k, laid out (batch, seq, heads, head_dim) with `in_token_stride` elements
-// between tokens of the input (a view into a packed projection may be wider than heads·head_dim),
-// the output contiguous. The cos/sin tables have `table_rows` rows of head_dim: token t reads row
+// Where q or k is read from: the strides, in elements, of its (batch, seq, heads, head_dim) view —
+// a slice of a packed QKV projection in the forward, the gradient attention hands back (laid out
+// (batch, heads, seq, head_dim), or with head_dim strided) in the backward.
+template <class Index>
+struct RotaryInput {
+  Index batch, seq, head, dim;
+};
+
+// Pair `pair` of q or k (batch, seq, heads, head_dim): read through `in`'s strides, written to a
+// contiguous output. The cos/sin tables have `table_rows` rows of head_dim: token t reads row
 // t mod table_rows (seq rows: one table for every sequence; batch·seq rows: one row per token,
 // e.g. positions restarting at each packed document). Index: the integer type of the index
 // arithmetic — int64_t on the CPU; on the GPU uint32_t where every offset fits (a 64-bit
-// division is a long software routine there, and this function makes five per pair).
+// division is a long software routine there, and this function makes seven per pair).
 template <class Acc, class T, class Table, class Index = int64_t>
 ROFORMER_HD void rotary_pair_at(const T* in, T* out, const Table* cos, const Table* sin, Index pair, Index table_rows,
-                                Index heads, Index head_dim, Index in_token_stride, Acc sign) {
+                                Index seq, Index heads, Index head_dim, RotaryInput<Index> stride, Acc sign) {
   const Index half = head_dim / 2;
   const Index i = pair % half, row = pair / half;  // row = token·heads + head
   const Index token = row / heads, head = row % heads, position = token % table_rows;
+  const Index b = token / seq, s = token % seq;
   const Index table = position * head_dim + 2 * i;
-  rotary_pair<Acc, T>(in + token * in_token_stride + head * head_dim + 2 * i, out + row * head_dim + 2 * i,
-                      static_cast<Acc>(cos[table]), static_cast<Acc>(sin[table]), sign);
+  rotary_pair<Acc, T, Index>(in + b * stride.batch + s * stride.seq + head * stride.head + 2 * i * stride.dim, stride.dim,
+                             out + row * head_dim + 2 * i, static_cast<Acc>(cos[table]), static_cast<Acc>(sin[table]),
+                             sign);
 }
 
 // Whether rotary_pair_at may take Index = uint32_t for `tokens` tokens: every offset it forms
-// (inputs, outputs, tables) and `counter_end` (the end of the caller's loop counter) below 2³² − 1.
-// The GPU launch and the CPU instantiation decide by this one rule.
-inline bool rotary_fits_32_bits(int64_t tokens, int64_t heads, int64_t head_dim, int64_t in_token_stride,
-                                int64_t table_rows, int64_t counter_end) {
+// (inputs: below `in_extent`, the largest input offset + 1; outputs; tables) and `counter_end`
+// (the end of the caller's loop counter) below 2³² − 1. The GPU launch and the CPU instantiation
+// decide by this one rule.
+inline bool rotary_fits_32_bits(int64_t tokens, int64_t heads, int64_t head_dim, int64_t in_extent, int64_t table_rows,
+                                int64_t counter_end) {
   const int64_t limit = (int64_t{1} << 32) - 1;
-  return counter_end < limit && tokens * in_token_stride < limit && tokens * heads * head_dim < limit &&
-         table_rows * head_dim < limit;
+  return counter_end < limit && in_extent < limit && tokens * heads * head_dim < limit && table_rows * head_dim < limit;
+}
+
+// One past the largest element offset of a (batch, seq, heads, head_dim) view read through `stride`.
+inline int64_t rotary_input_extent(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim,
+                                   RotaryInput<int64_t> stride) {
+  return (batch - 1) * stride.batch + (seq - 1) * stride.seq + (heads - 1) * stride.head + (head_dim - 1) * stride.dim + 1;
 }
 
 // ---------------------------------------------------------------------------
