@@ -34,6 +34,7 @@ export interface BenchCliOptions {
   repeats: number;
   arch: 'roformer-v2' | 'gau-alpha' | 'all';
   lengthGeneralisation?: boolean;
+  countOps?: boolean;
 }
 
 const seqList = (value: string) =>
@@ -66,6 +67,7 @@ export function buildProgram(): Command {
     .option('--ranks <n>', 'data-parallel scaling instead: n ranks against 1, each a process with --threads threads (default 1), RoFormerV2 only, Gloo over loopback', positiveInt('--ranks'))
     .option('--repeats <n>', 'with --ranks: (1 rank, n ranks) pairs per length; the figure is the median pair ratio', positiveInt('--repeats'), 3)
     .option('--arch <which>', 'roformer-v2 (RoFormerV2 vs the baseline), gau-alpha or all (GAU-α at the depth-equivalent, 2× the layers, beside both)', choice('--arch', ['roformer-v2', 'gau-alpha', 'all']), 'roformer-v2')
+    .option('--count-ops', 'instead of timing: count the libtorch ops of one eager training step of each model (about one kernel launch each on CUDA), by phase and name (bench/op-count.ts)')
     .option('--length-generalisation', 'instead: pre-train small models at length 128 and report held-out MLM loss and accuracy at 128–1024 (bench/length-generalisation.ts; its own flags: npm run bench:length -- --help)');
   return program;
 }
@@ -116,6 +118,7 @@ async function main(options: BenchCliOptions): Promise<void> {
   console.log(`roformer-bench — libtorch ${machine.libtorch}, device ${machine.device}, CUDA ${machine.cuda}`);
   console.log(`  CPU ${machine.cpu}, ${machine.threads} of ${machine.availableCores} threads, BLAS ${machine.blas}`);
   console.log(`  fused attention: ${machine.fusedAttention ? 'yes' : 'no'}; dtypes: ${machine.dtypes}`);
+  if (options.countOps) return countOps(options, overrides, gauAlpha);
   console.log(`  ${options.mode}, size ${options.size}${options.config ? ` + ${options.config}` : ''}, dtype ${options.dtype}, batch ${options.batch}, seq ${options.seq.join(',')}, ${options.warmup} warm-up + ${options.steps} timed steps`);
 
   const { results, matmulPeakFlops } = await runBenchmark(
@@ -179,6 +182,35 @@ async function main(options: BenchCliOptions): Promise<void> {
   if (options.svg) {
     await writeFile(options.svg, barChartSvg(results, pytorch, title));
     console.log(`wrote ${options.svg}`);
+  }
+}
+
+/** --count-ops: the ops of one eager training step per model and length (bench/op-count.ts). */
+async function countOps(options: BenchCliOptions, overrides: Partial<RoFormerV2Config>, gauAlpha: boolean): Promise<void> {
+  if (options.mode !== 'train') throw new Error('--count-ops counts training steps: use --mode train');
+  const { countStepOps } = await import('./op-count.js');
+  console.log(`  ops of one eager training step (CUDA graphs off) after ${Math.max(1, options.warmup)} warm-up step(s): size ${options.size}${options.config ? ` + ${options.config}` : ''}, dtype ${options.dtype}, batch ${options.batch}, seq ${options.seq.join(',')}`);
+  const counts = await countStepOps({
+    size: options.size,
+    config: overrides,
+    seqs: options.seq,
+    batch: options.batch,
+    dtype: options.dtype,
+    device: options.device as 'cpu' | 'cuda',
+    steps: 1,
+    warmup: options.warmup,
+    mode: 'train',
+    targetFraction: 0.15,
+    gauAlpha,
+  });
+  for (const c of counts) {
+    const phases = Object.entries(c.byPhase).map(([phase, n]) => `${phase} ${n}`).join(', ');
+    console.log(`\n  seq ${c.seq}, ${c.model}: ${c.total} ops (${phases}); the most frequent:`);
+    for (const o of c.ops.slice(0, 15)) console.log(`    ${String(o.count).padStart(5)}  ${o.op}  (${o.phase})`);
+  }
+  if (options.json) {
+    await writeFile(options.json, JSON.stringify({ date: new Date().toISOString(), options, counts }, null, 2) + '\n');
+    console.log(`\nwrote ${options.json}`);
   }
 }
 

@@ -157,15 +157,16 @@ export interface Runner {
   step(batch: MicroBatch): Promise<boolean>;
 }
 
-export function makeRunner(name: ModelName, options: BenchOptions, config: RoFormerV2Config): Runner {
+/** `trainer`: options for the training runner's Trainer beyond the benchmark's (e.g. cudaGraphs: false). */
+export function makeRunner(name: ModelName, options: BenchOptions, config: RoFormerV2Config, trainer: { cudaGraphs?: boolean } = {}): Runner {
   const model =
     name === 'gau-alpha'
       ? GauAlpha.create({ config: gauAlphaEquivalent(config), seed: 0 })
       : (name === 'roformer-v2' ? RoFormerV2.create : RobertaBaseline.create)({ config, seed: 0 });
   if (options.device !== 'cpu') model.to(options.device);
   if (options.mode === 'train') {
-    const trainer = new Trainer(model, { lr: 1e-4, precision: options.dtype });
-    return { name, parameters: model.parameterCount, step: async (b) => (await trainer.step(b)).cudaGraph === 'replayed' };
+    const training = new Trainer(model, { lr: 1e-4, precision: options.dtype, ...trainer });
+    return { name, parameters: model.parameterCount, step: async (b) => (await training.step(b)).cudaGraph === 'replayed' };
   }
   // encode: forward only, weights in the benchmark dtype
   if (options.dtype !== 'fp32') model.to(options.device, options.dtype === 'bf16' ? 'bfloat16' : 'float16');

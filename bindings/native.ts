@@ -405,7 +405,12 @@ export interface NativeAddon {
   matmulSeconds(n: number, dtype: DType, device: string, iters: number): number;
   /** The fused kernels (native/kernels/): whether the CUDA ones are built, and which the model uses on the CPU. */
   /** Starts counting the libtorch ops run on any thread (native/op_count.h); start and stop with nothing in flight. */
-  opCountStart(options?: { /** Name each op with this many of the ops it ran inside (0–8). */ parents?: number }): void;
+  opCountStart(options?: {
+    /** Name each op with this many of the ops it ran inside (0–8): "aten::copy_ < aten::_to_copy". */
+    parents?: number;
+    /** Name each op with its tensor inputs' dtypes: "aten::add(f32, f32)". */
+    dtypes?: boolean;
+  }): void;
   /**
    * Stops counting: the innermost working ops by name (about one kernel launch each on CUDA), by
    * the part of the training step they ran in ('forward and backward', 'update'; 'other'

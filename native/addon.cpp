@@ -210,18 +210,20 @@ Napi::Value release_memory(const Napi::CallbackInfo& info) {
   });
 }
 
-// opCountStart({ parents? }) / opCountStop(): the libtorch ops run in between, on any thread, by name
+// opCountStart({ parents?, dtypes? }) / opCountStop(): the libtorch ops run in between, on any thread, by name
 // (op_count.h: the innermost working ops, about one kernel launch each on CUDA). The caller
 // starts and stops with no work in flight on the executor.
 Napi::Value op_count_start(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     int parents = 0;
+    bool dtypes = false;
     if (info.Length() > 0 && !info[0].IsUndefined()) {
       const auto o = require_object(info[0], "opCountStart options");
       parents = static_cast<int>(integer_field(o, "parents", 0, "opCountStart: "));
       require(parents >= 0 && parents <= 8, "opCountStart: parents must be in [0, 8]");
+      dtypes = boolean_field(o, "dtypes", false);
     }
-    op_count::start(parents);
+    op_count::start(parents, dtypes);
     return info.Env().Undefined();
   });
 }

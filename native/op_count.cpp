@@ -33,6 +33,7 @@ const std::unordered_set<std::string> kNoKernel = {
 
 struct Frame {
   const char* name = "";
+  std::string dtypes;        // "(bf16, f32)": its tensor inputs' dtypes, when start() asked for them
   bool host_scalar = false;  // converts_host_scalar
   bool works = false;        // a working op ran inside this one
 };
@@ -53,12 +54,37 @@ bool converts_host_scalar(const at::RecordFunction& fn) {
 std::mutex mutex;
 std::unordered_map<std::string, std::unordered_map<std::string, int64_t>> counts;  // phase → op → count
 std::atomic<const char*> current_phase{"other"};
-int parents_named = 0;  // start()'s argument
+int parents_named = 0;       // start()'s arguments
+bool dtypes_named = false;
+
+const char* short_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "f32";
+    case at::kDouble: return "f64";
+    case at::kBFloat16: return "bf16";
+    case at::kHalf: return "f16";
+    case at::kLong: return "i64";
+    case at::kInt: return "i32";
+    case at::kBool: return "bool";
+    case at::kByte: return "u8";
+    default: return c10::toString(t);
+  }
+}
+
+// "(bf16, f32)": the dtypes of fn's defined tensor inputs, in order.
+std::string input_dtypes(const at::RecordFunction& fn) {
+  std::string out;
+  for (const auto& input : fn.inputs()) {
+    if (!input.isTensor() || !input.toTensor().defined()) continue;
+    out += (out.empty() ? "(" : ", ") + std::string(short_name(input.toTensor().scalar_type()));
+  }
+  return out.empty() ? "()" : out + ")";
+}
 std::optional<at::CallbackHandle> handle;
 thread_local std::vector<Frame> stack;
 
 std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
-  stack.push_back(Frame{fn.name(), converts_host_scalar(fn)});
+  stack.push_back(Frame{fn.name(), dtypes_named ? input_dtypes(fn) : std::string(), converts_host_scalar(fn)});
   return nullptr;
 }
 
@@ -72,7 +98,7 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext*) {
   // The fused kernels (roformer::*) launch their own kernel besides any their allocations do.
   if (works && (!frame.works || name.rfind("roformer::", 0) == 0)) {
     std::lock_guard<std::mutex> lock(mutex);
-    std::string key = name;
+    std::string key = name + frame.dtypes;
     for (int i = 1; i <= parents_named && i <= static_cast<int>(stack.size()); ++i) key += std::string(" < ") + stack[stack.size() - i].name;
     ++counts[current_phase.load()][key];
   }
@@ -84,11 +110,12 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext*) {
 // node: those ops are counted, not the node.
 bool launches_nothing(const std::string& name) { return kNoKernel.count(name) > 0 || name.rfind("autograd::", 0) == 0; }
 
-void start(int parents) {
+void start(int parents, bool dtypes) {
   std::lock_guard<std::mutex> lock(mutex);
   if (handle) throw std::logic_error("op counting has already started: stop it first");
   counts.clear();
   parents_named = parents;
+  dtypes_named = dtypes;
   handle = at::addGlobalCallback(at::RecordFunctionCallback(&on_start, &on_end).needsInputs(true).scopes({at::RecordScope::FUNCTION}));
 }
 

@@ -23,8 +23,9 @@ struct Count {
 
 // Starts counting on every thread (a global callback); throws if counting already. With parents
 // > 0 each op is named with that many of the ops it ran inside ("aten::copy_ < aten::_to_copy"):
-// to find where ops come from.
-void start(int parents = 0);
+// to find where ops come from; with dtypes, with its tensor inputs' dtypes ("aten::add(f32, f32)"):
+// to find work done in fp32 that could be narrower.
+void start(int parents = 0, bool dtypes = false);
 // Stops counting and returns the counts by phase and op, most frequent first.
 std::vector<Count> stop();
 

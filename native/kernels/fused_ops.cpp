@@ -136,7 +136,7 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in, const torch::Tensor& f_in, double alpha,
                                double eps, const Dropout& dropout) {
     // As a named op: profilers, NVTX ranges and the op count (op_count.h) see it.
-    RECORD_FUNCTION("roformer::residual_rms_norm", std::vector<c10::IValue>());
+    RECORD_FUNCTION("roformer::residual_rms_norm", std::vector<c10::IValue>({x_in, f_in}));
     auto x = x_in.contiguous(), f = f_in.contiguous();
     const int64_t d = x.size(-1), rows = x.numel() / d;
     auto y = torch::empty_like(x);
@@ -174,7 +174,7 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    RECORD_FUNCTION("roformer::residual_rms_norm_backward", std::vector<c10::IValue>());
+    RECORD_FUNCTION("roformer::residual_rms_norm_backward", std::vector<c10::IValue>(grad_outputs.begin(), grad_outputs.end()));
     auto saved = ctx->get_saved_variables();
     const auto& y = saved[0];
     const auto& inv_rms = saved[1];
@@ -262,13 +262,13 @@ class RotaryQK : public torch::autograd::Function<RotaryQK> {
  public:
   static variable_list forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& cos, const torch::Tensor& sin) {
-    RECORD_FUNCTION("roformer::rotary_qk", std::vector<c10::IValue>());
+    RECORD_FUNCTION("roformer::rotary_qk", std::vector<c10::IValue>({q, k}));
     ctx->save_for_backward({cos, sin});
     auto [qr, kr] = rotate(q, k, cos, sin, 1.0);
     return {qr, kr};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    RECORD_FUNCTION("roformer::rotary_qk_backward", std::vector<c10::IValue>());
+    RECORD_FUNCTION("roformer::rotary_qk_backward", std::vector<c10::IValue>(grad_outputs.begin(), grad_outputs.end()));
     auto saved = ctx->get_saved_variables();
     auto dq = grad_outputs[0], dk = grad_outputs[1];
     if (!dq.defined()) dq = torch::zeros_like(dk);
@@ -283,7 +283,7 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& ids_in, const torch::Tensor& type_ids_in,
                                const torch::Tensor& tok_in, const torch::Tensor& seg_in, double eps,
                                const Dropout& dropout, torch::ScalarType out_dtype) {
-    RECORD_FUNCTION("roformer::embedding_rms_norm", std::vector<c10::IValue>());
+    RECORD_FUNCTION("roformer::embedding_rms_norm", std::vector<c10::IValue>({tok_in, seg_in}));
     auto ids = ids_in.to(torch::kLong).contiguous(), type_ids = type_ids_in.to(torch::kLong).contiguous();
     auto tok = tok_in.contiguous(), seg = seg_in.contiguous();
     const int64_t d = tok.size(1), rows = ids.numel();
@@ -324,7 +324,7 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    RECORD_FUNCTION("roformer::embedding_rms_norm_backward", std::vector<c10::IValue>());
+    RECORD_FUNCTION("roformer::embedding_rms_norm_backward", std::vector<c10::IValue>(grad_outputs.begin(), grad_outputs.end()));
     auto saved = ctx->get_saved_variables();
     const auto &ids = saved[0], &type_ids = saved[1], &y = saved[2], &inv_rms = saved[3];
     auto dy = grad_outputs[0].to(y.scalar_type()).contiguous();

@@ -1,0 +1,120 @@
+// Counting a step's libtorch ops (native/op_count.h, roformer-bench --count-ops): the
+// measure of kernel launches that needs no GPU. What is counted must be the innermost working
+// ops only (no views, allocations or autograd's own records), by the phase of the step; the
+// fused kernels show as roformer::* ops with the dtypes they ran in — under bf16 autocast the
+// residual stream, q and k in bf16.
+
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { describe, expect, it } from 'vitest';
+
+import { loadNative } from '../bindings/load.js';
+import { RoFormerV2, Trainer, tensor } from '../lib/index.js';
+
+const native = loadNative();
+const LAYERS = 2;
+const CONFIG = { vocab_size: 80, hidden_size: 32, num_hidden_layers: LAYERS, num_attention_heads: 4, intermediate_size: 64 };
+const ids = Array.from({ length: 4 }, (_, b) => Array.from({ length: 12 }, (_, s) => 5 + ((b * 31 + s * 7) % 70)));
+const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPositions: tensor([1, 13, 30, 44], undefined, 'int64'), targetIds: tensor([9, 17, 23, 41], undefined, 'int64') });
+
+/** The counted ops of the second training step, in a child process with ROFORMER_FUSED=`fused` (read once per process). */
+function countedStep(fused: '0' | '1', precision: 'fp32' | 'bf16'): Array<{ phase: string; op: string; count: number }> {
+  const script = `
+    const { RoFormerV2, Trainer, tensor } = await import('./dist/lib/index.js');
+    const { loadNative } = await import('./dist/bindings/load.js');
+    const ids = ${JSON.stringify(ids)};
+    const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPositions: tensor([1, 13, 30, 44], undefined, 'int64'), targetIds: tensor([9, 17, 23, 41], undefined, 'int64') });
+    const trainer = new Trainer(RoFormerV2.create({ config: ${JSON.stringify(CONFIG)}, seed: 3 }), { lr: 1e-2, precision: '${precision}' });
+    await trainer.step(batch());
+    const b = batch();
+    loadNative().opCountStart({ dtypes: true });
+    await trainer.step(b);
+    console.log(JSON.stringify(loadNative().opCountStop()));`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ROFORMER_FUSED: fused }, encoding: 'utf8' });
+  expect(child.status, child.stderr).toBe(0);
+  return JSON.parse(child.stdout) as Array<{ phase: string; op: string; count: number }>;
+}
+
+const countOf = (ops: Array<{ op: string; count: number }>, op: string) => ops.filter((o) => o.op === op).reduce((sum, o) => sum + o.count, 0);
+
+describe('op counting', () => {
+  it('counts the working ops of a training step by phase, and none that only view, allocate or wrap', async () => {
+    const trainer = new Trainer(RoFormerV2.create({ config: CONFIG, seed: 3 }), { lr: 1e-2 });
+    await trainer.step(batch());
+    const b = batch();
+    native.opCountStart();
+    await trainer.step(b);
+    const ops = native.opCountStop();
+    const phases = new Set(ops.map((o) => o.phase));
+    expect(phases.has('forward and backward')).toBe(true);
+    expect(phases.has('update')).toBe(true);
+    for (const o of ops) {
+      expect(Number.isInteger(o.count) && o.count > 0).toBe(true);
+      expect(o.op).not.toMatch(/^(aten::(view|empty|empty_strided|reshape|transpose|as_strided|detach|to|contiguous|resolve_conj)$|autograd::)/);
+    }
+    // every matrix product of the step: per layer q/k/v, output, two feed-forward (forward + two gradients each)
+    expect(countOf(ops, 'aten::mm') + countOf(ops, 'aten::addmm')).toBeGreaterThanOrEqual(3 * 4 * LAYERS);
+    // nothing counted once stopped
+    await trainer.step(batch());
+    native.opCountStart();
+    expect(native.opCountStop()).toEqual([]);
+  });
+
+  it('refuses to start twice or stop what has not started, and takes parents and dtypes to name ops by', () => {
+    native.opCountStart();
+    try {
+      expect(() => native.opCountStart()).toThrow(/already started/);
+    } finally {
+      native.opCountStop();
+    }
+    expect(() => native.opCountStop()).toThrow(/has not started/);
+    expect(() => native.opCountStart({ parents: 9 })).toThrow(/parents must be in \[0, 8\]/);
+    native.opCountStart({ parents: 1, dtypes: true });
+    const t = tensor([1, 2, 3], undefined, 'float32');
+    const narrow = t.to('cpu', 'bfloat16');
+    const ops = native.opCountStop();
+    // the cast is one copy (into bf16 from f32), inside _to_copy
+    expect(ops.map((o) => o.op)).toContain('aten::copy_(bf16, f32) < aten::_to_copy');
+    [t, narrow].forEach((x) => x.dispose());
+  });
+
+  it('shows the fused kernels as roformer::* ops, once per call; under bf16 autocast they run on a bf16 residual stream and bf16 q, k', () => {
+    for (const precision of ['fp32', 'bf16'] as const) {
+      const ops = countedStep('1', precision);
+      const t = precision === 'fp32' ? 'f32' : 'bf16';
+      expect(countOf(ops, `roformer::residual_rms_norm(${t}, ${t})`), precision).toBe(2 * LAYERS);
+      expect(countOf(ops, `roformer::residual_rms_norm_backward(${t})`), precision).toBe(2 * LAYERS);
+      expect(countOf(ops, `roformer::rotary_qk(${t}, ${t})`), precision).toBe(LAYERS);
+      expect(countOf(ops, `roformer::rotary_qk_backward(${t}, ${t})`), precision).toBe(LAYERS);
+      // from the fp32 tables; the gradient it gets back is the stream's
+      expect(countOf(ops, 'roformer::embedding_rms_norm(f32, f32)'), precision).toBe(1);
+      expect(countOf(ops, `roformer::embedding_rms_norm_backward(${t})`), precision).toBe(1);
+    }
+    // without the fused path, none
+    expect(countedStep('0', 'bf16').filter((o) => o.op.startsWith('roformer::'))).toEqual([]);
+  });
+});
+
+describe('roformer-bench --count-ops', () => {
+  it('counts one eager step of each model and writes the counts as JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'roformer-count-ops-'));
+    const config = join(dir, 'tiny.json');
+    writeFileSync(config, JSON.stringify({ num_hidden_layers: 1, hidden_size: 32, num_attention_heads: 2, intermediate_size: 64, vocab_size: 500 }));
+    const json = join(dir, 'ops.json');
+    const { stdout } = await promisify(execFile)(process.execPath, ['dist/bench/cli.js', '--count-ops', '--config', config, '--seq', '16', '--batch', '2', '--warmup', '1', '--json', json]);
+    expect(stdout).toMatch(/seq 16, roformer-v2: \d+ ops \(/);
+    expect(stdout).toMatch(/seq 16, roberta-baseline: \d+ ops \(/);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as { counts: Array<{ model: string; seq: number; total: number; byPhase: Record<string, number>; ops: Array<{ count: number }> }> };
+    expect(report.counts.map((c) => c.model)).toEqual(['roformer-v2', 'roberta-baseline']);
+    for (const c of report.counts) {
+      expect(c.total).toBe(c.ops.reduce((sum, o) => sum + o.count, 0));
+      expect(Object.values(c.byPhase).reduce((a, b) => a + b, 0)).toBe(c.total);
+      expect(c.byPhase['forward and backward']).toBeGreaterThan(0);
+      expect(c.byPhase['update']).toBeGreaterThan(0);
+    }
+  }, 60_000);
+});
