@@ -126,7 +126,7 @@ describe('the prepared GPU check on a machine without a GPU', () => {
     const dry = spawnSync('bash', ['bench/gpu/check.sh', '--dry-run', '--skip', 'hf-anchor'], { encoding: 'utf8' });
     expect(dry.status, dry.stderr).toBe(0);
     const phases = [...dry.stdout.matchAll(/^ {2}(\S+) +cap +(\d+) s +(run|off)/gm)].map((m) => [m[1], m[3]]);
-    expect(phases.map(([name]) => name)).toEqual(['env', 'build', 'cuda-check', 'kernels', 'static-step', 'graphs', 'bench-128', 'bench-512', 'compile-128', 'kernel-count', 'pretrain-128', 'bench-256x128', 'encode-128', 'kernel-ops', 'hf-anchor']);
+    expect(phases.map(([name]) => name)).toEqual(['env', 'build', 'cuda-check', 'kernels', 'static-step', 'graphs', 'bench-128', 'bench-512', 'compile-128', 'kernel-count', 'op-count', 'pretrain-128', 'bench-256x128', 'encode-128', 'kernel-ops', 'hf-anchor']);
     expect(phases.find(([name]) => name === 'hf-anchor')![1]).toBe('off');
     const bad = spawnSync('bash', ['bench/gpu/check.sh', '--only', 'nope', '--out', '/tmp'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);

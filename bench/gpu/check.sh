@@ -21,7 +21,9 @@
 # (the static step against the eager one), graphs (CUDA-graph steps against eager ones),
 # bench-128 and bench-512 (roformer-bench --vs-pytorch, base, bf16, 64 × 128 and 16 × 512),
 # compile-128 (the same models in PyTorch under torch.compile at 64 × 128),
-# kernel-count (Nsight Compute: kernels and GPU time per training step), pretrain-128 (`roformer
+# kernel-count (Nsight Compute: kernels and GPU time per training step), op-count (the same step's
+# libtorch ops by phase and name, roformer-bench --count-ops: beside kernel-count, how well the
+# CPU-side count stands for kernels), pretrain-128 (`roformer
 # pretrain --device cuda` at 64 × 128 beside bench-128's tokens/s), bench-256x128 (the
 # issue's 256 × 128 shape), encode-128 (forward only, 64 × 128), kernel-ops (the kernel count
 # by libtorch op, through NVTX ranges), hf-anchor (the Hugging
@@ -68,6 +70,7 @@ phases=(
   "bench-512|120|node dist/bench/cli.js $bench_args --seq 512 --batch 16 --json \$WORK/bench-512.json"
   "compile-128|200|node dist/bench/cli.js $compile_args --json \$WORK/compile-128.json"
   "kernel-count|150|bash bench/gpu/kernel-count.sh \$WORK"
+  "op-count|45|node dist/bench/cli.js --count-ops --device cuda --size base --dtype bf16 --seq 128 --batch 64 --warmup 2 --json \$WORK/op-count.json"
   "pretrain-128|90|node bench/gpu/pretrain-speed.mjs --json \$WORK/pretrain-128.json"
   "bench-256x128|90|node dist/bench/cli.js $bench_args --seq 128 --batch 256 --steps 10 --warmup 4 --json \$WORK/bench-256x128.json"
   "encode-128|60|node dist/bench/cli.js --device cuda --size base --dtype bf16 --mode encode --steps 20 --warmup 5 --seq 128 --batch 64 --json \$WORK/encode-128.json"

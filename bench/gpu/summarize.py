@@ -52,6 +52,11 @@ try:
     figures["kernel-ops"] = dict(report=open(os.path.join(work, "kernel-ops.txt")).read())
 except OSError:
     pass
+# roformer-bench --count-ops: each model's ops per eager step, by phase.
+ops = read_json("op-count.json")
+if ops:
+    figures["op-count"] = [dict(model=c["model"], seq=c["seq"], batch=c["batch"], total=c["total"], by_phase=c["byPhase"],
+                                top=c["ops"][:25]) for c in ops.get("counts", [])]
 for name in ("kernel-count", "kernel-count-unfused"):
     try:
         text = open(os.path.join(work, name + ".txt")).read()
@@ -97,6 +102,9 @@ for name, words in (("kernel-count", "fused"), ("kernel-count-unfused", "ROFORME
     k = figures.get(name, {})
     if "kernels_per_step" in k:
         print(f"  kernels per step ({words}) {k['kernels_per_step']}, GPU time {k['gpu_ms_per_step']} ms")
+for c in figures.get("op-count", []):
+    print(f"  libtorch ops per eager step, {c['model']} {c['batch']} x {c['seq']}: {c['total']} "
+          f"({', '.join(f'{k} {v}' for k, v in c['by_phase'].items())})")
 for run in (figures.get("hf-anchor") or {}).get("runs", []):
     print(f"  {run['impl']:20s} {run['tokens_per_s']:9.0f} tok/s, MFU {100 * run['mfu']:.1f}%")
 if "roformer_over_hf_compile" in figures:
