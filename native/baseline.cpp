@@ -1,5 +1,7 @@
 #include "baseline.h"
 
+#include "compute_weight.h"
+
 #include <stdexcept>
 
 namespace roformer {
@@ -37,7 +39,7 @@ BaselineBlockImpl::BaselineBlockImpl(const ModelConfig& config) {
 
 torch::Tensor BaselineBlockImpl::forward(torch::Tensor x, const torch::Tensor& keep) {
   x = normalize(attention_norm, x + dropout(attention->forward(x, keep, torch::Tensor(), torch::Tensor())));
-  x = normalize(output_norm, x + dropout(output(torch::gelu(intermediate(x)))));
+  x = normalize(output_norm, x + dropout(compute::linear(torch::gelu(compute::linear(x, intermediate)), output)));
   return x;
 }
 
@@ -93,8 +95,8 @@ torch::Tensor RobertaBaseline::mlm_logits(const torch::Tensor& hidden, torch::Te
   auto rows = hidden.reshape({-1, config_.hidden_size});
   positions = prepare_positions(positions, rows.size(0));
   if (positions.defined()) rows = rows.index_select(0, positions.to(rows.device()));
-  auto h = normalize(lm_norm, torch::gelu(lm_dense(rows)));
-  return torch::nn::functional::linear(h, word_embeddings->weight, lm_bias);
+  auto h = normalize(lm_norm, torch::gelu(compute::linear(rows, lm_dense)));
+  return compute::linear(h, word_embeddings->weight, lm_bias);
 }
 
 }  // namespace roformer

@@ -1,5 +1,7 @@
 #include "gau_alpha.h"
 
+#include "compute_weight.h"
+
 namespace roformer {
 
 void validate_gau_alpha_config(const ModelConfig& config) {
@@ -37,7 +39,7 @@ GatedAttentionUnitImpl::GatedAttentionUnitImpl(const ModelConfig& config)
 torch::Tensor GatedAttentionUnitImpl::forward(const torch::Tensor& x, const torch::Tensor& keep,
                                               const torch::Tensor& cos, const torch::Tensor& sin) {
   // One projection for the gate u, the values v and the shared q/k base z.
-  auto parts = torch::silu(i_dense(x)).split_with_sizes({intermediate_size, intermediate_size, attention_key_size}, -1);
+  auto parts = torch::silu(compute::linear(x, i_dense)).split_with_sizes({intermediate_size, intermediate_size, attention_key_size}, -1);
   const auto& u = parts[0];
   const auto& v = parts[1];
   const auto& z = parts[2];
@@ -47,7 +49,7 @@ torch::Tensor GatedAttentionUnitImpl::forward(const torch::Tensor& x, const torc
   auto attended = normalized_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), keep, normalization,
                                        is_training() ? dropout : 0.0, attention_scale)
                       .squeeze(1);
-  return o_dense(u * attended);
+  return compute::linear(u * attended, o_dense);
 }
 
 GauLayerImpl::GauLayerImpl(const ModelConfig& config) {

@@ -1,6 +1,7 @@
 #include "modules.h"
 
 #include "compat.h"
+#include "compute_weight.h"
 #include "graph_capture.h"
 #include "kernels/fused_ops.h"
 
@@ -184,7 +185,7 @@ torch::Tensor EncoderModel::tied_mlm_logits(const torch::Tensor& hidden, torch::
   auto rows = hidden.reshape({-1, config_.hidden_size});
   positions = prepare_positions(positions, rows.size(0));
   if (positions.defined()) rows = rows.index_select(0, positions.to(rows.device()));
-  return torch::nn::functional::linear(rows, word_embeddings);
+  return compute::linear(rows, word_embeddings);
 }
 
 // ---------------------------------------------------------------------------
@@ -302,7 +303,7 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   const int64_t batch = x.size(0), seq = x.size(1), hidden = x.size(2);
   // One product for all three: (batch, seq, 3·hidden) → q, k, v views of (batch, seq,
   // heads, head_dim), rows of head_dim contiguous and tokens evenly spaced (3·hidden apart).
-  auto packed = qkv(x).view({batch, seq, 3, num_heads, -1}).unbind(2);
+  auto packed = compute::linear(x, qkv).view({batch, seq, 3, num_heads, -1}).unbind(2);
   auto q = packed[0], k = packed[1], v = packed[2];
   if (cos.defined()) {
     // Rotate in this (batch, seq, heads, head_dim) layout (tables broadcast over heads):
@@ -318,7 +319,7 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   // → (batch, heads, seq, head_dim) views for attention
   auto attended = normalized_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), keep, normalization,
                                        is_training() ? dropout : 0.0);
-  return output(attended.transpose(1, 2).reshape({batch, seq, hidden}));
+  return compute::linear(attended.transpose(1, 2).reshape({batch, seq, hidden}), output);
 }
 
 EncoderBlockImpl::EncoderBlockImpl(const ModelConfig& config) {
@@ -337,7 +338,9 @@ EncoderBlockImpl::EncoderBlockImpl(const ModelConfig& config) {
 
 torch::Tensor EncoderBlockImpl::forward(torch::Tensor x, const torch::Tensor& keep, const torch::Tensor& cos,
                                         const torch::Tensor& sin) {
-  auto feed_forward = [this](const torch::Tensor& h) { return output(torch::relu(intermediate(h))); };
+  auto feed_forward = [this](const torch::Tensor& h) {
+    return compute::linear(torch::relu(compute::linear(h, intermediate)), output);
+  };
   if (pre_norm) {
     x = x + alpha * dropout(attention(norm(x), keep, cos, sin));
     return x + alpha * dropout(feed_forward(norm(x)));

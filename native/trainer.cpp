@@ -1,6 +1,7 @@
 #include "trainer.h"
 
 #include "compat.h"
+#include "compute_weight.h"
 #include "cuda_graph_step.h"
 #include "distributed.h"
 #include "op_count.h"
@@ -319,9 +320,13 @@ Trainer::Accumulated Trainer::accumulate(const std::vector<MicroBatch>& batches,
   Accumulated out;
   out.parameters = step_parameters(groups);
   auto grads = zeroed_gradients(out.parameters);
-  // Mixed precision: every weight cast once for all of the step's forwards, the casts
-  // dropped on return, before any update (compat.h).
+  // Mixed precision: every weight that autocast casts is cast once for all of the step's
+  // forwards, the casts dropped on return, before any update (compat.h). The linear layers'
+  // weights are cast by compute::weight instead (once per forward), and their gradients added
+  // into .grad by one kernel each, except where data parallelism's reducer waits for
+  // AccumulateGrad's hooks (compute_weight.h).
   compat::AutocastCacheScope cast_once_per_step;
+  compute::DirectGradients direct(reducer_ == nullptr && compute::direct_gradients_wanted());
   auto task_result = [](const TaskGroup& group) {
     TaskStepResult task{group.task};
     task.examples = group.count;

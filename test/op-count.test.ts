@@ -21,7 +21,33 @@ const CONFIG = { vocab_size: 80, hidden_size: 32, num_hidden_layers: LAYERS, num
 const ids = Array.from({ length: 4 }, (_, b) => Array.from({ length: 12 }, (_, s) => 5 + ((b * 31 + s * 7) % 70)));
 const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPositions: tensor([1, 13, 30, 44], undefined, 'int64'), targetIds: tensor([9, 17, 23, 41], undefined, 'int64') });
 
-/** The counted ops of the second training step, in a child process with ROFORMER_FUSED=`fused` (read once per process). */
+/**
+ * The counted ops of the second training step (with one parent named: `op < parent`), its losses
+ * and the weights after it, in a child process with ROFORMER_FUSED=`fused` and
+ * ROFORMER_DIRECT_GRADIENTS=`direct` (each read once per process).
+ */
+function countedRun(fused: '0' | '1', precision: 'fp32' | 'bf16', direct: '0' | '1' = '1') {
+  const script = `
+    const { RoFormerV2, Trainer, tensor } = await import('./dist/lib/index.js');
+    const { loadNative } = await import('./dist/bindings/load.js');
+    const ids = ${JSON.stringify(ids)};
+    const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPositions: tensor([1, 13, 30, 44], undefined, 'int64'), targetIds: tensor([9, 17, 23, 41], undefined, 'int64') });
+    const model = RoFormerV2.create({ config: ${JSON.stringify(CONFIG)}, seed: 3 });
+    const trainer = new Trainer(model, { lr: 1e-2, precision: '${precision}' });
+    const losses = [(await trainer.step(batch())).loss];
+    const b = batch();
+    loadNative().opCountStart({ dtypes: true, parents: 1 });
+    losses.push((await trainer.step(b)).loss);
+    const ops = loadNative().opCountStop();
+    losses.push((await trainer.step(batch())).loss);
+    const weights = Object.fromEntries(Object.entries(model.namedParameters()).map(([name, t]) => [name, Array.from(t.toArray()).slice(0, 64)]));
+    console.log(JSON.stringify({ ops, losses, weights }));`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ROFORMER_FUSED: fused, ROFORMER_DIRECT_GRADIENTS: direct }, encoding: 'utf8' });
+  expect(child.status, child.stderr).toBe(0);
+  return JSON.parse(child.stdout) as { ops: Array<{ phase: string; op: string; count: number }>; losses: number[]; weights: Record<string, number[]> };
+}
+
+/** The counted ops of the second training step, without parents, in a child process with ROFORMER_FUSED=`fused` (read once per process). */
 function countedStep(fused: '0' | '1', precision: 'fp32' | 'bf16'): Array<{ phase: string; op: string; count: number }> {
   const script = `
     const { RoFormerV2, Trainer, tensor } = await import('./dist/lib/index.js');
@@ -96,6 +122,22 @@ describe('op counting', () => {
     }
     // without the fused path, none
     expect(countedStep('0', 'bf16').filter((o) => o.op.startsWith('roformer::'))).toEqual([]);
+  });
+});
+
+describe('weight gradients under mixed precision (native/compute_weight.h)', () => {
+  it('are added into .grad from bf16 by one op each, and train exactly as the cast-then-accumulate path', () => {
+    const direct = countedRun('1', 'bf16', '1');
+    const plain = countedRun('1', 'bf16', '0');
+    // the same losses and weights to the last bit: only the order of kernels changed
+    expect(direct.losses).toEqual(plain.losses);
+    expect(direct.weights).toEqual(plain.weights);
+    // every linear layer's weight — per layer q/k/v, attention output, two feed-forward — and the tied MLM decoder
+    const added = (run: typeof direct) => countOf(run.ops, 'aten::add_(f32, bf16) < autograd::engine::evaluate_function: torch::autograd::CppNode<roformer::compute::(anonymous namespace)::CastWeight>');
+    expect(added(direct)).toBe(4 * LAYERS + 1);
+    expect(added(plain)).toBe(0);
+    // and fp32 training has no casts to go through
+    expect(countedRun('1', 'fp32').ops.filter((o) => o.op.includes('CastWeight'))).toEqual([]);
   });
 });
 

@@ -1,0 +1,44 @@
+// Weights in the compute dtype for the matrix products of mixed-precision training, with each
+// weight's gradient accumulated by one kernel.
+//
+// Under autocast an fp32 master weight is cast to bf16/fp16 for its product, and autograd brings
+// its gradient back through the cast: a bf16 → fp32 copy into a temporary, then AccumulateGrad's
+// add of it into .grad — two kernels per weight and step. compute::weight() casts through its own
+// autograd function instead, whose backward adds the bf16 gradient straight into .grad (fp32 +=
+// bf16: one kernel, no temporary) where the step allows it (DirectGradients) and .grad exists;
+// otherwise it returns the fp32 gradient, as the plain cast does. Outside autocast, or where no
+// gradient is wanted, it is the weight itself.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace roformer::compute {
+
+// For as long as it lives (on the thread that runs the forward): whether compute::weight's
+// gradients may be added into .grad directly. Off by default, and where data parallelism's reducer
+// waits for AccumulateGrad's hooks to fire: the direct add bypasses AccumulateGrad.
+class DirectGradients {
+ public:
+  explicit DirectGradients(bool on);
+  ~DirectGradients();
+  DirectGradients(const DirectGradients&) = delete;
+  DirectGradients& operator=(const DirectGradients&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// False when the environment variable ROFORMER_DIRECT_GRADIENTS is 0 (read once): for comparisons.
+bool direct_gradients_wanted();
+
+// `w` in autocast's compute dtype for `w`'s device, its gradient as above; `w` itself where
+// autocast is off, grad mode is off or `w` needs no gradient.
+torch::Tensor weight(const torch::Tensor& w);
+
+// x·Wᵀ (+ b), the weight and bias through compute::weight().
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {});
+inline torch::Tensor linear(const torch::Tensor& x, const torch::nn::Linear& layer) {
+  return linear(x, layer->weight, layer->bias);
+}
+
+}  // namespace roformer::compute
