@@ -122,19 +122,7 @@ async function main(options: BenchCliOptions): Promise<void> {
   console.log(`  ${options.mode}, size ${options.size}${options.config ? ` + ${options.config}` : ''}, dtype ${options.dtype}, batch ${options.batch}, seq ${options.seq.join(',')}, ${options.warmup} warm-up + ${options.steps} timed steps`);
 
   const { results, matmulPeakFlops } = await runBenchmark(
-    {
-      size: options.size,
-      config: overrides,
-      seqs: options.seq,
-      batch: options.batch,
-      dtype: options.dtype,
-      device: options.device as 'cpu' | 'cuda',
-      steps: options.steps,
-      warmup: options.warmup,
-      mode: options.mode,
-      targetFraction: 0.15,
-      gauAlpha,
-    },
+    harnessOptions(options, overrides, gauAlpha),
     (r) => {
       console.log(`  seq ${r.seq}: RoFormerV2 ${r.roformer.msPerStep.median.toFixed(1)} ms, baseline ${r.baseline.msPerStep.median.toFixed(1)} ms${r.gauAlpha ? `, GAU-α ${r.gauAlpha.msPerStep.median.toFixed(1)} ms` : ''}`);
       const models = [r.roformer, r.baseline, ...(r.gauAlpha ? [r.gauAlpha] : [])];
@@ -185,24 +173,29 @@ async function main(options: BenchCliOptions): Promise<void> {
   }
 }
 
-/** --count-ops: the ops of one eager training step per model and length (bench/op-count.ts). */
-async function countOps(options: BenchCliOptions, overrides: Partial<RoFormerV2Config>, gauAlpha: boolean): Promise<void> {
-  if (options.mode !== 'train') throw new Error('--count-ops counts training steps: use --mode train');
-  const { countStepOps } = await import('./op-count.js');
-  console.log(`  ops of one eager training step (CUDA graphs off) after ${Math.max(1, options.warmup)} warm-up step(s): size ${options.size}${options.config ? ` + ${options.config}` : ''}, dtype ${options.dtype}, batch ${options.batch}, seq ${options.seq.join(',')}`);
-  const counts = await countStepOps({
+/** The harness's options from the command line's: 15% of the positions are MLM targets, as in pre-training. */
+function harnessOptions(options: BenchCliOptions, overrides: Partial<RoFormerV2Config>, gauAlpha: boolean): import('./harness.js').BenchOptions {
+  return {
     size: options.size,
     config: overrides,
     seqs: options.seq,
     batch: options.batch,
     dtype: options.dtype,
     device: options.device as 'cpu' | 'cuda',
-    steps: 1,
+    steps: options.steps,
     warmup: options.warmup,
-    mode: 'train',
+    mode: options.mode,
     targetFraction: 0.15,
     gauAlpha,
-  });
+  };
+}
+
+/** --count-ops: the ops of one eager training step per model and length (bench/op-count.ts). */
+async function countOps(options: BenchCliOptions, overrides: Partial<RoFormerV2Config>, gauAlpha: boolean): Promise<void> {
+  if (options.mode !== 'train') throw new Error('--count-ops counts training steps: use --mode train');
+  const { countStepOps } = await import('./op-count.js');
+  console.log(`  ops of one eager training step (CUDA graphs off) after ${Math.max(1, options.warmup)} warm-up step(s): size ${options.size}${options.config ? ` + ${options.config}` : ''}, dtype ${options.dtype}, batch ${options.batch}, seq ${options.seq.join(',')}`);
+  const counts = await countStepOps(harnessOptions(options, overrides, gauAlpha));
   for (const c of counts) {
     const phases = Object.entries(c.byPhase).map(([phase, n]) => `${phase} ${n}`).join(', ');
     console.log(`\n  seq ${c.seq}, ${c.model}: ${c.total} ops (${phases}); the most frequent:`);
