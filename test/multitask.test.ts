@@ -2,7 +2,7 @@
 // epoch streams, fine-tuning that learns, per-task evaluation records, and exact
 // resume of fine-tuning and of multi-task training (tasks, noise, MLM mixed in).
 
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -136,6 +136,27 @@ describe('finetune', () => {
     const loaded = await loadFineTuned(out);
     expect(loaded.tasks.map((t) => t.name)).toEqual(['toy']);
     expect(loaded.tasks[0]!.labels).toEqual(['Negative', 'Positive']);
+  });
+
+  it('from a model dir, the same seed gives the same run (heads and dropout seeded; libtorch seeds itself from the OS)', async () => {
+    const dir = tmp('ft-seeded');
+    const files = writeToyTask(dir, 4);
+    const start = await finetune({ ...config(dir, files, join(dir, 'start')), epochs: 1 });
+    // An encoder dir without a head for the task (so the head starts fresh), with dropout.
+    const encoder = join(dir, 'encoder');
+    mkdirSync(encoder);
+    for (const file of ['model.safetensors', 'vocab.txt']) copyFileSync(join(start.model, file), join(encoder, file));
+    const modelConfig = JSON.parse(readFileSync(join(start.model, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(encoder, 'config.json'), JSON.stringify({ ...modelConfig, hidden_dropout_prob: 0.1, attention_probs_dropout_prob: 0.1 }));
+    const run = async (name: string, seed: number) => {
+      const out = join(dir, name);
+      await finetune({ ...config(dir, files, out), model: encoder, epochs: 1, seed });
+      return (await readMetrics(join(out, 'metrics.jsonl'))).map((m) => ('loss' in m ? m.loss : null));
+    };
+    const a = await run('a', 5);
+    const b = await run('b', 5);
+    expect(b).toEqual(a);
+    expect(await run('c', 6)).not.toEqual(a);
   });
 
   it('resumes exactly: interrupted and resumed = straight through', async () => {

@@ -8,6 +8,7 @@ import type { ModelSize } from '../model/config.js';
 import type { EncoderConfig } from '../model/encoder-config.js';
 import { createEncoder, type TrainableEncoder } from '../model/model.js';
 import { loadEncoder } from '../training/model-source.js';
+import { manualSeed } from '../model/runtime.js';
 import { VOCAB_FILE } from '../model/model-dir.js';
 import type { InputNoiseOptions } from './batch.js';
 import type { HeadSpec, HeadSpecs } from '../training/heads.js';
@@ -40,6 +41,10 @@ export interface EncoderChoice {
 export async function prepareEncoder(choice: EncoderChoice, vocabFiles: readonly string[]): Promise<{ model: TrainableEncoder; tokenizer: Tokenizer; dir: string | null }> {
   if (choice.model) {
     const { model, tokenizer, dir } = await loadEncoder(choice.model, 'a model dir to fine-tune needs the vocab it was trained with');
+    // libtorch seeds its generator from the OS at start: a loaded model draws nothing from it, so
+    // seed it here, as createEncoder does for a new model — the heads' initialisation and dropout
+    // then follow the stage's seed (a resumed run restores the checkpoint's generator state after this).
+    manualSeed(choice.seed);
     return { model: model.train(), tokenizer, dir };
   }
   async function* texts() {
