@@ -35,6 +35,7 @@ export interface BenchCliOptions {
   arch: 'roformer-v2' | 'gau-alpha' | 'all';
   lengthGeneralisation?: boolean;
   countOps?: boolean;
+  opDetail?: boolean;
 }
 
 const seqList = (value: string) =>
@@ -68,6 +69,7 @@ export function buildProgram(): Command {
     .option('--repeats <n>', 'with --ranks: (1 rank, n ranks) pairs per length; the figure is the median pair ratio', positiveInt('--repeats'), 3)
     .option('--arch <which>', 'roformer-v2 (RoFormerV2 vs the baseline), gau-alpha or all (GAU-α at the depth-equivalent, 2× the layers, beside both)', choice('--arch', ['roformer-v2', 'gau-alpha', 'all']), 'roformer-v2')
     .option('--count-ops', 'instead of timing: count the libtorch ops of one eager training step of each model (about one kernel launch each on CUDA), by phase and name (bench/op-count.ts)')
+    .option('--op-detail', "with --count-ops: name each op with its inputs' dtypes and the op it ran in ('aten::add_(f32, bf16) < …')")
     .option('--length-generalisation', 'instead: pre-train small models at length 128 and report held-out MLM loss and accuracy at 128–1024 (bench/length-generalisation.ts; its own flags: npm run bench:length -- --help)');
   return program;
 }
@@ -195,11 +197,11 @@ async function countOps(options: BenchCliOptions, overrides: Partial<RoFormerV2C
   if (options.mode !== 'train') throw new Error('--count-ops counts training steps: use --mode train');
   const { countStepOps } = await import('./op-count.js');
   console.log(`  ops of one eager training step (CUDA graphs off) after ${Math.max(1, options.warmup)} warm-up step(s): size ${options.size}${options.config ? ` + ${options.config}` : ''}, dtype ${options.dtype}, batch ${options.batch}, seq ${options.seq.join(',')}`);
-  const counts = await countStepOps(harnessOptions(options, overrides, gauAlpha));
+  const counts = await countStepOps(harnessOptions(options, overrides, gauAlpha), Boolean(options.opDetail));
   for (const c of counts) {
     const phases = Object.entries(c.byPhase).map(([phase, n]) => `${phase} ${n}`).join(', ');
     console.log(`\n  seq ${c.seq}, ${c.model}: ${c.total} ops (${phases}); the most frequent:`);
-    for (const o of c.ops.slice(0, 15)) console.log(`    ${String(o.count).padStart(5)}  ${o.op}  (${o.phase})`);
+    for (const o of c.ops.slice(0, options.opDetail ? 30 : 15)) console.log(`    ${String(o.count).padStart(5)}  ${o.op}  (${o.phase})`);
   }
   if (options.json) {
     await writeFile(options.json, JSON.stringify({ date: new Date().toISOString(), options, counts }, null, 2) + '\n');

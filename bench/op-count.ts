@@ -27,8 +27,11 @@ export interface StepOpCount {
   ops: OpCount[];
 }
 
-/** One eager training step of RoFormerV2 and the baseline (and GAU-α with `gauAlpha`) per length, counted after warm-up. */
-export async function countStepOps(options: BenchOptions): Promise<StepOpCount[]> {
+/**
+ * One eager training step of RoFormerV2 and the baseline (and GAU-α with `gauAlpha`) per length,
+ * counted after warm-up; `detail` names each op with its inputs' dtypes and the op it ran in.
+ */
+export async function countStepOps(options: BenchOptions, detail = false): Promise<StepOpCount[]> {
   const native = loadNative();
   const config = resolveConfig({ size: options.size, ...options.config });
   const names: ModelName[] = ['roformer-v2', 'roberta-baseline', ...(options.gauAlpha ? (['gau-alpha'] as const) : [])];
@@ -40,7 +43,7 @@ export async function countStepOps(options: BenchOptions): Promise<StepOpCount[]
       for (let step = 0; step <= Math.max(1, options.warmup); step++) {
         const batch = randomBatch(options.batch, seq, config.vocab_size, options.targetFraction, step);
         const counted = step === Math.max(1, options.warmup);
-        if (counted) native.opCountStart();
+        if (counted) native.opCountStart(detail ? { parents: 1, dtypes: true } : {});
         try {
           await runner.step(batch);
         } finally {

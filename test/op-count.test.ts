@@ -152,6 +152,9 @@ describe('roformer-bench --count-ops', () => {
     expect(stdout).toMatch(/seq 16, roberta-baseline: \d+ ops \(/);
     const report = JSON.parse(readFileSync(json, 'utf8')) as { counts: Array<{ model: string; seq: number; total: number; byPhase: Record<string, number>; ops: Array<{ count: number }> }> };
     expect(report.counts.map((c) => c.model)).toEqual(['roformer-v2', 'roberta-baseline']);
+    // --op-detail: dtypes and the enclosing op in each name
+    const detailed = await promisify(execFile)(process.execPath, ['dist/bench/cli.js', '--count-ops', '--op-detail', '--config', config, '--seq', '16', '--batch', '2', '--warmup', '1']);
+    expect(detailed.stdout).toMatch(/aten::mm\(f32, f32\) < /);
     for (const c of report.counts) {
       expect(c.total).toBe(c.ops.reduce((sum, o) => sum + o.count, 0));
       expect(Object.values(c.byPhase).reduce((a, b) => a + b, 0)).toBe(c.total);

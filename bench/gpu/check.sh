@@ -70,7 +70,7 @@ phases=(
   "bench-512|120|node dist/bench/cli.js $bench_args --seq 512 --batch 16 --json \$WORK/bench-512.json"
   "compile-128|200|node dist/bench/cli.js $compile_args --json \$WORK/compile-128.json"
   "kernel-count|150|bash bench/gpu/kernel-count.sh \$WORK"
-  "op-count|45|node dist/bench/cli.js --count-ops --device cuda --size base --dtype bf16 --seq 128 --batch 64 --warmup 2 --json \$WORK/op-count.json"
+  "op-count|45|node dist/bench/cli.js --count-ops --op-detail --device cuda --size base --dtype bf16 --seq 128 --batch 64 --warmup 2 --json \$WORK/op-count.json"
   "pretrain-128|90|node bench/gpu/pretrain-speed.mjs --json \$WORK/pretrain-128.json"
   "bench-256x128|90|node dist/bench/cli.js $bench_args --seq 128 --batch 256 --steps 10 --warmup 4 --json \$WORK/bench-256x128.json"
   "encode-128|60|node dist/bench/cli.js --device cuda --size base --dtype bf16 --mode encode --steps 20 --warmup 5 --seq 128 --batch 64 --json \$WORK/encode-128.json"
