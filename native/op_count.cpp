@@ -80,8 +80,9 @@ std::string input_dtypes(const at::RecordFunction& fn) {
   }
   return out.empty() ? "()" : out + ")";
 }
+
 std::optional<at::CallbackHandle> handle;
-thread_local std::vector<Frame> stack;
+thread_local std::vector<Frame> stack;  // the ops running on this thread, innermost last
 
 std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
   stack.push_back(Frame{fn.name(), dtypes_named ? input_dtypes(fn) : std::string(), converts_host_scalar(fn)});
@@ -99,7 +100,9 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext*) {
   if (works && (!frame.works || name.rfind("roformer::", 0) == 0)) {
     std::lock_guard<std::mutex> lock(mutex);
     std::string key = name + frame.dtypes;
-    for (int i = 1; i <= parents_named && i <= static_cast<int>(stack.size()); ++i) key += std::string(" < ") + stack[stack.size() - i].name;
+    for (int i = 1; i <= parents_named && i <= static_cast<int>(stack.size()); ++i) {
+      key += std::string(" < ") + stack[stack.size() - i].name;
+    }
     ++counts[current_phase.load()][key];
   }
 }
@@ -116,7 +119,8 @@ void start(int parents, bool dtypes) {
   counts.clear();
   parents_named = parents;
   dtypes_named = dtypes;
-  handle = at::addGlobalCallback(at::RecordFunctionCallback(&on_start, &on_end).needsInputs(true).scopes({at::RecordScope::FUNCTION}));
+  handle = at::addGlobalCallback(
+      at::RecordFunctionCallback(&on_start, &on_end).needsInputs(true).scopes({at::RecordScope::FUNCTION}));
 }
 
 std::vector<Count> stop() {
@@ -128,7 +132,8 @@ std::vector<Count> stop() {
   for (const auto& [phase, ops] : counts)
     for (const auto& [op, count] : ops) out.push_back(Count{phase, op, count});
   std::sort(out.begin(), out.end(), [](const Count& a, const Count& b) {
-    return a.count != b.count ? a.count > b.count : a.phase != b.phase ? a.phase < b.phase : a.op < b.op;
+    if (a.count != b.count) return a.count > b.count;
+    return a.phase != b.phase ? a.phase < b.phase : a.op < b.op;
   });
   return out;
 }

@@ -174,7 +174,8 @@ class ResidualRMSNorm : public torch::autograd::Function<ResidualRMSNorm> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    RECORD_FUNCTION("roformer::residual_rms_norm_backward", std::vector<c10::IValue>(grad_outputs.begin(), grad_outputs.end()));
+    RECORD_FUNCTION("roformer::residual_rms_norm_backward",
+                    std::vector<c10::IValue>(grad_outputs.begin(), grad_outputs.end()));
     auto saved = ctx->get_saved_variables();
     const auto& y = saved[0];
     const auto& inv_rms = saved[1];
@@ -218,11 +219,9 @@ std::pair<torch::Tensor, torch::Tensor> rotate(const torch::Tensor& q, const tor
                                                const torch::Tensor& sin, double sign) {
   const int64_t batch = q.size(0), seq = q.size(1), heads = q.size(2), head_dim = q.size(3);
   const int64_t table_rows = cos.numel() / head_dim;  // seq, or batch·seq (rotary_qk_applies)
-  // Read in place through their strides, whatever they are: slices of a packed QKV projection
-  // (forward), the gradients attention returns (backward: laid out (batch, heads, seq, head_dim),
-  // or with head_dim strided, as a product with kᵀ leaves k's).
-  const auto& qi = q;
-  const auto& ki = k;
+  // q and k are read in place through their strides, whatever they are: slices of a packed QKV
+  // projection (forward), the gradients attention returns (backward: laid out (batch, heads, seq,
+  // head_dim), or with head_dim strided, as a product with kᵀ leaves k's).
   auto strides = [](const torch::Tensor& t) {
     return kernels::RotaryInput<int64_t>{t.stride(0), t.stride(1), t.stride(2), t.stride(3)};
   };
@@ -231,9 +230,9 @@ std::pair<torch::Tensor, torch::Tensor> rotate(const torch::Tensor& q, const tor
   if (q.is_cuda()) {
 #ifdef ROFORMER_WITH_FUSED_CUDA
     auto c = cos.to(torch::kFloat).contiguous(), s = sin.to(torch::kFloat).contiguous();
-    check(kernels::rotary_qk_cuda(storage(q), qi.data_ptr(), ki.data_ptr(), q_out.data_ptr(), k_out.data_ptr(),
+    check(kernels::rotary_qk_cuda(storage(q), q.data_ptr(), k.data_ptr(), q_out.data_ptr(), k_out.data_ptr(),
                                   c.data_ptr<float>(), s.data_ptr<float>(), batch, seq, table_rows, heads, head_dim,
-                                  strides(qi), strides(ki), static_cast<float>(sign), stream()),
+                                  strides(q), strides(k), static_cast<float>(sign), stream()),
           "rotary q/k");
 #else
     no_cuda_kernels();
@@ -244,7 +243,7 @@ std::pair<torch::Tensor, torch::Tensor> rotate(const torch::Tensor& q, const tor
       using Acc = decltype(acc);
       auto c = cos.to(acc_dtype(q.scalar_type())).contiguous(), s = sin.to(acc_dtype(q.scalar_type())).contiguous();
       const int64_t pairs = batch * seq * heads * head_dim / 2;
-      for (auto [in, out] : {std::pair{&qi, &q_out}, std::pair{&ki, &k_out}}) {
+      for (auto [in, out] : {std::pair{&q, &q_out}, std::pair{&k, &k_out}}) {
         const auto* ip = in->template data_ptr<T>();
         auto* op = out->template data_ptr<T>();
         const auto stride = strides(*in);
@@ -268,7 +267,8 @@ class RotaryQK : public torch::autograd::Function<RotaryQK> {
     return {qr, kr};
   }
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    RECORD_FUNCTION("roformer::rotary_qk_backward", std::vector<c10::IValue>(grad_outputs.begin(), grad_outputs.end()));
+    RECORD_FUNCTION("roformer::rotary_qk_backward",
+                    std::vector<c10::IValue>(grad_outputs.begin(), grad_outputs.end()));
     auto saved = ctx->get_saved_variables();
     auto dq = grad_outputs[0], dk = grad_outputs[1];
     if (!dq.defined()) dq = torch::zeros_like(dk);
@@ -324,7 +324,8 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    RECORD_FUNCTION("roformer::embedding_rms_norm_backward", std::vector<c10::IValue>(grad_outputs.begin(), grad_outputs.end()));
+    RECORD_FUNCTION("roformer::embedding_rms_norm_backward",
+                    std::vector<c10::IValue>(grad_outputs.begin(), grad_outputs.end()));
     auto saved = ctx->get_saved_variables();
     const auto &ids = saved[0], &type_ids = saved[1], &y = saved[2], &inv_rms = saved[3];
     auto dy = grad_outputs[0].to(y.scalar_type()).contiguous();
