@@ -195,8 +195,8 @@ function harnessOptions(options: BenchCliOptions, overrides: Partial<RoFormerV2C
 /** --count-ops: the ops of one eager training step per model and length (bench/op-count.ts). */
 async function countOps(options: BenchCliOptions, overrides: Partial<RoFormerV2Config>, gauAlpha: boolean): Promise<void> {
   if (options.mode !== 'train') throw new Error('--count-ops counts training steps: use --mode train');
-  const { countStepOps } = await import('./op-count.js');
-  console.log(`  ops of one eager training step (CUDA graphs off) after ${Math.max(1, options.warmup)} warm-up step(s): size ${options.size}${options.config ? ` + ${options.config}` : ''}, dtype ${options.dtype}, batch ${options.batch}, seq ${options.seq.join(',')}`);
+  const { countStepOps, countedAfter } = await import('./op-count.js');
+  console.log(`  ops of one eager training step (CUDA graphs off) after ${countedAfter(options.warmup)} warm-up step(s): size ${options.size}${options.config ? ` + ${options.config}` : ''}, dtype ${options.dtype}, batch ${options.batch}, seq ${options.seq.join(',')}`);
   const counts = await countStepOps(harnessOptions(options, overrides, gauAlpha), Boolean(options.opDetail));
   for (const c of counts) {
     const phases = Object.entries(c.byPhase).map(([phase, n]) => `${phase} ${n}`).join(', ');

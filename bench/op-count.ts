@@ -27,6 +27,9 @@ export interface StepOpCount {
   ops: OpCount[];
 }
 
+/** Warm-up steps before the counted one: at least one, since the first step allocates the gradients and the optimiser state. */
+export const countedAfter = (warmup: number) => Math.max(1, warmup);
+
 /**
  * One eager training step of RoFormerV2 and the baseline (and GAU-α with `gauAlpha`) per length,
  * counted after warm-up; `detail` names each op with its inputs' dtypes and the op it ran in.
@@ -39,10 +42,10 @@ export async function countStepOps(options: BenchOptions, detail = false): Promi
   for (const seq of options.seqs) {
     for (const name of names) {
       const runner = makeRunner(name, { ...options, mode: 'train' }, config, { cudaGraphs: false });
-      // Warm-up steps first: the first step allocates the gradients and the optimiser state.
-      for (let step = 0; step <= Math.max(1, options.warmup); step++) {
+      const warmup = countedAfter(options.warmup);
+      for (let step = 0; step <= warmup; step++) {
         const batch = randomBatch(options.batch, seq, config.vocab_size, options.targetFraction, step);
-        const counted = step === Math.max(1, options.warmup);
+        const counted = step === warmup;
         if (counted) native.opCountStart(detail ? { parents: 1, dtypes: true } : {});
         try {
           await runner.step(batch);
