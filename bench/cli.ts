@@ -201,7 +201,15 @@ async function countOps(options: BenchCliOptions, overrides: Partial<RoFormerV2C
   for (const c of counts) {
     const phases = Object.entries(c.byPhase).map(([phase, n]) => `${phase} ${n}`).join(', ');
     console.log(`\n  seq ${c.seq}, ${c.model}: ${c.total} ops (${phases}); the most frequent:`);
-    for (const o of c.ops.slice(0, options.opDetail ? 30 : 15)) console.log(`    ${String(o.count).padStart(5)}  ${o.op}  (${o.phase})`);
+    const shown = options.opDetail ? 30 : 15;
+    for (const o of c.ops.slice(0, shown)) console.log(`    ${String(o.count).padStart(5)}  ${o.op}  (${o.phase})`);
+    // On the CPU an op's host time is its work: where the step's time goes, op by op.
+    if (options.device === 'cpu') {
+      const byTime = [...c.ops].sort((a, b) => b.selfSeconds - a.selfSeconds);
+      const ms = (s: number) => (1000 * s).toFixed(1).padStart(7);
+      console.log(`  the step took ${ms(c.seconds)} ms (counting on); the most time (self, ms, share of the step):`);
+      for (const o of byTime.slice(0, shown)) console.log(`  ${ms(o.selfSeconds)}  ${((100 * o.selfSeconds) / c.seconds).toFixed(1).padStart(4)}%  ${o.op} ×${o.count}  (${o.phase})`);
+    }
   }
   if (options.json) {
     await writeFile(options.json, JSON.stringify({ date: new Date().toISOString(), options, counts }, null, 2) + '\n');

@@ -13,6 +13,8 @@ export interface OpCount {
   phase: string;
   op: string;
   count: number;
+  /** Host wall time in the op less the ops it ran (the CPU's time per op; on CUDA, launch cost only). */
+  selfSeconds: number;
 }
 
 export interface StepOpCount {
@@ -23,6 +25,8 @@ export interface StepOpCount {
   total: number;
   /** Ops per phase of the step ('forward and backward', 'update'; 'other' outside the trainer's phases). */
   byPhase: Record<string, number>;
+  /** Host wall time of the counted step (on the CPU, the step's time). */
+  seconds: number;
   /** By phase and op, most frequent first. */
   ops: OpCount[];
 }
@@ -47,14 +51,16 @@ export async function countStepOps(options: BenchOptions, detail = false): Promi
         const batch = randomBatch(options.batch, seq, config.vocab_size, options.targetFraction, step);
         const counted = step === warmup;
         if (counted) native.opCountStart(detail ? { parents: 1, dtypes: true } : {});
+        const started = performance.now();
         try {
           await runner.step(batch);
         } finally {
           if (counted) {
+            const seconds = (performance.now() - started) / 1000;
             const ops = native.opCountStop();
             const byPhase: Record<string, number> = {};
             for (const o of ops) byPhase[o.phase] = (byPhase[o.phase] ?? 0) + o.count;
-            out.push({ model: name, seq, batch: options.batch, total: ops.reduce((sum, o) => sum + o.count, 0), byPhase, ops });
+            out.push({ model: name, seq, batch: options.batch, total: ops.reduce((sum, o) => sum + o.count, 0), byPhase, seconds, ops });
           }
           batch.inputIds.dispose();
           batch.targetPositions.dispose();

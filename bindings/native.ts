@@ -403,7 +403,6 @@ export interface NativeAddon {
   peakMemory(device?: string, reset?: boolean): number;
   /** Seconds per n×n matrix product in dtype on device, averaged over iters. */
   matmulSeconds(n: number, dtype: DType, device: string, iters: number): number;
-  /** The fused kernels (native/kernels/): whether the CUDA ones are built, and which the model uses on the CPU. */
   /** Starts counting the libtorch ops run on any thread (native/op_count.h); start and stop with nothing in flight. */
   opCountStart(options?: {
     /** Name each op with this many of the ops it ran inside (0–8): "aten::copy_ < aten::_to_copy". */
@@ -414,9 +413,12 @@ export interface NativeAddon {
   /**
    * Stops counting: the innermost working ops by name (about one kernel launch each on CUDA), by
    * the part of the training step they ran in ('forward and backward', 'update'; 'other'
-   * elsewhere), most frequent first.
+   * elsewhere), most frequent first. Every op that ran has an entry (count 0 where it only ever
+   * ran around other working ops) with its self time: host wall time inside it less the ops it
+   * ran — where a CPU step's time goes (on CUDA only the launch cost).
    */
-  opCountStop(): Array<{ phase: string; op: string; count: number }>;
+  opCountStop(): Array<{ phase: string; op: string; count: number; selfSeconds: number }>;
+  /** The fused kernels (native/kernels/): whether the CUDA ones are built, and which the model uses on the CPU. */
   fusedKernels(): { cuda: boolean; usedOnCpu: { residualRmsNorm: boolean; rotary: boolean; embeddingRmsNorm: boolean } };
   /**
    * One fused kernel against the unfused expression in float64 with the same dropout mask: the

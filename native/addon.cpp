@@ -237,6 +237,7 @@ Napi::Value op_count_stop(const Napi::CallbackInfo& info) {
       entry.Set("phase", counts[i].phase);
       entry.Set("op", counts[i].op);
       entry.Set("count", Napi::Number::New(env, static_cast<double>(counts[i].count)));
+      entry.Set("selfSeconds", Napi::Number::New(env, counts[i].self_seconds));
       out.Set(static_cast<uint32_t>(i), entry);
     }
     return out;

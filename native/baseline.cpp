@@ -85,7 +85,8 @@ torch::Tensor RobertaBaseline::forward(torch::Tensor input_ids, torch::Tensor to
                                 std::to_string(config_.max_position_embeddings));
   }
   if (!positions.defined()) positions = torch::arange(seq, input_ids.options());
-  auto x = word_embeddings(input_ids) + position_embeddings(positions) + token_type_embeddings(token_type_ids);
+  auto x = compute::embedding(word_embeddings->weight, input_ids) + compute::embedding(position_embeddings->weight, positions) +
+           compute::embedding(token_type_embeddings->weight, token_type_ids);
   x = dropout(normalize(embeddings_norm, x));
   for (auto& block : *layer) x = block->as<BaselineBlockImpl>()->forward(x, attention_mask);
   return x;

@@ -39,7 +39,99 @@ class CastWeight : public torch::autograd::Function<CastWeight> {
   }
 };
 
+// y = x·Wᵀ (+ b) with the weight used in its own dtype (fp32 training): the backward accumulates
+// the weight's gradient into .grad by the matrix product itself (addmm_, β = 1) and the bias's by
+// one add, where autograd would compute each into a temporary that AccumulateGrad then adds: one
+// pass over the gradient instead of three, and no weight-sized allocation per step. Two autograd
+// functions, with and without the bias: libtorch 1.13's Function::apply takes no undefined tensor.
+variable_list linear_backward_into_grad(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                                        const torch::Tensor& b, const torch::Tensor& dy) {
+  torch::Tensor dx, dw, db;
+  if (ctx->needs_input_grad(0)) dx = dy.matmul(w);
+  const auto dy_rows = dy.reshape({-1, dy.size(-1)});
+  torch::NoGradGuard no_grad;
+  if (ctx->needs_input_grad(1)) {
+    const auto x_rows = x.reshape({-1, x.size(-1)});
+    if (grad_ready(w, dy.device())) {
+      w.mutable_grad().addmm_(dy_rows.t(), x_rows);
+    } else {
+      dw = dy_rows.t().mm(x_rows);
+    }
+  }
+  if (b.defined() && ctx->needs_input_grad(2)) {
+    if (grad_ready(b, dy.device())) {
+      b.mutable_grad().add_(dy_rows.sum(0));
+    } else {
+      db = dy_rows.sum(0);
+    }
+  }
+  return b.defined() ? variable_list{dx, dw, db} : variable_list{dx, dw};
+}
+
+class LinearIntoGrad : public torch::autograd::Function<LinearIntoGrad> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w) {
+    ctx->save_for_backward({x, w});
+    return torch::nn::functional::linear(x, w);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    return linear_backward_into_grad(ctx, saved[0], saved[1], torch::Tensor(), grad_outputs[0]);
+  }
+};
+
+class AffineIntoGrad : public torch::autograd::Function<AffineIntoGrad> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                               const torch::Tensor& b) {
+    ctx->save_for_backward({x, w, b});
+    return torch::nn::functional::linear(x, w, b);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    return linear_backward_into_grad(ctx, saved[0], saved[1], saved[2], grad_outputs[0]);
+  }
+};
+
+// Rows of a table by index: the backward adds each row's gradient into the table's .grad by
+// index (index_add_), touching the looked-up rows only, where libtorch's embedding backward
+// builds a dense table-sized gradient that AccumulateGrad then adds (for a tied word embedding,
+// after a dense add of the decoder's gradient too).
+class EmbeddingIntoGrad : public torch::autograd::Function<EmbeddingIntoGrad> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& table, const torch::Tensor& ids) {
+    ctx->save_for_backward({table, ids});
+    return torch::embedding(table, ids);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &table = saved[0], &ids = saved[1];
+    const auto rows = grad_outputs[0].reshape({-1, table.size(1)});
+    torch::NoGradGuard no_grad;
+    if (grad_ready(table, rows.device())) {
+      table.mutable_grad().index_add_(0, ids.reshape({-1}), rows.to(table.scalar_type()));
+      return {torch::Tensor(), torch::Tensor()};
+    }
+    return {torch::zeros_like(table).index_add_(0, ids.reshape({-1}), rows.to(table.scalar_type())), torch::Tensor()};
+  }
+};
+
+// The weight used as it is (no cast): where its gradient may go straight into .grad.
+bool direct_in_own_dtype(const torch::Tensor& w) {
+  return direct_gradients && w.defined() && w.requires_grad() && w.is_leaf() && torch::GradMode::is_enabled() &&
+         w.is_floating_point() && compat::autocast_dtype(w.device()).value_or(w.scalar_type()) == w.scalar_type();
+}
+
 }  // namespace
+
+bool direct_gradients_active() { return direct_gradients; }
+
+bool grad_ready(const torch::Tensor& t, const torch::Device& device) {
+  if (!t.defined() || !t.is_leaf()) return false;
+  const auto& grad = t.grad();
+  return grad.defined() && grad.sizes() == t.sizes() && grad.scalar_type() == t.scalar_type() && grad.device() == device;
+}
 
 bool direct_gradients_wanted() {
   static const bool wanted = [] {
@@ -60,7 +152,14 @@ torch::Tensor weight(const torch::Tensor& w) {
 }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  if (direct_in_own_dtype(w) && !b.defined()) return LinearIntoGrad::apply(x, w);
+  if (direct_in_own_dtype(w) && direct_in_own_dtype(b)) return AffineIntoGrad::apply(x, w, b);
   return torch::nn::functional::linear(x, weight(w), b.defined() ? weight(b) : b);
+}
+
+torch::Tensor embedding(const torch::Tensor& table, const torch::Tensor& ids) {
+  if (direct_in_own_dtype(table)) return EmbeddingIntoGrad::apply(table, ids);
+  return torch::embedding(table, ids);
 }
 
 }  // namespace roformer::compute

@@ -1,5 +1,6 @@
 // Weights in the compute dtype for the matrix products of mixed-precision training, with each
-// weight's gradient accumulated by one kernel.
+// weight's gradient accumulated by one kernel; in fp32, linear layers' and embeddings' gradients
+// accumulated into .grad by their own backward.
 //
 // Under autocast an fp32 master weight is cast to bf16/fp16 for its product, and autograd brings
 // its gradient back through the cast: a bf16 → fp32 copy into a temporary, then AccumulateGrad's
@@ -30,15 +31,27 @@ class DirectGradients {
 
 // False when the environment variable ROFORMER_DIRECT_GRADIENTS is 0 (read once): for comparisons.
 bool direct_gradients_wanted();
+// Whether a DirectGradients scope on this thread is on: for autograd functions of their own
+// that add a leaf's gradient into its .grad (fused_ops.cpp's embedding norm).
+bool direct_gradients_active();
+// Whether a gradient computed on `device` may be added into `t`'s .grad: a leaf whose .grad exists
+// with its shape and dtype there (the trainer zeroes the gradients before a step's first backward).
+bool grad_ready(const torch::Tensor& t, const torch::Device& device);
 
 // `w` in autocast's compute dtype for `w`'s device, its gradient as above; `w` itself where
 // autocast is off, grad mode is off or `w` needs no gradient.
 torch::Tensor weight(const torch::Tensor& w);
 
-// x·Wᵀ (+ b), the weight and bias through compute::weight().
+// x·Wᵀ (+ b), the weight and bias through compute::weight(). Used in their own dtype (no autocast
+// cast: fp32 training) under DirectGradients, their gradients are accumulated into .grad by the
+// backward's matrix product itself (addmm_ with β = 1) instead of through a temporary.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {});
 inline torch::Tensor linear(const torch::Tensor& x, const torch::nn::Linear& layer) {
   return linear(x, layer->weight, layer->bias);
 }
+
+// Rows `ids` of `table` (torch::embedding); under DirectGradients, and with the table in its own
+// dtype, the backward index-adds the rows' gradients into the table's .grad (no dense gradient).
+torch::Tensor embedding(const torch::Tensor& table, const torch::Tensor& ids);
 
 }  // namespace roformer::compute

@@ -416,7 +416,8 @@ torch::Tensor RoFormerV2::forward(torch::Tensor input_ids, torch::Tensor token_t
     x = fused::embedding_rms_norm(input_ids, token_type_ids, word_embeddings->weight, token_type_embeddings->weight,
                                   is_training() ? dropout->options.p() : 0.0, norm->eps, std::nullopt, stream_dtype);
   } else {
-    x = norm(dropout(word_embeddings(input_ids) + token_type_embeddings(token_type_ids)));
+    x = norm(dropout(compute::embedding(word_embeddings->weight, input_ids) +
+                     compute::embedding(token_type_embeddings->weight, token_type_ids)));
   }
 
   // One set of rotary tables and one key mask, shared by every block: (seq, d) tables

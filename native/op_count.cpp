@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -36,6 +37,8 @@ struct Frame {
   std::string dtypes;        // "(bf16, f32)": its tensor inputs' dtypes, when start() asked for them
   bool host_scalar = false;  // converts_host_scalar
   bool works = false;        // a working op ran inside this one
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  double child_seconds = 0;  // wall time of the ops run inside this one
 };
 
 // A conversion of a 0-dim CPU tensor (copy_'s source, _to_copy's input): how libtorch turns a
@@ -52,7 +55,11 @@ bool converts_host_scalar(const at::RecordFunction& fn) {
 }
 
 std::mutex mutex;
-std::unordered_map<std::string, std::unordered_map<std::string, int64_t>> counts;  // phase → op → count
+struct Tally {
+  int64_t count = 0;
+  double self_seconds = 0;
+};
+std::unordered_map<std::string, std::unordered_map<std::string, Tally>> counts;  // phase → op → tally
 std::atomic<const char*> current_phase{"other"};
 int parents_named = 0;       // start()'s arguments
 bool dtypes_named = false;
@@ -93,18 +100,23 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext*) {
   if (stack.empty()) return;  // began before counting started
   const Frame frame = stack.back();
   stack.pop_back();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - frame.started).count();
   const std::string name = fn.name();
   const bool works = !launches_nothing(name) && !frame.host_scalar;
-  if (works && !stack.empty()) stack.back().works = true;
-  // The fused kernels (roformer::*) launch their own kernel besides any their allocations do.
-  if (works && (!frame.works || name.rfind("roformer::", 0) == 0)) {
-    std::lock_guard<std::mutex> lock(mutex);
-    std::string key = name + frame.dtypes;
-    for (int i = 1; i <= parents_named && i <= static_cast<int>(stack.size()); ++i) {
-      key += std::string(" < ") + stack[stack.size() - i].name;
-    }
-    ++counts[current_phase.load()][key];
+  if (!stack.empty()) {
+    stack.back().child_seconds += seconds;
+    if (works) stack.back().works = true;
   }
+  // The fused kernels (roformer::*) launch their own kernel besides any their allocations do.
+  const bool counted = works && (!frame.works || name.rfind("roformer::", 0) == 0);
+  std::string key = name + frame.dtypes;
+  for (int i = 1; i <= parents_named && i <= static_cast<int>(stack.size()); ++i) {
+    key += std::string(" < ") + stack[stack.size() - i].name;
+  }
+  std::lock_guard<std::mutex> lock(mutex);
+  Tally& tally = counts[current_phase.load()][key];
+  if (counted) ++tally.count;
+  tally.self_seconds += std::max(0.0, seconds - frame.child_seconds);
 }
 
 }  // namespace
@@ -130,9 +142,10 @@ std::vector<Count> stop() {
   handle.reset();
   std::vector<Count> out;
   for (const auto& [phase, ops] : counts)
-    for (const auto& [op, count] : ops) out.push_back(Count{phase, op, count});
+    for (const auto& [op, tally] : ops) out.push_back(Count{phase, op, tally.count, tally.self_seconds});
   std::sort(out.begin(), out.end(), [](const Count& a, const Count& b) {
     if (a.count != b.count) return a.count > b.count;
+    if (a.self_seconds != b.self_seconds) return a.self_seconds > b.self_seconds;
     return a.phase != b.phase ? a.phase < b.phase : a.op < b.op;
   });
   return out;

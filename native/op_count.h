@@ -18,7 +18,8 @@ namespace roformer::op_count {
 
 struct Count {
   std::string phase, op;
-  int64_t count;
+  int64_t count;        // as an innermost working op (0: only ever around other ops, or launches nothing)
+  double self_seconds;  // host wall time inside the op less the ops it ran: on the CPU, where the step's time goes
 };
 
 // Starts counting on every thread (a global callback); throws if counting already. With parents
@@ -26,7 +27,8 @@ struct Count {
 // to find where ops come from; with dtypes, with its tensor inputs' dtypes ("aten::add(f32, f32)"):
 // to find work done in fp32 that could be narrower.
 void start(int parents = 0, bool dtypes = false);
-// Stops counting and returns the counts by phase and op, most frequent first.
+// Stops counting and returns the counts by phase and op, most frequent first. Every op that ran
+// has an entry (count 0 where it is never an innermost working op), for its self time.
 std::vector<Count> stop();
 
 // Names the part of a step that the ops counted while it lives belong to ("forward and

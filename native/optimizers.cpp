@@ -1,6 +1,9 @@
 #include "optimizers.h"
 
 #include "compat.h"
+#include "kernels/adamw_cpu.h"
+
+#include <ATen/Parallel.h>
 
 #include <cmath>
 #include <sstream>
@@ -98,6 +101,7 @@ class AdamW : public Optimizer {
     }
     if (params.empty()) return;
     const auto& o = options_;
+    if (step_in_one_pass(params, grads, exp_avg, exp_avg_sq, lr, t)) return;
     // p ← p·(1 − lr·λ): decay decoupled from the gradient statistics
     if (o.weight_decay != 0 && !decayed.empty()) at::_foreach_mul_(decayed, 1.0 - lr * o.weight_decay);
     // m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²
@@ -121,6 +125,37 @@ class AdamW : public Optimizer {
   }
 
   bool capturable() const override { return compat::kHasFusedAdamW; }
+
+  // On the CPU with fp32 tensors: the update below in one pass per parameter (kernels/adamw_cpu.h),
+  // each parameter split among the threads. False where it does not apply (the chain then runs).
+  bool step_in_one_pass(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
+                        const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq,
+                        double lr, int64_t t) {
+    auto fits = [](const torch::Tensor& x) {
+      return x.is_cpu() && x.scalar_type() == torch::kFloat && x.is_contiguous();
+    };
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (!fits(params[i]) || !fits(grads[i]) || !fits(exp_avg[i]) || !fits(exp_avg_sq[i])) return false;
+    }
+    const auto& o = options_;
+    kernels::AdamWStep step;
+    step.beta1 = static_cast<float>(o.beta1);
+    step.beta2 = static_cast<float>(o.beta2);
+    step.inv_sqrt_bias2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(o.beta2, static_cast<double>(t))));
+    step.eps = static_cast<float>(o.eps);
+    step.step_size = static_cast<float>(lr / (1.0 - std::pow(o.beta1, static_cast<double>(t))));
+    for (size_t i = 0; i < params.size(); ++i) {
+      step.decay = static_cast<float>(o.weight_decay != 0 && decays(params[i]) ? 1.0 - lr * o.weight_decay : 1.0);
+      float* p = params[i].data_ptr<float>();
+      const float* g = grads[i].data_ptr<float>();
+      float* m = exp_avg[i].data_ptr<float>();
+      float* v = exp_avg_sq[i].data_ptr<float>();
+      at::parallel_for(0, params[i].numel(), 32768, [&](int64_t begin, int64_t end) {
+        kernels::adamw_cpu(p, g, m, v, begin, end, step);
+      });
+    }
+    return true;
+  }
 
   void write_step_number() override {
     if (!compat::kHasFusedAdamW || parameters_.empty()) return;

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../compute_weight.h"
 #include "../graph_capture.h"
 #include "fused_cpu.h"
 
@@ -315,7 +316,14 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
         });
       });
     }
-    ctx->save_for_backward({ids, type_ids, y, inv_rms});
+    // Under DirectGradients the backward adds into the tables' .grad (compute_weight.h): it needs them.
+    const bool direct = compute::direct_gradients_active();
+    ctx->saved_data["direct"] = direct;
+    if (direct) {
+      ctx->save_for_backward({ids, type_ids, y, inv_rms, tok_in, seg_in});
+    } else {
+      ctx->save_for_backward({ids, type_ids, y, inv_rms});
+    }
     ctx->saved_data["table_dtype"] = static_cast<int64_t>(tok.scalar_type());
     ctx->saved_data["tok_rows"] = tok.size(0);
     ctx->saved_data["seg_rows"] = seg.size(0);
@@ -333,8 +341,21 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
     const auto dropout = saved_dropout(ctx);
     // The tables' gradients in the tables' dtype (the output may be narrower: bf16 under autocast).
     const auto tables = y.options().dtype(static_cast<torch::ScalarType>(ctx->saved_data["table_dtype"].toInt()));
-    auto tok_grad = torch::zeros({ctx->saved_data["tok_rows"].toInt(), d}, tables);
-    auto seg_grad = torch::zeros({ctx->saved_data["seg_rows"].toInt(), d}, tables);
+    // Each table's gradient is added into its .grad where DirectGradients allows (only the rows
+    // looked up are touched), else into a zeroed table-sized buffer that autograd passes on.
+    const bool direct = ctx->saved_data["direct"].toBool();
+    auto target = [&](size_t saved_at, const char* rows_key, bool* into_grad) {
+      if (direct && compute::grad_ready(saved[saved_at], y.device()) && saved[saved_at].grad().is_contiguous()) {
+        *into_grad = true;
+        return saved[saved_at].grad();
+      }
+      *into_grad = false;
+      return torch::zeros({ctx->saved_data[rows_key].toInt(), d}, tables);
+    };
+    bool tok_direct = false, seg_direct = false;
+    torch::NoGradGuard no_grad;
+    auto tok_grad = target(4, "tok_rows", &tok_direct);
+    auto seg_grad = target(5, "seg_rows", &seg_direct);
     if (y.is_cuda()) {
 #ifdef ROFORMER_WITH_FUSED_CUDA
       check(kernels::embedding_rms_norm_backward_cuda(storage(y), ids.data_ptr<int64_t>(), type_ids.data_ptr<int64_t>(),
@@ -358,7 +379,8 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
       tok_grad.index_add_(0, ids.view(-1), grad);
       seg_grad.index_add_(0, type_ids.view(-1), grad);
     }
-    return {torch::Tensor(), torch::Tensor(), tok_grad, seg_grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {torch::Tensor(), torch::Tensor(), tok_direct ? torch::Tensor() : tok_grad,
+            seg_direct ? torch::Tensor() : seg_grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -424,15 +446,13 @@ torch::Tensor embedding_rms_norm(const torch::Tensor& ids, const torch::Tensor& 
   return EmbeddingRMSNorm::apply(ids, type_ids, tok, seg, eps, dropout_for(p, seed, tok), out.value_or(tok.scalar_type()));
 }
 
-// The CPU takes libtorch's chains. On the idle 2-core machine (fusedKernelCheck, fp32, forward +
-// backward, small-model rows of 384, 8 × 128 and 8 × 512, two threads) the chains were faster than
-// each fused path: residual norm 0.79-0.87×, RoPE 0.24-0.30×, embedding norm 0.82-0.88× (fused
-// speed over the chain's; one thread: the norms at par, RoPE 0.49-0.64×), and the whole small-model
-// step at 8 × 128 gained ~5% without them. libtorch's vectorised kernels use both cores; the
-// per-row loops here are compiled for the baseline x86-64 ISA. (An earlier measurement under load
-// ≈ 11 had favoured the fused paths; it did not hold on an idle machine.) The CPU instantiation
-// stays: it is the reference the CUDA kernels are checked against, and ROFORMER_FUSED=1 uses it.
-const CpuChoice used_on_cpu{/*residual_rms_norm=*/false, /*rotary=*/false, /*embedding_rms_norm=*/false};
+// The CPU takes all three. fusedKernelCheck, fp32, forward + backward, small-model rows of 384,
+// 8 × 128 and 8 × 512, two threads, idle 2-core machine (2026-12-01): fused speed over the chain's
+// residual norm 1.2-1.4× (p = 0) and 1.9-2.0× (p = 0.1), RoPE 2.0-2.9×, embedding norm 1.1× and
+// 1.9-2.1×. They had lost to the chains (0.3-0.9×) while at::parallel_for ran them on one thread
+// (the addon was compiled without OpenMP: CMakeLists.txt), RoPE divided seven times per pair and
+// the dropout drew Philox one group at a time (fused_cpu.cpp now does rows and batches).
+const CpuChoice used_on_cpu{/*residual_rms_norm=*/true, /*rotary=*/true, /*embedding_rms_norm=*/true};
 
 namespace {
 // ROFORMER_FUSED: "0" never, "1" wherever a kernel applies, unset: on CUDA, and on the CPU per used_on_cpu.

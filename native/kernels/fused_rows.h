@@ -92,6 +92,10 @@ struct Dropout {
   }
 };
 
+// The row functions below take the dropout as `Mask`: a Dropout (keep4 draws Philox for each group:
+// the GPU's lanes each draw their own), or anything with the same keep4(group) and scale<Acc>() —
+// the CPU's RowMask (fused_cpu.cpp), which serves a row's flags drawn ahead in one batch.
+
 // The threads that share one row. On the CPU: one lane, and a sum is the value itself. On the
 // GPU (fused_kernels.cu): the block's threads, and sum() is a block reduction that every lane
 // calls and that returns the total to all of them.
@@ -108,9 +112,9 @@ struct SingleLane {
 // residual stream: float under autocast), f and df are F (the branch: bf16 under autocast); each lane reads back only the
 // elements it wrote, so the passes need no barrier beyond the one inside sum(). Rows of length d, d % 4 == 0.
 // ---------------------------------------------------------------------------
-template <class Acc, class T, class F, class Lanes>
+template <class Acc, class T, class F, class Lanes, class Mask>
 ROFORMER_HD void residual_rms_norm_forward_row(const T* x, const F* f, T* y, Acc* inv_rms, Acc* scratch, int64_t row,
-                                               int64_t d, Acc alpha, Acc eps, Dropout dropout, const Lanes& lanes) {
+                                               int64_t d, Acc alpha, Acc eps, Mask dropout, const Lanes& lanes) {
   const int64_t base = row * d;
   const Acc scale = alpha * dropout.template scale<Acc>();
   Acc squares = 0;
@@ -130,9 +134,9 @@ ROFORMER_HD void residual_rms_norm_forward_row(const T* x, const F* f, T* y, Acc
 }
 
 // dh = r·(dy − y·mean(dy·y)); dx = dh; df = α·keep·dh/(1−p).
-template <class Acc, class T, class F, class Lanes>
+template <class Acc, class T, class F, class Lanes, class Mask>
 ROFORMER_HD void residual_rms_norm_backward_row(const T* dy, const T* y, const Acc* inv_rms, T* dx, F* df, int64_t row,
-                                                int64_t d, Acc alpha, Dropout dropout, const Lanes& lanes) {
+                                                int64_t d, Acc alpha, Mask dropout, const Lanes& lanes) {
   const int64_t base = row * d;
   Acc dot = 0;
   for (int64_t j = lanes.lane; j < d; j += lanes.count) dot += static_cast<Acc>(dy[base + j]) * static_cast<Acc>(y[base + j]);
@@ -209,10 +213,10 @@ inline int64_t rotary_input_extent(int64_t batch, int64_t seq, int64_t heads, in
 // ---------------------------------------------------------------------------
 // Embedding RMS norm: h = keep·(E_tok[id] + E_seg[type])/(1−p), y = h·r; the row is token `row`.
 // ---------------------------------------------------------------------------
-template <class Acc, class W, class T, class Lanes>
+template <class Acc, class W, class T, class Lanes, class Mask>
 ROFORMER_HD void embedding_rms_norm_forward_row(const int64_t* ids, const int64_t* type_ids, const W* tok, const W* seg,
                                                 T* y, Acc* inv_rms, Acc* scratch, int64_t row, int64_t d, Acc eps,
-                                                Dropout dropout, const Lanes& lanes) {
+                                                Mask dropout, const Lanes& lanes) {
   const W* a = tok + ids[row] * d;
   const W* b = seg + type_ids[row] * d;
   const Acc scale = dropout.template scale<Acc>();
@@ -235,9 +239,9 @@ ROFORMER_HD void embedding_rms_norm_forward_row(const int64_t* ids, const int64_
 // The gradient reaching both tables' rows: keep·dh/(1−p), handed to emit(j, value) for each
 // element j of the row (the GPU adds it atomically into both tables' gradients; the CPU writes
 // a (rows, d) buffer that is then index-added).
-template <class Acc, class T, class Lanes, class Emit>
+template <class Acc, class T, class Lanes, class Emit, class Mask>
 ROFORMER_HD void embedding_rms_norm_backward_row(const T* dy, const T* y, const Acc* inv_rms, int64_t row, int64_t d,
-                                                 Dropout dropout, const Lanes& lanes, Emit emit) {
+                                                 Mask dropout, const Lanes& lanes, Emit emit) {
   const int64_t base = row * d;
   Acc dot = 0;
   for (int64_t j = lanes.lane; j < d; j += lanes.count) dot += static_cast<Acc>(dy[base + j]) * static_cast<Acc>(y[base + j]);
