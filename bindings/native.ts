@@ -339,7 +339,7 @@ export interface RuntimeInfo {
 }
 
 export interface FusedKernelCheckOptions {
-  kernel: 'residual_rms_norm' | 'rotary' | 'embedding_rms_norm';
+  kernel: 'residual_rms_norm' | 'rotary' | 'embedding_rms_norm' | 'dropout';
   device?: string;
   /** The kernel's dtype (f for the residual norm, the tables for the embedding norm); default float64. */
   dtype?: DType;
@@ -419,7 +419,7 @@ export interface NativeAddon {
    */
   opCountStop(): Array<{ phase: string; op: string; count: number; selfSeconds: number }>;
   /** The fused kernels (native/kernels/): whether the CUDA ones are built, and which the model uses on the CPU. */
-  fusedKernels(): { cuda: boolean; usedOnCpu: { residualRmsNorm: boolean; rotary: boolean; embeddingRmsNorm: boolean } };
+  fusedKernels(): { cuda: boolean; usedOnCpu: { residualRmsNorm: boolean; rotary: boolean; embeddingRmsNorm: boolean; dropout: boolean } };
   /**
    * One fused kernel against the unfused expression in float64 with the same dropout mask: the
    * relative errors of its values and gradients, the kept fraction, and (iters > 0) the median

@@ -1,6 +1,7 @@
 #include "attention_normalization.h"
 
 #include "compat.h"
+#include "kernels/fused_ops.h"
 
 #include <cmath>
 #include <stdexcept>
@@ -46,7 +47,7 @@ torch::Tensor normalized_attention(torch::Tensor q, const torch::Tensor& k, cons
     if (scaled) a = a / root_d;
     auto weights = torch::relu(a).square() / keys_per_row(keep, a, seq);
     if (keep.defined()) weights = weights.masked_fill(keep.logical_not(), 0.0);
-    if (dropout_p > 0) weights = torch::dropout(weights, dropout_p, /*train=*/true);
+    if (dropout_p > 0) weights = fused::dropout(weights, dropout_p);
     return torch::matmul(weights, v);
   }
   // Softmax and softmax_plus share the fused path: scaling a row of logits by c is

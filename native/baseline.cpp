@@ -1,6 +1,7 @@
 #include "baseline.h"
 
 #include "compute_weight.h"
+#include "kernels/fused_ops.h"
 
 #include <stdexcept>
 
@@ -37,9 +38,11 @@ BaselineBlockImpl::BaselineBlockImpl(const ModelConfig& config) {
   dropout = register_module("dropout", torch::nn::Dropout(config.hidden_dropout_prob));
 }
 
+// Dropout through fused::dropout, as RoFormerV2's: the CPU's vectorised kernel, libtorch's elsewhere.
 torch::Tensor BaselineBlockImpl::forward(torch::Tensor x, const torch::Tensor& keep) {
-  x = normalize(attention_norm, x + dropout(attention->forward(x, keep, torch::Tensor(), torch::Tensor())));
-  x = normalize(output_norm, x + dropout(compute::linear(torch::gelu(compute::linear(x, intermediate)), output)));
+  const double p = is_training() ? dropout->options.p() : 0.0;
+  x = normalize(attention_norm, x + fused::dropout(attention->forward(x, keep, torch::Tensor(), torch::Tensor()), p));
+  x = normalize(output_norm, x + fused::dropout(compute::linear(torch::gelu(compute::linear(x, intermediate)), output), p));
   return x;
 }
 
@@ -87,7 +90,7 @@ torch::Tensor RobertaBaseline::forward(torch::Tensor input_ids, torch::Tensor to
   if (!positions.defined()) positions = torch::arange(seq, input_ids.options());
   auto x = compute::embedding(word_embeddings->weight, input_ids) + compute::embedding(position_embeddings->weight, positions) +
            compute::embedding(token_type_embeddings->weight, token_type_ids);
-  x = dropout(normalize(embeddings_norm, x));
+  x = fused::dropout(normalize(embeddings_norm, x), is_training() ? dropout->options.p() : 0.0);
   for (auto& block : *layer) x = block->as<BaselineBlockImpl>()->forward(x, attention_mask);
   return x;
 }

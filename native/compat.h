@@ -11,6 +11,8 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include "kernels/fused_ops.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -93,7 +95,7 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const 
   // Softmax in at least float32: fp16 scores overflow easily.
   auto probs = (q.scalar_type() == torch::kDouble ? scores.softmax(-1) : scores.softmax(-1, torch::kFloat))
                    .to(q.scalar_type());
-  if (dropout_p > 0) probs = torch::dropout(probs, dropout_p, /*train=*/true);
+  if (dropout_p > 0) probs = fused::dropout(probs, dropout_p);  // the CPU's vectorised kernel where it applies
   return torch::matmul(probs, v);
 #endif
 }

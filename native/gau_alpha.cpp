@@ -1,6 +1,7 @@
 #include "gau_alpha.h"
 
 #include "compute_weight.h"
+#include "kernels/fused_ops.h"
 
 namespace roformer {
 
@@ -60,7 +61,7 @@ GauLayerImpl::GauLayerImpl(const ModelConfig& config) {
 
 torch::Tensor GauLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& cos,
                                     const torch::Tensor& sin) {
-  return norm(x + dropout(gau(x, keep, cos, sin)));
+  return norm(x + fused::dropout(gau(x, keep, cos, sin), is_training() ? dropout->options.p() : 0.0));
 }
 
 GauAlpha::GauAlpha(const ModelConfig& config) : EncoderModel(config) {
@@ -97,8 +98,9 @@ torch::Tensor GauAlpha::forward(torch::Tensor input_ids, torch::Tensor token_typ
   prepare_inputs(input_ids, token_type_ids, attention_mask, word_embeddings->weight.device(), &positions);
   const int64_t seq = input_ids.size(1);
 
-  auto x = norm(word_embeddings(input_ids) + token_type_embeddings(token_type_ids));
-  x = dropout(x);
+  auto x = norm(compute::embedding(word_embeddings->weight, input_ids) +
+                compute::embedding(token_type_embeddings->weight, token_type_ids));
+  x = fused::dropout(x, is_training() ? dropout->options.p() : 0.0);
 
   // As RoFormerV2: (seq, s) tables, or (batch, seq, s) at each token's position within its
   // document for packed rows; the key mask is undefined (no padding), (batch, 1, 1, seq)

@@ -342,8 +342,9 @@ torch::Tensor EncoderBlockImpl::forward(torch::Tensor x, const torch::Tensor& ke
     return compute::linear(torch::relu(compute::linear(h, intermediate)), output);
   };
   if (pre_norm) {
-    x = x + alpha * dropout(attention(norm(x), keep, cos, sin));
-    return x + alpha * dropout(feed_forward(norm(x)));
+    const double p = is_training() ? dropout->options.p() : 0.0;
+    x = x + alpha * fused::dropout(attention(norm(x), keep, cos, sin), p);
+    return x + alpha * fused::dropout(feed_forward(norm(x)), p);
   }
   x = add_and_norm(x, attention(x, keep, cos, sin));
   return add_and_norm(x, feed_forward(x));
@@ -354,7 +355,7 @@ torch::Tensor EncoderBlockImpl::add_and_norm(const torch::Tensor& x, const torch
   if (fused::use_residual_rms_norm(x, branch)) {
     return fused::residual_rms_norm(x, branch, alpha, is_training() ? dropout->options.p() : 0.0, norm->eps);
   }
-  return norm(x + alpha * dropout(branch));
+  return norm(x + alpha * fused::dropout(branch, is_training() ? dropout->options.p() : 0.0));
 }
 
 // ---------------------------------------------------------------------------
@@ -416,8 +417,9 @@ torch::Tensor RoFormerV2::forward(torch::Tensor input_ids, torch::Tensor token_t
     x = fused::embedding_rms_norm(input_ids, token_type_ids, word_embeddings->weight, token_type_embeddings->weight,
                                   is_training() ? dropout->options.p() : 0.0, norm->eps, std::nullopt, stream_dtype);
   } else {
-    x = norm(dropout(compute::embedding(word_embeddings->weight, input_ids) +
-                     compute::embedding(token_type_embeddings->weight, token_type_ids)));
+    x = norm(fused::dropout(compute::embedding(word_embeddings->weight, input_ids) +
+                                compute::embedding(token_type_embeddings->weight, token_type_ids),
+                            is_training() ? dropout->options.p() : 0.0));
   }
 
   // One set of rotary tables and one key mask, shared by every block: (seq, d) tables

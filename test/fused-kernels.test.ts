@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { loadNative } from '../bindings/load.js';
 
 const native = loadNative();
-const kernels = ['residual_rms_norm', 'rotary', 'embedding_rms_norm'] as const;
+const kernels = ['residual_rms_norm', 'rotary', 'embedding_rms_norm', 'dropout'] as const;
 
 describe('fused kernels, CPU instantiation in float64 against autograd', () => {
   for (const kernel of kernels) {
@@ -37,7 +37,8 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
       const residual = native.fusedKernelCheck({ kernel: 'residual_rms_norm', device: 'cpu', dtype: 'bfloat16', xDtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
       const embedding = native.fusedKernelCheck({ kernel: 'embedding_rms_norm', device: 'cpu', dtype: 'float32', xDtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
       const rotary = native.fusedKernelCheck({ kernel: 'rotary', device: 'cpu', dtype: 'bfloat16', p: 0, seed: 9, batch: 3, seq: 24, hidden: 64, heads: 4 });
-      for (const r of [residual, embedding, rotary]) {
+      const dropout = native.fusedKernelCheck({ kernel: 'dropout', device: 'cpu', dtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
+      for (const r of [residual, embedding, rotary, dropout]) {
         // bf16 keeps 8 bits: one rounding of each input and output is ~2e-3 relative
         expect(r.valueError).toBeLessThan(4e-3);
         expect(r.gradientError).toBeLessThan(4e-3);
@@ -64,6 +65,14 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
     }
   });
 
+  it('dropout: the mask of a tensor bigger than one block of drawn flags (256 groups) and split among threads is keep4\'s', () => {
+    // 6 × 4096 elements: 6,144 groups, parallel_for chunks of 4,096 groups, blocks of 256 inside
+    const r = native.fusedKernelCheck({ kernel: 'dropout', device: 'cpu', dtype: 'float64', p: 0.3, seed: 11, batch: 2, seq: 3, hidden: 4096 });
+    expect(r.valueError).toBeLessThan(1e-12);
+    expect(r.gradientError).toBeLessThan(1e-12);
+    expect(Math.abs(r.keptFraction - 0.7)).toBeLessThan(0.02);
+  });
+
   it('a wider row than one group of lanes, and an odd number of rows', () => {
     const r = native.fusedKernelCheck({ kernel: 'residual_rms_norm', device: 'cpu', dtype: 'float64', p: 0.2, seed: 7, batch: 1, seq: 7, hidden: 1028 });
     expect(r.valueError).toBeLessThan(1e-12);
@@ -71,7 +80,7 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
   });
 
   it('rejects an unknown kernel and a p outside [0, 1), naming them', () => {
-    expect(() => native.fusedKernelCheck({ kernel: 'gelu' as never })).toThrow(/kernel must be residual_rms_norm, rotary or embedding_rms_norm, got 'gelu'/);
+    expect(() => native.fusedKernelCheck({ kernel: 'gelu' as never })).toThrow(/kernel must be residual_rms_norm, rotary, embedding_rms_norm or dropout, got 'gelu'/);
     expect(() => native.fusedKernelCheck({ kernel: 'rotary', p: 1 })).toThrow(/p must be in \[0, 1\)/);
   });
 
@@ -79,7 +88,7 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
     const info = native.fusedKernels();
     expect(typeof info.cuda).toBe('boolean');
     if (!native.runtimeInfo().cudaAvailable) expect(info.cuda).toBe(false);
-    expect(Object.keys(info.usedOnCpu).sort()).toEqual(['embeddingRmsNorm', 'residualRmsNorm', 'rotary']);
+    expect(Object.keys(info.usedOnCpu).sort()).toEqual(['dropout', 'embeddingRmsNorm', 'residualRmsNorm', 'rotary']);
   });
 });
 

@@ -181,6 +181,28 @@ Outcome check_embedding(torch::Device device, torch::ScalarType dtype, torch::Sc
   }
   return o;
 }
+// The dropout kernel on a (rows, d) tensor against x·keep/(1−p) in float64 with the mask
+// dropout_keep_mask draws (any (rows, d) of the same size has the same flat mask).
+Outcome check_dropout(torch::Device device, torch::ScalarType dtype, double p, uint64_t seed, int64_t rows, int64_t d,
+                      int iters) {
+  auto options = torch::TensorOptions().device(device);
+  auto x = leaf(torch::randn({rows, d}, options.dtype(dtype)));
+  auto dy = torch::randn({rows, d}, options.dtype(torch::kDouble));
+  auto y = fused::dropout(x, p, seed);
+  auto g = gradients(y, dy, {x});
+  auto keep = fused::dropout_keep_mask(rows, d, p, seed).to(device, torch::kDouble);
+  const double scale = 1.0 / (1.0 - kept_scale_p(p));
+  Outcome o;
+  o.value_error = relative_error(y, x.to(torch::kDouble) * keep * scale);
+  o.gradient_error = relative_error(g[0], dy * keep * scale);
+  o.kept = keep.mean().item<double>();
+  if (iters > 0) {
+    auto dyc = dy.to(dtype);
+    o.fused_ms = median_ms([&] { fused::dropout(x, p).backward(dyc); }, device, iters);
+    o.unfused_ms = median_ms([&] { torch::dropout(x, p, true).backward(dyc); }, device, iters);
+  }
+  return o;
+}
 
 }  // namespace
 
@@ -193,6 +215,7 @@ Napi::Value fused_kernels_info(const Napi::CallbackInfo& info) {
     cpu.Set("residualRmsNorm", Napi::Boolean::New(env, fused::used_on_cpu.residual_rms_norm));
     cpu.Set("rotary", Napi::Boolean::New(env, fused::used_on_cpu.rotary));
     cpu.Set("embeddingRmsNorm", Napi::Boolean::New(env, fused::used_on_cpu.embedding_rms_norm));
+    cpu.Set("dropout", Napi::Boolean::New(env, fused::used_on_cpu.dropout));
     o.Set("usedOnCpu", cpu);
     return o;
   });
@@ -221,7 +244,8 @@ Napi::Value fused_kernel_check(const Napi::CallbackInfo& info) {
     if (kernel == "residual_rms_norm") r = check_residual(device, dtype, x_dtype, p, seed, batch * seq, hidden, iters);
     else if (kernel == "rotary") r = check_rotary(device, dtype, batch, seq, heads, hidden / heads, heads_first, iters);
     else if (kernel == "embedding_rms_norm") r = check_embedding(device, dtype, x_dtype, p, seed, batch, seq, hidden, iters);
-    else throw std::invalid_argument(where + "kernel must be residual_rms_norm, rotary or embedding_rms_norm, got '" + kernel + "'");
+    else if (kernel == "dropout") r = check_dropout(device, dtype, p, seed, batch * seq, hidden, iters);
+    else throw std::invalid_argument(where + "kernel must be residual_rms_norm, rotary, embedding_rms_norm or dropout, got '" + kernel + "'");
     const double limit = std::max(limit_for(dtype), limit_for(x_dtype));
     auto out = Napi::Object::New(env);
     out.Set("ok", Napi::Boolean::New(env, r.value_error <= limit && r.gradient_error <= limit));

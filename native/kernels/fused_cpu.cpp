@@ -180,6 +180,23 @@ void embedding_rms_norm_backward_cpu(const T* dy, const T* y, const Acc* inv_rms
   }
 }
 
+template <class T, class Acc>
+void dropout_cpu(const T* x, T* y, int64_t begin, int64_t end, Dropout dropout) {
+  constexpr int64_t kBlock = 256;  // groups whose flags are drawn at once
+  uint8_t flags[kBlock];
+  const Acc scale = dropout.template scale<Acc>();
+  for (int64_t first = begin; first < end; first += kBlock) {
+    const int64_t n = std::min(kBlock, end - first);
+    draw_keep_flags(dropout, static_cast<uint64_t>(first), n, flags);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int k = 0; k < 4; ++k) {
+        const int64_t j = 4 * (first + i) + k;
+        y[j] = static_cast<T>((flags[i] >> k) & 1u ? static_cast<Acc>(x[j]) * scale : Acc(0));
+      }
+    }
+  }
+}
+
 void dropout_keep_mask(uint8_t* keep, int64_t rows, int64_t d, Dropout dropout) {
   for (int64_t g = 0; g < rows * d / 4; ++g) {
     const unsigned bits = dropout.keep4(g);
@@ -205,6 +222,9 @@ ROFORMER_FUSED_CPU_NORMS(c10::BFloat16, float, float)
   template void rotary_cpu<T, Acc>(const T*, T*, const Acc*, const Acc*, int64_t, int64_t, int64_t, int64_t, int64_t, \
                                    int64_t, int64_t, RotaryInput<int64_t>, Acc);
 ROFORMER_FUSED_CPU_ROTARY(float, float)
+template void dropout_cpu<float, float>(const float*, float*, int64_t, int64_t, Dropout);
+template void dropout_cpu<double, double>(const double*, double*, int64_t, int64_t, Dropout);
+template void dropout_cpu<c10::BFloat16, float>(const c10::BFloat16*, c10::BFloat16*, int64_t, int64_t, Dropout);
 ROFORMER_FUSED_CPU_ROTARY(double, double)
 ROFORMER_FUSED_CPU_ROTARY(c10::BFloat16, float)
 

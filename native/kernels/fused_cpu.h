@@ -32,6 +32,12 @@ template <class T, class Acc>
 void embedding_rms_norm_backward_cpu(const T* dy, const T* y, const Acc* inv_rms, Acc* grad, int64_t begin, int64_t end,
                                      int64_t d, Dropout dropout);
 
+// y = keep·x/(1−p) over groups [begin, end) of 4 elements of a flat tensor (numel % 4 == 0): the
+// dropout of fused_ops.h's dropout(), its backward the same with dy; the mask is the one
+// dropout_keep_mask draws for any (rows, d) of that many elements.
+template <class T, class Acc>
+void dropout_cpu(const T* x, T* y, int64_t begin, int64_t end, Dropout dropout);
+
 // The keep mask (1 kept, 0 dropped) of a (rows, d) tensor, as the kernels draw it.
 void dropout_keep_mask(uint8_t* keep, int64_t rows, int64_t d, Dropout dropout);
 

@@ -384,6 +384,35 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
   }
 };
 
+// keep·x/(1−p) on the CPU, a parallel_for over groups of 4 elements.
+torch::Tensor dropout_on_cpu(const torch::Tensor& x_in, const Dropout& dropout) {
+  auto x = x_in.contiguous();
+  auto y = torch::empty_like(x);
+  dispatch_cpu(x.scalar_type(), "dropout", [&](auto t, auto acc) {
+    using T = decltype(t);
+    using Acc = decltype(acc);
+    const auto* xp = x.data_ptr<T>();
+    auto* yp = y.data_ptr<T>();
+    at::parallel_for(0, x.numel() / 4, 4096, [&](int64_t begin, int64_t end) {
+      kernels::dropout_cpu<T, Acc>(xp, yp, begin, end, dropout);
+    });
+  });
+  return y;
+}
+
+class FusedDropout : public torch::autograd::Function<FusedDropout> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const Dropout& dropout) {
+    RECORD_FUNCTION("roformer::dropout", std::vector<c10::IValue>({x}));
+    save_dropout(ctx, dropout);
+    return dropout_on_cpu(x, dropout);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    RECORD_FUNCTION("roformer::dropout_backward", std::vector<c10::IValue>(grad_outputs.begin(), grad_outputs.end()));
+    return {dropout_on_cpu(grad_outputs[0], saved_dropout(ctx)), torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 bool cuda_kernels_built() {
@@ -446,13 +475,19 @@ torch::Tensor embedding_rms_norm(const torch::Tensor& ids, const torch::Tensor& 
   return EmbeddingRMSNorm::apply(ids, type_ids, tok, seg, eps, dropout_for(p, seed, tok), out.value_or(tok.scalar_type()));
 }
 
-// The CPU takes all three. fusedKernelCheck, fp32, forward + backward, small-model rows of 384,
+bool dropout_applies(const torch::Tensor& x) {
+  return x.is_cpu() && cpu_storage_dtype(x.scalar_type()) && x.numel() > 0 && x.numel() % 4 == 0;
+}
+
+// The CPU takes all four. fusedKernelCheck, fp32, forward + backward, small-model rows of 384,
 // 8 × 128 and 8 × 512, two threads, idle 2-core machine (2026-12-01): fused speed over the chain's
 // residual norm 1.2-1.4× (p = 0) and 1.9-2.0× (p = 0.1), RoPE 2.0-2.9×, embedding norm 1.1× and
 // 1.9-2.1×. They had lost to the chains (0.3-0.9×) while at::parallel_for ran them on one thread
 // (the addon was compiled without OpenMP: CMakeLists.txt), RoPE divided seven times per pair and
 // the dropout drew Philox one group at a time (fused_cpu.cpp now does rows and batches).
-const CpuChoice used_on_cpu{/*residual_rms_norm=*/true, /*rotary=*/true, /*embedding_rms_norm=*/true};
+// The dropout kernel (libtorch's dropout elsewhere: both models' attention weights, the baseline's
+// hidden states) against torch::dropout, fp32, 8 × 6 heads × 128 × 128 weights: see the README.
+const CpuChoice used_on_cpu{/*residual_rms_norm=*/true, /*rotary=*/true, /*embedding_rms_norm=*/true, /*dropout=*/true};
 
 namespace {
 // ROFORMER_FUSED: "0" never, "1" wherever a kernel applies, unset: on CUDA, and on the CPU per used_on_cpu.
@@ -475,6 +510,19 @@ bool seed_allowed(const torch::Tensor& t) { return t.is_cuda() || graph_capture:
 bool use_residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f) {
   return wanted(x, used_on_cpu.residual_rms_norm) && seed_allowed(x) && residual_rms_norm_applies(x, f);
 }
+bool use_dropout(const torch::Tensor& x) {
+  return wanted(x, used_on_cpu.dropout) && seed_allowed(x) && dropout_applies(x);
+}
+
+torch::Tensor dropout(const torch::Tensor& x, double p, std::optional<uint64_t> seed) {
+  if (p <= 0) return x;
+  if (seed || use_dropout(x)) {
+    if (!dropout_applies(x)) throw std::invalid_argument("dropout: the fused kernel does not take this tensor");
+    return FusedDropout::apply(x, dropout_for(p, seed, x));
+  }
+  return torch::dropout(x, p, /*train=*/true);
+}
+
 bool use_rotary_qk(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos) {
   return wanted(q, used_on_cpu.rotary) && rotary_qk_applies(q, k, cos);
 }

@@ -40,17 +40,26 @@ torch::Tensor embedding_rms_norm(const torch::Tensor& ids, const torch::Tensor& 
                                  std::optional<uint64_t> seed = std::nullopt,
                                  std::optional<torch::ScalarType> out = std::nullopt);
 
+// keep·x/(1−p), the mask drawn from a seed and regenerated in the backward (no mask stored): a
+// CPU kernel (float, double, bf16; numel % 4 == 0) whose Philox runs in vector lanes, where
+// libtorch 1.13's dropout draws every element from its CPU generator one at a time.
+bool dropout_applies(const torch::Tensor& x);
+// Dropout as the models call it (p = 0: x itself): this kernel where use_dropout() says so,
+// else libtorch's torch::dropout.
+torch::Tensor dropout(const torch::Tensor& x, double p, std::optional<uint64_t> seed = std::nullopt);
+
 // Where the model takes the fused path (modules.cpp): on CUDA wherever a kernel applies; on the
 // CPU only where a benchmark measured it faster than libtorch's chain (fused_ops.cpp says which).
 // ROFORMER_FUSED=0 turns the fused path off everywhere (for comparisons), =1 on wherever it applies.
 struct CpuChoice {
-  bool residual_rms_norm, rotary, embedding_rms_norm;
+  bool residual_rms_norm, rotary, embedding_rms_norm, dropout;
 };
 extern const CpuChoice used_on_cpu;
 bool use_residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f);
 bool use_rotary_qk(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos);
 bool use_embedding_rms_norm(const torch::Tensor& tok, const torch::Tensor& seg,
                             std::optional<torch::ScalarType> out = std::nullopt);
+bool use_dropout(const torch::Tensor& x);
 
 // The keep mask (1 kept, 0 dropped; uint8, on the CPU) a kernel draws for a (rows, d) tensor.
 torch::Tensor dropout_keep_mask(int64_t rows, int64_t d, double p, uint64_t seed);
