@@ -43,8 +43,8 @@ torch::Tensor normalized_attention(torch::Tensor q, const torch::Tensor& k, cons
   const double root_d = std::sqrt(static_cast<double>(q.size(-1)));
   if (normalization == AttentionNormalization::squared_relu) {
     // No softmax: the explicit product, so the weights can be relu(a)² / n.
-    auto a = torch::matmul(q, k.transpose(-2, -1));
-    if (scaled) a = a / root_d;
+    // q scaled, not the (·, seq, seq) product: fewer elements
+    auto a = torch::matmul(scaled ? q * (1.0 / root_d) : q, k.transpose(-2, -1));
     auto weights = torch::relu(a).square() / keys_per_row(keep, a, seq);
     if (keep.defined()) weights = weights.masked_fill(keep.logical_not(), 0.0);
     if (dropout_p > 0) weights = fused::dropout(weights, dropout_p);

@@ -88,7 +88,9 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const 
   if (keep.defined()) mask = keep;
   return at::scaled_dot_product_attention(q, k, v, mask, dropout_p, /*is_causal=*/false);
 #else
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
+  // q scaled before the product, as PyTorch's own math path does: (batch, heads, seq, head_dim)
+  // elements instead of the (batch, heads, seq, seq) scores (at 8 × 512, 1.6M instead of 12.6M).
+  auto scores = torch::matmul(q * (1.0 / std::sqrt(static_cast<double>(q.size(-1)))), k.transpose(-2, -1));
   if (keep.defined()) {
     scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
   }
