@@ -157,7 +157,9 @@ describe('the graph steps, emulated on the CPU (ROFORMER_GRAPH_STEPS=emulate)', 
   const architectures = {
     'RoFormerV2': () => RoFormerV2.create({ config: tiny, seed: 5 }),
     'the RoBERTa-style baseline': () => RobertaBaseline.create({ config: tiny, seed: 5 }),
-    'GAU-α': () => GauAlpha.create({ config: { vocab_size: tiny.vocab_size, hidden_size: 16, num_hidden_layers: 2, intermediate_size: 32, attention_key_size: 8 }, seed: 5 }),
+    // Without dropout, as the tiny config: on the CPU the eager step's dropout draws its seed on the
+    // host (fused::dropout), which an (emulated) graph step may not, so the masks would differ.
+    'GAU-α': () => GauAlpha.create({ config: { vocab_size: tiny.vocab_size, hidden_size: 16, num_hidden_layers: 2, intermediate_size: 32, attention_key_size: 8, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 }, seed: 5 }),
   };
 
   async function train(options: { cudaGraphs?: boolean; alphaWarmupSteps?: number }, batches: Array<ReturnType<typeof mlmBatch>>, create = architectures['RoFormerV2']) {
