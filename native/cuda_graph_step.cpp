@@ -4,6 +4,7 @@
 #include "cuda_graph_step.h"
 
 #include "compat.h"
+#include "compute_weight.h"
 #include "gradient_normalization.h"
 #include "graph_capture.h"
 
@@ -189,6 +190,9 @@ torch::Tensor CudaGraphSteps::run_step(const GraphKey& key, const std::vector<In
   // Each weight cast to bf16/fp16 once for all the micro-batches, as the eager step does; the
   // cache is gone before the update below changes the weights.
   std::optional<compat::AutocastCacheScope> cast_once_per_step(std::in_place);
+  // Gradients added straight into .grad, as the eager step does (compute_weight.h): the same
+  // arithmetic, and the .grad tensors stay the graph's buffers.
+  compute::DirectGradients direct(t.reducer_ == nullptr && compute::direct_gradients_wanted());
   for (size_t i = 0; i < inputs.size(); ++i) {
     const auto& in = inputs[i];
     MicroBatch b;

@@ -139,9 +139,16 @@ describe('weight gradients under mixed precision (native/compute_weight.h)', () 
   it('are added into .grad from bf16 by one op each, and train exactly as the cast-then-accumulate path', () => {
     const direct = countedRun('1', 'bf16', '1');
     const plain = countedRun('1', 'bf16', '0');
-    // the same losses and weights to the last bit: only the order of kernels changed
-    expect(direct.losses).toEqual(plain.losses);
-    expect(direct.weights).toEqual(plain.weights);
+    // the same losses and weights to float rounding: only the order of the additions changed (the
+    // embedding rows' gradients go into .grad one after another, so the rows of an id that occurs
+    // twice and the tied decoder's gradient are summed in another order; libtorch 2.6 shows it)
+    direct.losses.forEach((loss, i) => expect(Math.abs(loss - plain.losses[i]!)).toBeLessThanOrEqual(1e-6 * Math.abs(loss)));
+    expect(Object.keys(direct.weights)).toEqual(Object.keys(plain.weights));
+    let worst = 0;
+    for (const [name, values] of Object.entries(direct.weights)) {
+      values.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - plain.weights[name]![i]!) / (1e-3 + Math.abs(v)))));
+    }
+    expect(worst).toBeLessThan(1e-5);
     // every linear layer's weight — per layer q/k/v, attention output, two feed-forward — and the tied MLM decoder
     const added = (run: typeof direct) => countOf(run.ops, 'aten::add_(f32, bf16) < autograd::engine::evaluate_function: torch::autograd::CppNode<roformer::compute::(anonymous namespace)::CastWeight>');
     expect(added(direct)).toBe(4 * LAYERS + 1);

@@ -15,8 +15,8 @@ namespace {
 
 // The keep flags (Dropout::keep4's bits) of groups [first, first + n), drawn 16 groups at a
 // time with the rounds of Philox4x32-10 written lane by lane, a loop the compiler turns into
-// vector instructions (32×32→64-bit multiplies); one group at a time the generator took two thirds
-// of a fused norm's time. Bit-identical to keep4: fusedKernelCheck's reference draws its mask
+// vector instructions (32×32→64-bit multiplies); one group at a time the generator took about three
+// quarters of a fused norm's time with p = 0.1. Bit-identical to keep4: fusedKernelCheck's reference draws its mask
 // with keep4 (dropout_keep_mask). Built for AVX-512, AVX2 and the baseline ISA, chosen at load.
 __attribute__((target_clones("avx512f", "avx2", "default"))) void draw_keep_flags(const Dropout& dropout,
                                                                                     uint64_t first, int64_t n,
@@ -125,7 +125,7 @@ void rotary_pairs_as_on_gpu(const T* in, T* out, const Acc* cos, const Acc* sin,
 }
 
 // The same pairs a (token, head) row at a time: the row's offsets computed once, then its pairs
-// in a loop the compiler vectorises. rotary_pair_at's seven divisions per pair made the CPU path
+// in a loop without divisions. rotary_pair_at's seven divisions per pair made the CPU path
 // slower than libtorch's chain.
 template <class T, class Acc>
 void rotary_pairs_by_row(const T* in, T* out, const Acc* cos, const Acc* sin, int64_t begin, int64_t end,
