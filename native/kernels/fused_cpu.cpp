@@ -73,6 +73,7 @@ class RowMask {
     if (dropout_.active()) draw_keep_flags(dropout_, first_, static_cast<int64_t>(flags_.size()), flags_.data());
     return *this;
   }
+  bool active() const { return dropout_.active(); }
   unsigned keep4(uint64_t group) const { return dropout_.active() ? flags_[group - first_] : 0xFu; }
   template <class Acc>
   Acc scale() const { return dropout_.template scale<Acc>(); }
@@ -83,24 +84,102 @@ class RowMask {
   uint64_t first_ = 0;
 };
 
+
+// The residual norm's rows in float, written for the CPU's vector units: the dropout's keep flags
+// expanded to a multiplier per element (kept·α/(1−p), or 0) from a 16-entry table of 4-float
+// patterns, then straight loops the compiler vectorises (the shared row code, with its flag tests
+// per element, stays scalar). Same arithmetic as residual_rms_norm_*_row (float math; the sums
+// reassociated, as the GPU's block reduction does); float64 runs the shared row code, which the
+// float64 tests check, and the fp32 tests check these.
+class RowMultipliers {
+ public:
+  RowMultipliers(const Dropout& dropout, float alpha, int64_t d) : mask_(dropout, d), m_(static_cast<size_t>(d)) {
+    const float scale = alpha * dropout.template scale<float>();
+    for (unsigned bits = 0; bits < 16; ++bits)
+      for (int k = 0; k < 4; ++k) patterns_[bits][k] = (bits >> k) & 1u ? scale : 0.0f;
+    if (!dropout.active()) std::fill(m_.begin(), m_.end(), scale);
+  }
+  // The multipliers of the row starting at element `first_element`.
+  const float* at(int64_t first_element) {
+    if (!mask_.active()) return m_.data();
+    const RowMask& mask = mask_.at(first_element);
+    const uint64_t first = static_cast<uint64_t>(first_element) >> 2;
+    for (size_t g = 0; g < m_.size() / 4; ++g) std::copy_n(patterns_[mask.keep4(first + g)], 4, &m_[4 * g]);
+    return m_.data();
+  }
+
+ private:
+  RowMask mask_;
+  std::vector<float> m_;
+  float patterns_[16][4];
+};
+
+__attribute__((target_clones("avx2", "default"))) void residual_rows_forward_float(const float* x, const float* f, float* y, float* inv_rms, int64_t begin, int64_t end,
+                                 int64_t d, float alpha, float eps, Dropout dropout) {
+  RowMultipliers multipliers(dropout, alpha, d);
+  std::vector<float> h(static_cast<size_t>(d));
+  for (int64_t row = begin; row < end; ++row) {
+    const float* m = multipliers.at(row * d);
+    const float* xr = x + row * d;
+    const float* fr = f + row * d;
+    float squares = 0;
+    for (int64_t j = 0; j < d; ++j) {
+      h[j] = xr[j] + m[j] * fr[j];
+      squares += h[j] * h[j];
+    }
+    const float r = 1.0f / std::sqrt(squares / static_cast<float>(d) + eps);
+    float* yr = y + row * d;
+    for (int64_t j = 0; j < d; ++j) yr[j] = h[j] * r;
+    inv_rms[row] = r;
+  }
+}
+
+__attribute__((target_clones("avx2", "default"))) void residual_rows_backward_float(const float* dy, const float* y, const float* inv_rms, float* dx, float* df,
+                                  int64_t begin, int64_t end, int64_t d, float alpha, Dropout dropout) {
+  RowMultipliers multipliers(dropout, alpha, d);
+  for (int64_t row = begin; row < end; ++row) {
+    const float* m = multipliers.at(row * d);
+    const float* dyr = dy + row * d;
+    const float* yr = y + row * d;
+    float dot = 0;
+    for (int64_t j = 0; j < d; ++j) dot += dyr[j] * yr[j];
+    const float mean = dot / static_cast<float>(d), r = inv_rms[row];
+    float* dxr = dx + row * d;
+    float* dfr = df + row * d;
+    for (int64_t j = 0; j < d; ++j) {
+      const float dh = r * (dyr[j] - yr[j] * mean);
+      dxr[j] = dh;
+      dfr[j] = m[j] * dh;
+    }
+  }
+}
+
 }  // namespace
 
 template <class T, class Acc>
 void residual_rms_norm_forward_cpu(const T* x, const T* f, T* y, Acc* inv_rms, int64_t begin, int64_t end, int64_t d,
                                    Acc alpha, Acc eps, Dropout dropout) {
-  std::vector<Acc> scratch(d);
-  RowMask mask(dropout, d);
-  for (int64_t row = begin; row < end; ++row)
-    residual_rms_norm_forward_row<Acc, T, T>(x, f, y, inv_rms, scratch.data(), row, d, alpha, eps, mask.at(row * d),
-                                             SingleLane{});
+  if constexpr (std::is_same_v<T, float>) {
+    residual_rows_forward_float(x, f, y, inv_rms, begin, end, d, alpha, eps, dropout);
+  } else {
+    std::vector<Acc> scratch(d);
+    RowMask mask(dropout, d);
+    for (int64_t row = begin; row < end; ++row)
+      residual_rms_norm_forward_row<Acc, T, T>(x, f, y, inv_rms, scratch.data(), row, d, alpha, eps, mask.at(row * d),
+                                               SingleLane{});
+  }
 }
 
 template <class T, class Acc>
 void residual_rms_norm_backward_cpu(const T* dy, const T* y, const Acc* inv_rms, T* dx, T* df, int64_t begin,
                                     int64_t end, int64_t d, Acc alpha, Dropout dropout) {
-  RowMask mask(dropout, d);
-  for (int64_t row = begin; row < end; ++row)
-    residual_rms_norm_backward_row<Acc, T, T>(dy, y, inv_rms, dx, df, row, d, alpha, mask.at(row * d), SingleLane{});
+  if constexpr (std::is_same_v<T, float>) {
+    residual_rows_backward_float(dy, y, inv_rms, dx, df, begin, end, d, alpha, dropout);
+  } else {
+    RowMask mask(dropout, d);
+    for (int64_t row = begin; row < end; ++row)
+      residual_rms_norm_backward_row<Acc, T, T>(dy, y, inv_rms, dx, df, row, d, alpha, mask.at(row * d), SingleLane{});
+  }
 }
 
 // The pairs [begin, end) as the GPU maps them, one pair at a time (rotary_pair_at), with the GPU's
