@@ -481,12 +481,11 @@ bool dropout_applies(const torch::Tensor& x) {
 
 // The CPU takes all four. fusedKernelCheck, fp32, forward + backward, small-model rows of 384,
 // 8 × 128 and 8 × 512, two threads, idle 2-core machine (2026-12-01): fused speed over the chain's
-// residual norm 1.2-1.4× (p = 0) and 1.9-2.0× (p = 0.1), RoPE 2.0-2.9×, embedding norm 1.1× and
-// 1.9-2.1×. They had lost to the chains (0.3-0.9×) while at::parallel_for ran them on one thread
+// residual norm 1.6-1.9× (p = 0) and 2.6-2.7× (p = 0.1; its float rows vectorised, fused_cpu.cpp),
+// RoPE 2.2-2.6×, embedding norm 1.1× and 2.0×; the dropout kernel 1.9-2.0× libtorch's dropout on
+// attention weights (8 × 6 heads × 128² and 512²). They had lost to the chains (0.3-0.9×) while at::parallel_for ran them on one thread
 // (the addon was compiled without OpenMP: CMakeLists.txt), RoPE divided seven times per pair and
 // the dropout drew Philox one group at a time (fused_cpu.cpp now does rows and batches).
-// The dropout kernel (libtorch's dropout elsewhere: both models' attention weights, the baseline's
-// hidden states) against torch::dropout, fp32, 8 × 6 heads × 128 × 128 weights: see the README.
 const CpuChoice used_on_cpu{/*residual_rms_norm=*/true, /*rotary=*/true, /*embedding_rms_norm=*/true, /*dropout=*/true};
 
 namespace {
