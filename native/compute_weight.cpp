@@ -26,14 +26,10 @@ class CastWeight : public torch::autograd::Function<CastWeight> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     auto w = ctx->get_saved_variables()[0];
     const auto& g = grad_outputs[0];
-    if (ctx->saved_data["direct"].toBool() && g.defined()) {
-      auto& grad = w.mutable_grad();
-      if (grad.defined() && grad.sizes() == w.sizes() && grad.scalar_type() == w.scalar_type() &&
-          grad.device() == g.device()) {
-        torch::NoGradGuard no_grad;
-        grad.add_(g);  // fp32 += bf16/fp16: one kernel
-        return {torch::Tensor(), torch::Tensor(), torch::Tensor()};  // nothing left for AccumulateGrad
-      }
+    if (ctx->saved_data["direct"].toBool() && g.defined() && grad_ready(w, g.device())) {
+      torch::NoGradGuard no_grad;
+      w.mutable_grad().add_(g);  // fp32 += bf16/fp16: one kernel
+      return {torch::Tensor(), torch::Tensor(), torch::Tensor()};  // nothing left for AccumulateGrad
     }
     return {g.defined() ? g.to(w.scalar_type()) : g, torch::Tensor(), torch::Tensor()};
   }

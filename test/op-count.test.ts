@@ -136,6 +136,17 @@ describe('op counting', () => {
 });
 
 /**
+ * Three steps with gradients straight into .grad and three without (ROFORMER_DIRECT_GRADIENTS=1, 0),
+ * checked to train alike (below).
+ */
+function directAndPlain(precision: 'fp32' | 'bf16') {
+  const direct = countedRun('1', precision, '1');
+  const plain = countedRun('1', precision, '0');
+  expectSameTraining(direct, plain);
+  return { direct, plain };
+}
+
+/**
  * The same losses and weights to float rounding: only the order of the additions changed (the
  * embedding rows' gradients go into .grad one after another, so the rows of an id that occurs
  * twice and the tied decoder's gradient are summed in another order; libtorch 2.6 shows it).
@@ -154,9 +165,7 @@ function expectSameTraining(a: ReturnType<typeof countedRun>, b: ReturnType<type
 
 describe('weight gradients straight into .grad (native/compute_weight.h)', () => {
   it('are added into .grad from bf16 by one op each, and train exactly as the cast-then-accumulate path', () => {
-    const direct = countedRun('1', 'bf16', '1');
-    const plain = countedRun('1', 'bf16', '0');
-    expectSameTraining(direct, plain);
+    const { direct, plain } = directAndPlain('bf16');
     // every linear layer's weight — per layer q/k/v, attention output, two feed-forward — and the tied MLM decoder
     const added = (run: typeof direct) => countOf(run.ops, 'aten::add_(f32, bf16) < autograd::engine::evaluate_function: torch::autograd::CppNode<roformer::compute::(anonymous namespace)::CastWeight>');
     expect(added(direct)).toBe(4 * LAYERS + 1);
@@ -166,9 +175,7 @@ describe('weight gradients straight into .grad (native/compute_weight.h)', () =>
   });
 
   it('in fp32 go into .grad inside the backward (addmm_, index_add_), with no AccumulateGrad pass, and train as before to float rounding', () => {
-    const direct = countedRun('1', 'fp32', '1');
-    const plain = countedRun('1', 'fp32', '0');
-    expectSameTraining(direct, plain);
+    const { direct, plain } = directAndPlain('fp32');
     // every linear layer's weight (per layer q/k/v, attention output, two feed-forward) and the tied decoder by addmm_ into .grad
     const intoGrad = (run: typeof direct) => countOf(run.ops, 'aten::addmm_(f32, f32, f32) < autograd::engine::evaluate_function: torch::autograd::CppNode<roformer::compute::(anonymous namespace)::LinearIntoGrad>');
     expect(intoGrad(direct)).toBe(4 * LAYERS + 1);

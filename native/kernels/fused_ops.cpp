@@ -344,18 +344,15 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
     // Each table's gradient is added into its .grad where DirectGradients allows (only the rows
     // looked up are touched), else into a zeroed table-sized buffer that autograd passes on.
     const bool direct = ctx->saved_data["direct"].toBool();
-    auto target = [&](size_t saved_at, const char* rows_key, bool* into_grad) {
-      if (direct && compute::grad_ready(saved[saved_at], y.device()) && saved[saved_at].grad().is_contiguous()) {
-        *into_grad = true;
-        return saved[saved_at].grad();
-      }
-      *into_grad = false;
-      return torch::zeros({ctx->saved_data[rows_key].toInt(), d}, tables);
+    auto into_grad = [&](size_t saved_at) {  // the table's .grad, or undefined where it may not be used
+      const auto& table = saved[saved_at];
+      return direct && compute::grad_ready(table, y.device()) && table.grad().is_contiguous() ? table.grad()
+                                                                                              : torch::Tensor();
     };
-    bool tok_direct = false, seg_direct = false;
     torch::NoGradGuard no_grad;
-    auto tok_grad = target(4, "tok_rows", &tok_direct);
-    auto seg_grad = target(5, "seg_rows", &seg_direct);
+    const auto tok_into = into_grad(4), seg_into = into_grad(5);
+    auto tok_grad = tok_into.defined() ? tok_into : torch::zeros({ctx->saved_data["tok_rows"].toInt(), d}, tables);
+    auto seg_grad = seg_into.defined() ? seg_into : torch::zeros({ctx->saved_data["seg_rows"].toInt(), d}, tables);
     if (y.is_cuda()) {
 #ifdef ROFORMER_WITH_FUSED_CUDA
       check(kernels::embedding_rms_norm_backward_cuda(storage(y), ids.data_ptr<int64_t>(), type_ids.data_ptr<int64_t>(),
@@ -379,8 +376,8 @@ class EmbeddingRMSNorm : public torch::autograd::Function<EmbeddingRMSNorm> {
       tok_grad.index_add_(0, ids.view(-1), grad);
       seg_grad.index_add_(0, type_ids.view(-1), grad);
     }
-    return {torch::Tensor(), torch::Tensor(), tok_direct ? torch::Tensor() : tok_grad,
-            seg_direct ? torch::Tensor() : seg_grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {torch::Tensor(), torch::Tensor(), tok_into.defined() ? torch::Tensor() : tok_grad,
+            seg_into.defined() ? torch::Tensor() : seg_grad, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -483,9 +480,10 @@ bool dropout_applies(const torch::Tensor& x) {
 // 8 × 128 and 8 × 512, two threads, idle 2-core machine (2026-12-01): fused speed over the chain's
 // residual norm 1.6-1.9× (p = 0) and 2.6-2.7× (p = 0.1; its float rows vectorised, fused_cpu.cpp),
 // RoPE 2.2-2.6×, embedding norm 1.1× and 2.0×; the dropout kernel 1.9-2.0× libtorch's dropout on
-// attention weights (8 × 6 heads × 128² and 512²). They had lost to the chains (0.3-0.9×) while at::parallel_for ran them on one thread
-// (the addon was compiled without OpenMP: CMakeLists.txt), RoPE divided seven times per pair and
-// the dropout drew Philox one group at a time (fused_cpu.cpp now does rows and batches).
+// attention weights (8 × 6 heads × 128² and 512²). They had lost to the chains (0.3-0.9×) while
+// at::parallel_for ran them on one thread (the addon was compiled without OpenMP: CMakeLists.txt),
+// RoPE divided seven times per pair and the dropout drew Philox one group at a time (fused_cpu.cpp
+// now does rows and batches).
 const CpuChoice used_on_cpu{/*residual_rms_norm=*/true, /*rotary=*/true, /*embedding_rms_norm=*/true, /*dropout=*/true};
 
 namespace {
