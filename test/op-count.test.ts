@@ -154,11 +154,19 @@ function directAndPlain(precision: 'fp32' | 'bf16') {
 function expectSameTraining(a: ReturnType<typeof countedRun>, b: ReturnType<typeof countedRun>) {
   a.losses.forEach((loss, i) => expect(Math.abs(loss - b.losses[i]!)).toBeLessThanOrEqual(1e-6 * Math.abs(loss)));
   expect(Object.keys(a.weights)).toEqual(Object.keys(b.weights));
-  let worst = 0;
+  // per tensor, ‖a − b‖ / ‖b‖ (as fusedKernelCheck measures): element by element, Adam turns a
+  // rounding difference in a near-zero gradient into a step-sized one (m / √v), which libtorch
+  // 2.6's BLAS shows in fp32
   for (const [name, values] of Object.entries(a.weights)) {
-    values.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b.weights[name]![i]!) / (1e-3 + Math.abs(v)))));
+    const other = b.weights[name]!;
+    let diff = 0;
+    let norm = 0;
+    values.forEach((v, i) => {
+      diff += (v - other[i]!) ** 2;
+      norm += other[i]! ** 2;
+    });
+    expect(Math.sqrt(diff / norm), name).toBeLessThan(1e-5);
   }
-  expect(worst).toBeLessThan(1e-5);
   // and the weights moved: equality of two no-ops cannot pass
   expect(a.losses[2]).not.toBe(a.losses[0]);
 }
