@@ -419,7 +419,12 @@ export interface NativeAddon {
    */
   opCountStop(): Array<{ phase: string; op: string; count: number; selfSeconds: number }>;
   /** The fused kernels (native/kernels/): whether the CUDA ones are built, and which the model uses on the CPU. */
-  fusedKernels(): { cuda: boolean; usedOnCpu: { residualRmsNorm: boolean; rotary: boolean; embeddingRmsNorm: boolean; dropout: boolean } };
+  fusedKernels(): {
+    cuda: boolean;
+    usedOnCpu: { residualRmsNorm: boolean; rotary: boolean; embeddingRmsNorm: boolean; dropout: boolean };
+    /** The instruction set the CPU's dropout draws its keep flags with (ROFORMER_CPU_DRAW=avx2|portable picks a lesser one). */
+    cpuDropoutDraw: 'avx512' | 'avx2' | 'portable';
+  };
   /**
    * One fused kernel against the unfused expression in float64 with the same dropout mask: the
    * relative errors of its values and gradients, the kept fraction, and (iters > 0) the median

@@ -89,7 +89,37 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
     expect(typeof info.cuda).toBe('boolean');
     if (!native.runtimeInfo().cudaAvailable) expect(info.cuda).toBe(false);
     expect(Object.keys(info.usedOnCpu).sort()).toEqual(['dropout', 'embeddingRmsNorm', 'residualRmsNorm', 'rotary']);
+    expect(['avx512', 'avx2', 'portable']).toContain(info.cpuDropoutDraw);
   });
+
+  // The keep flags are drawn with AVX-512, AVX2 or plain loops, whichever the CPU has best; each
+  // lesser one is forced in a child process (ROFORMER_CPU_DRAW is read once) and must draw keep4's
+  // mask too: dropout alone and inside the residual norm, rows wider than a block of flags, several threads.
+  const best = native.fusedKernels().cpuDropoutDraw;
+  const lesser = best === 'avx512' ? ['avx2', 'portable'] : best === 'avx2' ? ['portable'] : [];
+  for (const isa of lesser) {
+    it(`the keep flags drawn with ${isa} are keep4's`, () => {
+      const script = `
+        const { loadNative } = await import('./dist/bindings/load.js');
+        const native = loadNative();
+        native.setNumThreads(2);
+        const checks = [
+          native.fusedKernelCheck({ kernel: 'dropout', device: 'cpu', dtype: 'float64', p: 0.3, seed: 11, batch: 2, seq: 3, hidden: 4100 }),
+          native.fusedKernelCheck({ kernel: 'residual_rms_norm', device: 'cpu', dtype: 'float64', p: 0.1, seed: 4, batch: 3, seq: 5, hidden: 1028 }),
+          native.fusedKernelCheck({ kernel: 'embedding_rms_norm', device: 'cpu', dtype: 'float32', p: 0.5, seed: 8, batch: 2, seq: 9, hidden: 64 }),
+        ];
+        console.log(JSON.stringify({ isa: native.fusedKernels().cpuDropoutDraw, checks }));`;
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ROFORMER_CPU_DRAW: isa }, encoding: 'utf8' });
+      expect(child.status, child.stderr).toBe(0);
+      const { isa: used, checks } = JSON.parse(child.stdout) as { isa: string; checks: Array<{ valueError: number; gradientError: number; keptFraction: number }> };
+      expect(used).toBe(isa);
+      for (const r of checks) {
+        expect(r.valueError).toBeLessThan(1e-5);
+        expect(r.gradientError).toBeLessThan(1e-5);
+      }
+      expect(Math.abs(checks[0]!.keptFraction - 0.7)).toBeLessThan(0.02);
+    });
+  }
 });
 
 describe('the model through the fused path', () => {

@@ -15,6 +15,7 @@
 #include "../modules.h"
 #include "../napi_util.h"
 #include "fused_ops.h"
+#include "keep_flags_cpu.h"
 
 namespace roformer::js {
 
@@ -217,6 +218,7 @@ Napi::Value fused_kernels_info(const Napi::CallbackInfo& info) {
     cpu.Set("embeddingRmsNorm", Napi::Boolean::New(env, fused::used_on_cpu.embedding_rms_norm));
     cpu.Set("dropout", Napi::Boolean::New(env, fused::used_on_cpu.dropout));
     o.Set("usedOnCpu", cpu);
+    o.Set("cpuDropoutDraw", Napi::String::New(env, kernels::keep_flags_isa()));
     return o;
   });
 }

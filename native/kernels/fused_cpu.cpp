@@ -2,6 +2,8 @@
 // row, with a row's scratch on the stack of the loop (std::vector reused across the rows).
 #include "fused_cpu.h"
 
+#include "keep_flags_cpu.h"
+
 #include <c10/util/BFloat16.h>  // libtorch's bf16 storage type (round to nearest even), no more of torch
 
 #include <algorithm>
@@ -12,55 +14,6 @@
 namespace roformer::kernels {
 
 namespace {
-
-// The keep flags (Dropout::keep4's bits) of groups [first, first + n), drawn 16 groups at a
-// time with the rounds of Philox4x32-10 written lane by lane, a loop the compiler turns into
-// vector instructions (32×32→64-bit multiplies); one group at a time the generator took about three
-// quarters of a fused norm's time with p = 0.1. Bit-identical to keep4: fusedKernelCheck's reference draws its mask
-// with keep4 (dropout_keep_mask). Built for AVX-512, AVX2 and the baseline ISA, chosen at load.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void draw_keep_flags(const Dropout& dropout,
-                                                                                    uint64_t first, int64_t n,
-                                                                                    uint8_t* flags) {
-  constexpr int kLanes = 16;
-  const uint32_t c2 = static_cast<uint32_t>(dropout.offset), c3 = static_cast<uint32_t>(dropout.offset >> 32);
-  // keep4 keeps when (word >> 8)·2⁻²⁴ ≥ p, both sides exact in float: for the integer word >> 8
-  // that is word >> 8 ≥ ⌈p·2²⁴⌉.
-  const uint32_t threshold = static_cast<uint32_t>(std::ceil(dropout.p * 16777216.0f));
-  for (int64_t base = 0; base < n; base += kLanes) {
-    uint32_t x0[kLanes], x1[kLanes], x2[kLanes], x3[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-      const uint64_t group = first + static_cast<uint64_t>(base + l);
-      x0[l] = static_cast<uint32_t>(group);
-      x1[l] = static_cast<uint32_t>(group >> 32);
-      x2[l] = c2;
-      x3[l] = c3;
-    }
-    uint32_t k0 = static_cast<uint32_t>(dropout.seed), k1 = static_cast<uint32_t>(dropout.seed >> 32);
-    for (int round = 0; round < 10; ++round) {
-      for (int l = 0; l < kLanes; ++l) {
-        const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * x0[l];
-        const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * x2[l];
-        const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ x1[l] ^ k0;
-        const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ x3[l] ^ k1;
-        x1[l] = static_cast<uint32_t>(p1);
-        x3[l] = static_cast<uint32_t>(p0);
-        x0[l] = n0;
-        x2[l] = n2;
-      }
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
-    }
-    const int64_t lanes = std::min<int64_t>(kLanes, n - base);
-    for (int l = 0; l < lanes; ++l) {
-      const uint32_t words[4] = {x0[l], x1[l], x2[l], x3[l]};
-      unsigned bits = 0;
-      for (int k = 0; k < 4; ++k) {
-        bits |= static_cast<unsigned>((words[k] >> 8) >= threshold) << k;
-      }
-      flags[base + l] = static_cast<uint8_t>(bits);
-    }
-  }
-}
 
 // One row's dropout for the shared row code (fused_rows.h's Mask): the flags of its groups drawn
 // ahead by draw_keep_flags into a buffer reused across the rows.
@@ -263,15 +216,21 @@ template <class T, class Acc>
 void dropout_cpu(const T* x, T* y, int64_t begin, int64_t end, Dropout dropout) {
   constexpr int64_t kBlock = 256;  // groups whose flags are drawn at once
   uint8_t flags[kBlock];
+  // A group's 4 multipliers by its flags (scale where kept, 0 where dropped): the loop below then
+  // multiplies without a test, and vectorises.
+  Acc multipliers[16][4];
   const Acc scale = dropout.template scale<Acc>();
+  for (unsigned bits = 0; bits < 16; ++bits) {
+    for (int k = 0; k < 4; ++k) multipliers[bits][k] = (bits >> k) & 1u ? scale : Acc(0);
+  }
   for (int64_t first = begin; first < end; first += kBlock) {
     const int64_t n = std::min(kBlock, end - first);
     draw_keep_flags(dropout, static_cast<uint64_t>(first), n, flags);
+    const T* in = x + 4 * first;
+    T* out = y + 4 * first;
     for (int64_t i = 0; i < n; ++i) {
-      for (int k = 0; k < 4; ++k) {
-        const int64_t j = 4 * (first + i) + k;
-        y[j] = static_cast<T>((flags[i] >> k) & 1u ? static_cast<Acc>(x[j]) * scale : Acc(0));
-      }
+      const Acc* m = multipliers[flags[i]];
+      for (int k = 0; k < 4; ++k) out[4 * i + k] = static_cast<T>(static_cast<Acc>(in[4 * i + k]) * m[k]);
     }
   }
 }
