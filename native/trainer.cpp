@@ -417,7 +417,9 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
   } else {
     update_on_host(result, grads, total_norm, losses, lr);
   }
-  at::_foreach_zero_(grads);
+  // The gradients are left as they are (PyTorch's optimiser.step() without zero_grad()): the next
+  // step's accumulate() zeroes the ones it uses, and a second pass over a model-sized set of
+  // buffers here cost ~7 ms a step on the CPU (small model).
   result.step = counters_.step;
   result.skipped_steps = counters_.skipped_steps;
   return result;
