@@ -1,5 +1,6 @@
 #include "attention_normalization.h"
 
+#include "batched_matmul.h"
 #include "compat.h"
 #include "kernels/fused_ops.h"
 
@@ -44,11 +45,11 @@ torch::Tensor normalized_attention(torch::Tensor q, const torch::Tensor& k, cons
   if (normalization == AttentionNormalization::squared_relu) {
     // No softmax: the explicit product, so the weights can be relu(a)² / n.
     // q scaled, not the (·, seq, seq) product: fewer elements
-    auto a = torch::matmul(scaled ? q * (1.0 / root_d) : q, k.transpose(-2, -1));
+    auto a = compute::batched_matmul(scaled ? q * (1.0 / root_d) : q, k.transpose(-2, -1));
     auto weights = torch::relu(a).square() / keys_per_row(keep, a, seq);
     if (keep.defined()) weights = weights.masked_fill(keep.logical_not(), 0.0);
     if (dropout_p > 0) weights = fused::dropout(weights, dropout_p);
-    return torch::matmul(weights, v);
+    return compute::batched_matmul(weights, v, /*heads_last_out=*/true);
   }
   // Softmax and softmax_plus share the fused path: scaling a row of logits by c is
   // scaling that row of q by c before the product (the SDPA divides by √d itself).

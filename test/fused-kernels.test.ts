@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { loadNative } from '../bindings/load.js';
 
 const native = loadNative();
-const kernels = ['residual_rms_norm', 'rotary', 'embedding_rms_norm', 'dropout'] as const;
+const kernels = ['residual_rms_norm', 'rotary', 'embedding_rms_norm', 'dropout', 'softmax_dropout'] as const;
 
 describe('fused kernels, CPU instantiation in float64 against autograd', () => {
   for (const kernel of kernels) {
@@ -73,6 +73,19 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
     expect(Math.abs(r.keptFraction - 0.7)).toBeLessThan(0.02);
   });
 
+  it('attention\'s batched products (one product per thread, operands read through their strides): values and gradients', () => {
+    // q, k and v as (batch, heads, seq, head_dim) views of (batch, seq, heads, head_dim), the output
+    // joined back by a view; float64 runs BLAS's dgemm, float32 its sgemm, each against float64 matmul
+    for (const [batch, seq, hidden, heads] of [[2, 24, 64, 4], [3, 7, 30, 3], [1, 130, 128, 2]]) {
+      const r64 = native.fusedKernelCheck({ kernel: 'batched_matmul', device: 'cpu', dtype: 'float64', batch, seq, hidden, heads });
+      expect(r64.valueError, `${seq}`).toBeLessThan(1e-12);
+      expect(r64.gradientError, `${seq}`).toBeLessThan(1e-12);
+      const r32 = native.fusedKernelCheck({ kernel: 'batched_matmul', device: 'cpu', dtype: 'float32', batch, seq, hidden, heads });
+      expect(r32.valueError, `${seq}`).toBeLessThan(1e-5);
+      expect(r32.gradientError, `${seq}`).toBeLessThan(1e-5);
+    }
+  });
+
   it('a wider row than one group of lanes, and an odd number of rows', () => {
     const r = native.fusedKernelCheck({ kernel: 'residual_rms_norm', device: 'cpu', dtype: 'float64', p: 0.2, seed: 7, batch: 1, seq: 7, hidden: 1028 });
     expect(r.valueError).toBeLessThan(1e-12);
@@ -80,7 +93,7 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
   });
 
   it('rejects an unknown kernel and a p outside [0, 1), naming them', () => {
-    expect(() => native.fusedKernelCheck({ kernel: 'gelu' as never })).toThrow(/kernel must be residual_rms_norm, rotary, embedding_rms_norm or dropout, got 'gelu'/);
+    expect(() => native.fusedKernelCheck({ kernel: 'gelu' as never })).toThrow(/kernel must be residual_rms_norm, rotary, embedding_rms_norm, dropout, softmax_dropout or batched_matmul, got 'gelu'/);
     expect(() => native.fusedKernelCheck({ kernel: 'rotary', p: 1 })).toThrow(/p must be in \[0, 1\)/);
   });
 
@@ -88,7 +101,7 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
     const info = native.fusedKernels();
     expect(typeof info.cuda).toBe('boolean');
     if (!native.runtimeInfo().cudaAvailable) expect(info.cuda).toBe(false);
-    expect(Object.keys(info.usedOnCpu).sort()).toEqual(['dropout', 'embeddingRmsNorm', 'residualRmsNorm', 'rotary']);
+    expect(Object.keys(info.usedOnCpu).sort()).toEqual(['dropout', 'embeddingRmsNorm', 'residualRmsNorm', 'rotary', 'softmaxDropout']);
     expect(['avx512', 'avx2', 'portable']).toContain(info.cpuDropoutDraw);
   });
 

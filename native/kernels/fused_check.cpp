@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <vector>
 
+#include "../batched_matmul.h"
 #include "../modules.h"
 #include "../napi_util.h"
 #include "fused_ops.h"
@@ -217,10 +219,77 @@ Napi::Value fused_kernels_info(const Napi::CallbackInfo& info) {
     cpu.Set("rotary", Napi::Boolean::New(env, fused::used_on_cpu.rotary));
     cpu.Set("embeddingRmsNorm", Napi::Boolean::New(env, fused::used_on_cpu.embedding_rms_norm));
     cpu.Set("dropout", Napi::Boolean::New(env, fused::used_on_cpu.dropout));
+    cpu.Set("softmaxDropout", Napi::Boolean::New(env, fused::used_on_cpu.softmax_dropout));
     o.Set("usedOnCpu", cpu);
     o.Set("cpuDropoutDraw", Napi::String::New(env, kernels::keep_flags_isa()));
     return o;
   });
+}
+
+// Attention's softmax-then-dropout kernel on (rows, d) scores (every third row with some keys
+// masked to −inf) against softmax·keep/(1−p) by autograd in float64, with dropout_keep_mask's mask;
+// timed against the chain the model ran before it: libtorch's softmax, then the dropout kernel.
+Outcome check_softmax_dropout(torch::Device device, torch::ScalarType dtype, double p, uint64_t seed, int64_t rows,
+                              int64_t d, int iters) {
+  auto options = torch::TensorOptions().device(device);
+  auto masked = (torch::arange(rows, options.dtype(torch::kLong)).remainder(3) == 0).unsqueeze(1) &
+                (torch::arange(d, options.dtype(torch::kLong)).remainder(5) == 2).unsqueeze(0);
+  auto s = leaf((torch::randn({rows, d}, options.dtype(torch::kDouble)) * 3)
+                    .masked_fill(masked, -std::numeric_limits<double>::infinity())
+                    .to(dtype));
+  auto dy = torch::randn({rows, d}, options.dtype(torch::kDouble));
+  auto y = fused::softmax_dropout(s, p, seed);
+  auto g = gradients(y, dy, {s});
+  auto keep = fused::dropout_keep_mask(rows, d, p, seed).to(device, torch::kDouble);
+  auto sr = leaf(s.to(torch::kDouble));
+  auto ref = sr.softmax(-1) * keep / (1.0 - kept_scale_p(p));
+  auto gr = gradients(ref, dy, {sr});
+  Outcome o;
+  o.value_error = relative_error(y, ref);
+  o.gradient_error = relative_error(g[0], gr[0]);
+  o.kept = keep.mean().item<double>();
+  if (iters > 0) {
+    auto dyc = dy.to(dtype);
+    o.fused_ms = median_ms([&] { fused::softmax_dropout(s, p).backward(dyc); }, device, iters);
+    o.unfused_ms = median_ms([&] { fused::dropout(s.softmax(-1), p).backward(dyc); }, device, iters);
+  }
+  return o;
+}
+
+// Attention's two batched products, as the model forms them: q, k and v (batch, heads, seq,
+// head_dim) views of (batch, seq, heads, head_dim) tensors, scores = q·kᵀ, out = scores·v stored
+// heads-last so that joining the heads is a view (.view() below throws where it is not); values
+// and the gradients of q, k and v against torch::matmul in float64. Timed against torch::matmul.
+Outcome check_batched_matmul(torch::Device device, torch::ScalarType dtype, int64_t batch, int64_t seq, int64_t heads,
+                             int64_t head_dim, int iters) {
+  auto options = torch::TensorOptions().device(device).dtype(dtype);
+  auto heads_first = [&] { return leaf(torch::randn({batch, seq, heads, head_dim}, options)); };
+  auto q = heads_first(), k = heads_first(), v = heads_first();
+  auto dy = torch::randn({batch, seq, heads * head_dim}, options.dtype(torch::kDouble));
+  auto ours = [&](const Tensor& q, const Tensor& k, const Tensor& v) {
+    auto scores = compute::batched_matmul(q.transpose(1, 2), k.transpose(1, 2).transpose(-2, -1));
+    return compute::batched_matmul(scores, v.transpose(1, 2), /*heads_last_out=*/true)
+        .transpose(1, 2)
+        .view({batch, seq, heads * head_dim});
+  };
+  auto y = ours(q, k, v);
+  auto g = gradients(y, dy, {q, k, v});
+  auto qr = leaf(q.to(torch::kDouble)), kr = leaf(k.to(torch::kDouble)), vr = leaf(v.to(torch::kDouble));
+  auto reference = [&](const Tensor& q, const Tensor& k, const Tensor& v) {
+    auto scores = torch::matmul(q.transpose(1, 2), k.transpose(1, 2).transpose(-2, -1));
+    return torch::matmul(scores, v.transpose(1, 2)).transpose(1, 2).reshape({batch, seq, heads * head_dim});
+  };
+  auto ref = reference(qr, kr, vr);
+  auto gr = gradients(ref, dy, {qr, kr, vr});
+  Outcome o;
+  o.value_error = relative_error(y, ref);
+  for (size_t i = 0; i < g.size(); ++i) o.gradient_error = std::max(o.gradient_error, relative_error(g[i], gr[i]));
+  if (iters > 0) {
+    auto dyc = dy.to(dtype);
+    o.fused_ms = median_ms([&] { ours(q, k, v).backward(dyc); }, device, iters);
+    o.unfused_ms = median_ms([&] { reference(q, k, v).backward(dyc); }, device, iters);
+  }
+  return o;
 }
 
 // fusedKernelCheck({ kernel, device, dtype, xDtype?, p?, seed?, batch?, seq?, hidden?, heads?, headsFirst?, iters? }):
@@ -247,7 +316,9 @@ Napi::Value fused_kernel_check(const Napi::CallbackInfo& info) {
     else if (kernel == "rotary") r = check_rotary(device, dtype, batch, seq, heads, hidden / heads, heads_first, iters);
     else if (kernel == "embedding_rms_norm") r = check_embedding(device, dtype, x_dtype, p, seed, batch, seq, hidden, iters);
     else if (kernel == "dropout") r = check_dropout(device, dtype, p, seed, batch * seq, hidden, iters);
-    else throw std::invalid_argument(where + "kernel must be residual_rms_norm, rotary, embedding_rms_norm or dropout, got '" + kernel + "'");
+    else if (kernel == "softmax_dropout") r = check_softmax_dropout(device, dtype, p, seed, batch * seq, hidden, iters);
+    else if (kernel == "batched_matmul") r = check_batched_matmul(device, dtype, batch, seq, heads, hidden / heads, iters);
+    else throw std::invalid_argument(where + "kernel must be residual_rms_norm, rotary, embedding_rms_norm, dropout, softmax_dropout or batched_matmul, got '" + kernel + "'");
     const double limit = std::max(limit_for(dtype), limit_for(x_dtype));
     auto out = Napi::Object::New(env);
     out.Set("ok", Napi::Boolean::New(env, r.value_error <= limit && r.gradient_error <= limit));

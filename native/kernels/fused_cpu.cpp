@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -216,23 +218,170 @@ template <class T, class Acc>
 void dropout_cpu(const T* x, T* y, int64_t begin, int64_t end, Dropout dropout) {
   constexpr int64_t kBlock = 256;  // groups whose flags are drawn at once
   uint8_t flags[kBlock];
-  // A group's 4 multipliers by its flags (scale where kept, 0 where dropped): the loop below then
-  // multiplies without a test, and vectorises.
-  Acc multipliers[16][4];
+  // A group's 4 multipliers by its flags (scale where kept, 0 where dropped), copied out per block
+  // into one multiplier per element: the product loop then has no test and vectorises.
+  Acc patterns[16][4];
   const Acc scale = dropout.template scale<Acc>();
   for (unsigned bits = 0; bits < 16; ++bits) {
-    for (int k = 0; k < 4; ++k) multipliers[bits][k] = (bits >> k) & 1u ? scale : Acc(0);
+    for (int k = 0; k < 4; ++k) patterns[bits][k] = (bits >> k) & 1u ? scale : Acc(0);
   }
+  Acc multipliers[4 * kBlock];
   for (int64_t first = begin; first < end; first += kBlock) {
     const int64_t n = std::min(kBlock, end - first);
     draw_keep_flags(dropout, static_cast<uint64_t>(first), n, flags);
-    const T* in = x + 4 * first;
-    T* out = y + 4 * first;
-    for (int64_t i = 0; i < n; ++i) {
-      const Acc* m = multipliers[flags[i]];
-      for (int k = 0; k < 4; ++k) out[4 * i + k] = static_cast<T>(static_cast<Acc>(in[4 * i + k]) * m[k]);
+    for (int64_t i = 0; i < n; ++i) std::memcpy(multipliers + 4 * i, patterns[flags[i]], sizeof(patterns[0]));
+    const T* __restrict__ in = x + 4 * first;  // x and y are distinct (dropout_on_cpu allocates y)
+    T* __restrict__ out = y + 4 * first;
+    for (int64_t j = 0; j < 4 * n; ++j) out[j] = static_cast<T>(static_cast<Acc>(in[j]) * multipliers[j]);
+  }
+}
+
+namespace {
+
+// exp(x) for x ≤ 0, in a form a row's loop vectorises (a call to std::exp does not): Cephes'
+// expf — x = n·ln2 + r with |r| ≤ ln2/2, eʳ by a degree-6 polynomial, 2ⁿ put into the exponent
+// bits; within 2 ulp of expf. 0 below −87.3 (2ⁿ would leave the normal floats), and so for −inf
+// (a masked key). double (the tests' reference dtype) keeps std::exp.
+inline float exp_nonpositive(float x) {
+  const float t = x * 1.44269504088896341f;                        // x·log₂e
+  const int n = static_cast<int>((t < -126.0f ? -126.0f : t) - 0.5f);  // round(t) for t ≤ 0 (truncation)
+  const float nf = static_cast<float>(n);
+  const float r = (x - nf * 0.693359375f) + nf * 2.12194440e-4f;   // x − n·ln2 in two parts (Cody–Waite)
+  float poly = 1.9875691500e-4f;
+  poly = poly * r + 1.3981999507e-3f;
+  poly = poly * r + 8.3334519073e-3f;
+  poly = poly * r + 4.1665795894e-2f;
+  poly = poly * r + 1.6666665459e-1f;
+  poly = poly * r + 5.0000001201e-1f;
+  const float e_r = poly * r * r + r + 1.0f;
+  const int bits = (n + 127) << 23;  // 2ⁿ
+  float two_n;
+  std::memcpy(&two_n, &bits, sizeof(two_n));
+  return x < -87.3f ? 0.0f : e_r * two_n;
+}
+inline double exp_nonpositive(double x) { return std::exp(x); }
+
+// One multiplier per element of a row (scale where kept, 0 where dropped) for elements
+// [first, first + n) of the tensor: the patterns table copied by groups where the row starts a group
+// and spans whole groups, else element by element.
+template <class Acc>
+void row_multipliers(const Dropout& dropout, int64_t first, int64_t n, const Acc (*patterns)[4],
+                     std::vector<uint8_t>& flags, Acc* m) {
+  const int64_t g0 = first / 4, groups = (first + n + 3) / 4 - g0;
+  flags.resize(static_cast<size_t>(groups));
+  draw_keep_flags(dropout, static_cast<uint64_t>(g0), groups, flags.data());
+  if (first % 4 == 0 && n % 4 == 0) {
+    for (int64_t i = 0; i < groups; ++i) std::memcpy(m + 4 * i, patterns[flags[i]], sizeof(patterns[0]));
+  } else {
+    for (int64_t j = 0; j < n; ++j) m[j] = patterns[flags[(first + j) / 4 - g0]][(first + j) % 4];
+  }
+}
+
+template <class Acc>
+void fill_patterns(const Dropout& dropout, Acc (*patterns)[4]) {
+  const Acc scale = dropout.template scale<Acc>();
+  for (unsigned bits = 0; bits < 16; ++bits) {
+    for (int k = 0; k < 4; ++k) patterns[bits][k] = (bits >> k) & 1u ? scale : Acc(0);
+  }
+}
+
+// The largest of x[0 .. n), in 16 running maxima (one vector), which a single running maximum
+// would not vectorise into.
+template <class T, class Acc>
+__attribute__((always_inline)) inline Acc row_max(const T* x, int64_t n) {
+  constexpr int kLanes = 16;
+  Acc lanes[kLanes];
+  for (int l = 0; l < kLanes; ++l) lanes[l] = -std::numeric_limits<Acc>::infinity();
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lanes[l] = std::max(lanes[l], static_cast<Acc>(x[j + l]));
+  }
+  for (; j < n; ++j) lanes[0] = std::max(lanes[0], static_cast<Acc>(x[j]));
+  Acc top = lanes[0];
+  for (int l = 1; l < kLanes; ++l) top = std::max(top, lanes[l]);
+  return top;
+}
+
+// Rows [begin, end) of softmax-then-dropout, n elements a row: p = softmax(s), d = keep·p/(1−p).
+template <class T, class Acc>
+__attribute__((always_inline)) inline void softmax_dropout_rows(const T* s, T* probs, T* dropped, int64_t begin, int64_t end, int64_t n,
+                                 const Dropout& dropout) {
+  std::vector<Acc> e(static_cast<size_t>(n)), m(static_cast<size_t>(n), dropout.template scale<Acc>());
+  std::vector<uint8_t> flags;
+  Acc patterns[16][4];
+  fill_patterns(dropout, patterns);
+  for (int64_t row = begin; row < end; ++row) {
+    const T* __restrict__ in = s + row * n;
+    T* __restrict__ p = probs + row * n;
+    T* __restrict__ d = dropped + row * n;
+    Acc* __restrict__ ex = e.data();
+    Acc* __restrict__ mult = m.data();
+    const Acc top = row_max<T, Acc>(in, n);
+    if (!(top > -std::numeric_limits<Acc>::infinity())) {  // every key masked: NaN, as libtorch's softmax
+      for (int64_t j = 0; j < n; ++j) p[j] = d[j] = static_cast<T>(std::numeric_limits<Acc>::quiet_NaN());
+      continue;
+    }
+    Acc sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      ex[j] = exp_nonpositive(static_cast<Acc>(in[j]) - top);
+      sum += ex[j];
+    }
+    const Acc inv = Acc(1) / sum;
+    if (dropout.active()) row_multipliers(dropout, row * n, n, patterns, flags, mult);
+    for (int64_t j = 0; j < n; ++j) {
+      const Acc pj = ex[j] * inv;
+      p[j] = static_cast<T>(pj);
+      d[j] = static_cast<T>(pj * mult[j]);
     }
   }
+}
+
+// Its backward: with dp = keep·dd/(1−p) and d = keep·p/(1−p), p·dp = d·dd, so
+// ds = p ⊙ (dp − Σ p·dp) = d ⊙ dd − p·Σ d·dd: no mask needed, d is kept for the next product's backward anyway.
+template <class T, class Acc>
+__attribute__((always_inline)) inline void softmax_dropout_backward_rows(const T* dd, const T* dropped, const T* probs, T* ds, int64_t begin,
+                                          int64_t end, int64_t n) {
+  for (int64_t row = begin; row < end; ++row) {
+    const T* __restrict__ g = dd + row * n;
+    const T* __restrict__ d = dropped + row * n;
+    const T* __restrict__ p = probs + row * n;
+    T* __restrict__ out = ds + row * n;
+    Acc c = 0;
+    for (int64_t j = 0; j < n; ++j) c += static_cast<Acc>(d[j]) * static_cast<Acc>(g[j]);
+    for (int64_t j = 0; j < n; ++j)
+      out[j] = static_cast<T>(static_cast<Acc>(d[j]) * static_cast<Acc>(g[j]) - static_cast<Acc>(p[j]) * c);
+  }
+}
+
+// The float rows built for AVX-512, AVX2 and the baseline ISA (the loops above inlined into each:
+// always_inline, or GCC calls the one baseline-ISA copy from every clone).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_dropout_rows_float(
+    const float* s, float* probs, float* dropped, int64_t begin, int64_t end, int64_t n, const Dropout& dropout) {
+  softmax_dropout_rows<float, float>(s, probs, dropped, begin, end, n, dropout);
+}
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_dropout_backward_rows_float(
+    const float* dd, const float* dropped, const float* probs, float* ds, int64_t begin, int64_t end, int64_t n) {
+  softmax_dropout_backward_rows<float, float>(dd, dropped, probs, ds, begin, end, n);
+}
+
+}  // namespace
+
+template <class T, class Acc>
+void softmax_dropout_forward_cpu(const T* s, T* probs, T* dropped, int64_t begin, int64_t end, int64_t n,
+                                 Dropout dropout) {
+  if constexpr (std::is_same_v<T, float>)
+    softmax_dropout_rows_float(s, probs, dropped, begin, end, n, dropout);
+  else
+    softmax_dropout_rows<T, Acc>(s, probs, dropped, begin, end, n, dropout);
+}
+
+template <class T, class Acc>
+void softmax_dropout_backward_cpu(const T* dd, const T* dropped, const T* probs, T* ds, int64_t begin, int64_t end,
+                                  int64_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    softmax_dropout_backward_rows_float(dd, dropped, probs, ds, begin, end, n);
+  else
+    softmax_dropout_backward_rows<T, Acc>(dd, dropped, probs, ds, begin, end, n);
 }
 
 void dropout_keep_mask(uint8_t* keep, int64_t rows, int64_t d, Dropout dropout) {
@@ -265,5 +414,12 @@ template void dropout_cpu<double, double>(const double*, double*, int64_t, int64
 template void dropout_cpu<c10::BFloat16, float>(const c10::BFloat16*, c10::BFloat16*, int64_t, int64_t, Dropout);
 ROFORMER_FUSED_CPU_ROTARY(double, double)
 ROFORMER_FUSED_CPU_ROTARY(c10::BFloat16, float)
+
+#define ROFORMER_FUSED_CPU_SOFTMAX_DROPOUT(T, Acc)                                                        \
+  template void softmax_dropout_forward_cpu<T, Acc>(const T*, T*, T*, int64_t, int64_t, int64_t, Dropout); \
+  template void softmax_dropout_backward_cpu<T, Acc>(const T*, const T*, const T*, T*, int64_t, int64_t, int64_t);
+ROFORMER_FUSED_CPU_SOFTMAX_DROPOUT(float, float)
+ROFORMER_FUSED_CPU_SOFTMAX_DROPOUT(double, double)
+ROFORMER_FUSED_CPU_SOFTMAX_DROPOUT(c10::BFloat16, float)
 
 }  // namespace roformer::kernels

@@ -38,6 +38,16 @@ void embedding_rms_norm_backward_cpu(const T* dy, const T* y, const Acc* inv_rms
 template <class T, class Acc>
 void dropout_cpu(const T* x, T* y, int64_t begin, int64_t end, Dropout dropout);
 
+// Attention weights on the CPU: for rows [begin, end) of n scores each, probs = softmax(s) and
+// dropped = keep·probs/(1−p) in one pass (the mask of dropout_cpu over the same flat tensor); the
+// backward ds = dropped ⊙ dd − probs · Σ dropped·dd row by row (fused_cpu.cpp derives it).
+template <class T, class Acc>
+void softmax_dropout_forward_cpu(const T* s, T* probs, T* dropped, int64_t begin, int64_t end, int64_t n,
+                                 Dropout dropout);
+template <class T, class Acc>
+void softmax_dropout_backward_cpu(const T* dd, const T* dropped, const T* probs, T* ds, int64_t begin, int64_t end,
+                                  int64_t n);
+
 // The keep mask (1 kept, 0 dropped) of a (rows, d) tensor, as the kernels draw it.
 void dropout_keep_mask(uint8_t* keep, int64_t rows, int64_t d, Dropout dropout);
 

@@ -410,6 +410,48 @@ class FusedDropout : public torch::autograd::Function<FusedDropout> {
   }
 };
 
+// softmax over the last dimension, then dropout, on the CPU: one pass over the scores each way
+// (fused_cpu.cpp), where the chain makes two (softmax, dropout) forward and two backward. Saves the
+// probabilities for the backward and the output, which the next product keeps for its own anyway.
+class FusedSoftmaxDropout : public torch::autograd::Function<FusedSoftmaxDropout> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& scores, const Dropout& dropout) {
+    RECORD_FUNCTION("roformer::softmax_dropout", std::vector<c10::IValue>({scores}));
+    auto s = scores.contiguous();
+    auto probs = torch::empty_like(s), dropped = torch::empty_like(s);
+    const int64_t n = s.size(-1), rows = s.numel() / n;
+    dispatch_cpu(s.scalar_type(), "softmax_dropout", [&](auto t, auto acc) {
+      using T = decltype(t);
+      using Acc = decltype(acc);
+      const auto* sp = s.data_ptr<T>();
+      auto *pp = probs.data_ptr<T>(), *dp = dropped.data_ptr<T>();
+      at::parallel_for(0, rows, grain(n), [&](int64_t begin, int64_t end) {
+        kernels::softmax_dropout_forward_cpu<T, Acc>(sp, pp, dp, begin, end, n, dropout);
+      });
+    });
+    ctx->save_for_backward({probs, dropped});
+    return dropped;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    RECORD_FUNCTION("roformer::softmax_dropout_backward", std::vector<c10::IValue>(grad_outputs.begin(), grad_outputs.end()));
+    const auto saved = ctx->get_saved_variables();
+    const auto &probs = saved[0], &dropped = saved[1];
+    auto dd = grad_outputs[0].contiguous();
+    auto ds = torch::empty_like(dd);
+    const int64_t n = dd.size(-1), rows = dd.numel() / n;
+    dispatch_cpu(dd.scalar_type(), "softmax_dropout", [&](auto t, auto acc) {
+      using T = decltype(t);
+      using Acc = decltype(acc);
+      const auto *gp = dd.data_ptr<T>(), *dp = dropped.data_ptr<T>(), *pp = probs.data_ptr<T>();
+      auto* sp = ds.data_ptr<T>();
+      at::parallel_for(0, rows, grain(n), [&](int64_t begin, int64_t end) {
+        kernels::softmax_dropout_backward_cpu<T, Acc>(gp, dp, pp, sp, begin, end, n);
+      });
+    });
+    return {ds, torch::Tensor()};
+  }
+};
+
 }  // namespace
 
 bool cuda_kernels_built() {
@@ -475,6 +517,9 @@ torch::Tensor embedding_rms_norm(const torch::Tensor& ids, const torch::Tensor& 
 bool dropout_applies(const torch::Tensor& x) {
   return x.is_cpu() && cpu_storage_dtype(x.scalar_type()) && x.numel() > 0 && x.numel() % 4 == 0;
 }
+bool softmax_dropout_applies(const torch::Tensor& scores) {
+  return dropout_applies(scores) && scores.dim() >= 1 && scores.size(-1) > 0;
+}
 
 // The CPU takes all four. fusedKernelCheck, fp32, forward + backward, small-model rows of 384,
 // 8 × 128 and 8 × 512, two threads, idle 2-core machine (2026-12-01): fused speed over the chain's
@@ -484,7 +529,8 @@ bool dropout_applies(const torch::Tensor& x) {
 // at::parallel_for ran them on one thread (the addon was compiled without OpenMP: CMakeLists.txt),
 // RoPE divided seven times per pair and the dropout drew Philox one group at a time (fused_cpu.cpp
 // now does rows and batches).
-const CpuChoice used_on_cpu{/*residual_rms_norm=*/true, /*rotary=*/true, /*embedding_rms_norm=*/true, /*dropout=*/true};
+const CpuChoice used_on_cpu{/*residual_rms_norm=*/true, /*rotary=*/true, /*embedding_rms_norm=*/true, /*dropout=*/true,
+                            /*softmax_dropout=*/true};
 
 namespace {
 // ROFORMER_FUSED: "0" never, "1" wherever a kernel applies, unset: on CUDA, and on the CPU per used_on_cpu.
@@ -510,6 +556,9 @@ bool use_residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f) {
 bool use_dropout(const torch::Tensor& x) {
   return wanted(x, used_on_cpu.dropout) && seed_allowed(x) && dropout_applies(x);
 }
+bool use_softmax_dropout(const torch::Tensor& scores) {
+  return wanted(scores, used_on_cpu.softmax_dropout) && seed_allowed(scores) && softmax_dropout_applies(scores);
+}
 
 torch::Tensor dropout(const torch::Tensor& x, double p, std::optional<uint64_t> seed) {
   if (p <= 0) return x;
@@ -518,6 +567,11 @@ torch::Tensor dropout(const torch::Tensor& x, double p, std::optional<uint64_t> 
     return FusedDropout::apply(x, dropout_for(p, seed, x));
   }
   return torch::dropout(x, p, /*train=*/true);
+}
+
+torch::Tensor softmax_dropout(const torch::Tensor& scores, double p, std::optional<uint64_t> seed) {
+  if (!softmax_dropout_applies(scores)) throw std::invalid_argument("softmax_dropout: the fused kernel does not take this tensor");
+  return FusedSoftmaxDropout::apply(scores, dropout_for(p, seed, scores));
 }
 
 bool use_rotary_qk(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& cos) {

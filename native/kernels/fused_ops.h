@@ -48,11 +48,17 @@ bool dropout_applies(const torch::Tensor& x);
 // else libtorch's torch::dropout.
 torch::Tensor dropout(const torch::Tensor& x, double p, std::optional<uint64_t> seed = std::nullopt);
 
+// dropout_p(softmax(scores)) over the last dimension on the CPU (float, double, bf16; numel % 4 ==
+// 0), one pass each way: attention's weights where libtorch has no fused attention (< 2.0). The
+// mask is dropout()'s for the same tensor and seed. p = 0 is allowed (plain softmax, one pass more).
+bool softmax_dropout_applies(const torch::Tensor& scores);
+torch::Tensor softmax_dropout(const torch::Tensor& scores, double p, std::optional<uint64_t> seed = std::nullopt);
+
 // Where the model takes the fused path (modules.cpp): on CUDA wherever a kernel applies; on the
 // CPU only where a benchmark measured it faster than libtorch's chain (fused_ops.cpp says which).
 // ROFORMER_FUSED=0 turns the fused path off everywhere (for comparisons), =1 on wherever it applies.
 struct CpuChoice {
-  bool residual_rms_norm, rotary, embedding_rms_norm, dropout;
+  bool residual_rms_norm, rotary, embedding_rms_norm, dropout, softmax_dropout;
 };
 extern const CpuChoice used_on_cpu;
 bool use_residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f);
@@ -60,6 +66,7 @@ bool use_rotary_qk(const torch::Tensor& q, const torch::Tensor& k, const torch::
 bool use_embedding_rms_norm(const torch::Tensor& tok, const torch::Tensor& seg,
                             std::optional<torch::ScalarType> out = std::nullopt);
 bool use_dropout(const torch::Tensor& x);
+bool use_softmax_dropout(const torch::Tensor& scores);
 
 // The keep mask (1 kept, 0 dropped; uint8, on the CPU) a kernel draws for a (rows, d) tensor.
 torch::Tensor dropout_keep_mask(int64_t rows, int64_t d, double p, uint64_t seed);
