@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { shortenBlasSpin } from './blas-threads.js';
 import { environment, type PrebuiltManifest } from './environment.js';
 import type { NativeAddon } from './native.js';
 
@@ -151,6 +152,7 @@ let report: LoadReport | undefined;
 /** Loads the addon (once) and says what was used and why, or what was tried; never throws. */
 export function nativeLoadReport(): LoadReport {
   if (report) return report;
+  shortenBlasSpin();  // before libtorch (and OpenBLAS with it) loads: OpenBLAS reads it once
   const require = createRequire(import.meta.url);
   const attempts: LoadAttempt[] = [];
   let candidates: AddonCandidate[];

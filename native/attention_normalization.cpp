@@ -44,8 +44,8 @@ torch::Tensor normalized_attention(torch::Tensor q, const torch::Tensor& k, cons
   const double root_d = std::sqrt(static_cast<double>(q.size(-1)));
   if (normalization == AttentionNormalization::squared_relu) {
     // No softmax: the explicit product, so the weights can be relu(a)² / n.
-    // q scaled, not the (·, seq, seq) product: fewer elements
-    auto a = compute::batched_matmul(scaled ? q * (1.0 / root_d) : q, k.transpose(-2, -1));
+    // The scale applied by the product itself (or to q, where the product is libtorch's)
+    auto a = compute::batched_matmul(q, k.transpose(-2, -1), /*heads_last_out=*/false, scaled ? 1.0 / root_d : 1.0);
     auto weights = torch::relu(a).square() / keys_per_row(keep, a, seq);
     if (keep.defined()) weights = weights.masked_fill(keep.logical_not(), 0.0);
     if (dropout_p > 0) weights = fused::dropout(weights, dropout_p);

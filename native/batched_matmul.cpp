@@ -80,15 +80,15 @@ std::optional<GemmOperand> gemm_operand(int64_t rows, int64_t cols, int64_t s0, 
 
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;  // cblas.h's values
 
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
-          float* c, int64_t ldc) {
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const float* a, int64_t lda, const float* b,
+          int64_t ldb, float* c, int64_t ldc) {
   cblas_sgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), 1.0f, a, static_cast<int>(lda), b, static_cast<int>(ldb), 0.0f, c, static_cast<int>(ldc));
+              static_cast<int>(k), static_cast<float>(alpha), a, static_cast<int>(lda), b, static_cast<int>(ldb), 0.0f, c, static_cast<int>(ldc));
 }
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
-          int64_t ldb, double* c, int64_t ldc) {
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+          const double* b, int64_t ldb, double* c, int64_t ldc) {
   cblas_dgemm(kRowMajor, ta ? kTrans : kNoTrans, tb ? kTrans : kNoTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), 1.0, a, static_cast<int>(lda), b, static_cast<int>(ldb), 0.0, c, static_cast<int>(ldc));
+              static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), 0.0, c, static_cast<int>(ldc));
 }
 bool has_gemm(float) { return cblas_sgemm != nullptr; }
 bool has_gemm(double) { return cblas_dgemm != nullptr; }
@@ -96,7 +96,8 @@ bool has_gemm(double) { return cblas_dgemm != nullptr; }
 // The batch's products by CBLAS on raw pointers; false (nothing done) where BLAS cannot read an
 // operand in place or a size passes int.
 template <class T>
-bool products_by_cblas(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& out, int64_t count) {
+bool products_by_cblas(const torch::Tensor& a, const torch::Tensor& b, double alpha, const torch::Tensor& out,
+                       int64_t count) {
   const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
   const auto la = gemm_operand(n, k, a.stride(-2), a.stride(-1));
   const auto lb = gemm_operand(k, m, b.stride(-2), b.stride(-1));
@@ -112,30 +113,30 @@ bool products_by_cblas(const torch::Tensor& a, const torch::Tensor& b, const tor
       const T* bi = pb + matrix_offset(b, i);
       T* ci = pc + matrix_offset(out, i);
       if (!lc->transposed) {
-        gemm(la->transposed, lb->transposed, n, m, k, ai, la->ld, bi, lb->ld, ci, lc->ld);
+        gemm(la->transposed, lb->transposed, n, m, k, alpha, ai, la->ld, bi, lb->ld, ci, lc->ld);
       } else {  // C stored column-major: Cᵀ = Bᵀ·Aᵀ, row-major
-        gemm(!lb->transposed, !la->transposed, m, n, k, bi, lb->ld, ai, la->ld, ci, lc->ld);
+        gemm(!lb->transposed, !la->transposed, m, n, k, alpha, bi, lb->ld, ai, la->ld, ci, lc->ld);
       }
     }
   });
   return true;
 }
 
-// out[i] = a[i] · b[i] for every product i of the batch, written into out in place (through its strides).
-void products_into(const torch::Tensor& a_in, const torch::Tensor& b_in, const torch::Tensor& out) {
+// out[i] = alpha · a[i] · b[i] for every product i of the batch, written into out in place (through its strides).
+void products_into(const torch::Tensor& a_in, const torch::Tensor& b_in, double alpha, const torch::Tensor& out) {
   // Detached: mm_out takes no operand that records gradients, and grad mode is per thread (the
   // worker threads' is on).
   const auto a = a_in.detach(), b = b_in.detach();
   int64_t count = 1;
   for (int64_t d = 0; d < a.dim() - 2; ++d) count *= a.size(d);
   SingleThreadedBlas one_thread;
-  const bool done = a.scalar_type() == torch::kFloat ? products_by_cblas<float>(a, b, out, count)
-                                                     : products_by_cblas<double>(a, b, out, count);
+  const bool done = a.scalar_type() == torch::kFloat ? products_by_cblas<float>(a, b, alpha, out, count)
+                                                     : products_by_cblas<double>(a, b, alpha, out, count);
   if (done) return;
   at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       auto result = matrix(out, i);
-      at::mm_out(result, matrix(a, i), matrix(b, i));
+      at::addmm_out(result, result, matrix(a, i), matrix(b, i), /*beta=*/0, alpha);  // β = 0: result is not read
     }
   });
 }
@@ -148,9 +149,10 @@ std::vector<int64_t> product_shape(const torch::Tensor& a, const torch::Tensor& 
 
 class BatchedMatmul : public torch::autograd::Function<BatchedMatmul> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b,
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& a, const torch::Tensor& b, double alpha,
                                bool heads_last_out) {
     ctx->save_for_backward({a, b});
+    ctx->saved_data["alpha"] = alpha;
     const auto shape = product_shape(a, b);
     torch::Tensor out;
     if (heads_last_out && shape.size() == 4) {
@@ -160,7 +162,7 @@ class BatchedMatmul : public torch::autograd::Function<BatchedMatmul> {
     } else {
       out = torch::empty(shape, a.options());
     }
-    products_into(a, b, out);
+    products_into(a, b, alpha, out);
     return out;
   }
 
@@ -168,18 +170,19 @@ class BatchedMatmul : public torch::autograd::Function<BatchedMatmul> {
     const auto saved = ctx->get_saved_variables();
     const auto &a = saved[0], &b = saved[1];
     const auto& g = grad_outputs[0];
+    const double alpha = ctx->saved_data["alpha"].toDouble();
     torch::Tensor da, db;
     // Each gradient in its operand's own layout where that is dense (the rotated q and k: their
     // (batch, seq, heads, head_dim) memory, which RoPE's backward then reads straight through).
     if (ctx->needs_input_grad(0)) {
       da = torch::empty_like(a);
-      products_into(g, b.transpose(-2, -1), da);
+      products_into(g, b.transpose(-2, -1), alpha, da);
     }
     if (ctx->needs_input_grad(1)) {
       db = torch::empty_like(b);
-      products_into(a.transpose(-2, -1), g, db);
+      products_into(a.transpose(-2, -1), g, alpha, db);
     }
-    return {da, db, torch::Tensor()};
+    return {da, db, torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -196,9 +199,9 @@ bool batched_matmul_applies(const torch::Tensor& a, const torch::Tensor& b) {
   return a.size(-1) == b.size(-2) && a.numel() > 0 && b.numel() > 0;
 }
 
-torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b, bool heads_last_out) {
-  if (!batched_matmul_applies(a, b)) return torch::matmul(a, b);
-  return BatchedMatmul::apply(a, b, heads_last_out);
+torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b, bool heads_last_out, double alpha) {
+  if (!batched_matmul_applies(a, b)) return torch::matmul(alpha == 1.0 ? a : a * alpha, b);
+  return BatchedMatmul::apply(a, b, alpha, heads_last_out);
 }
 
 }  // namespace roformer::compute

@@ -17,10 +17,13 @@ namespace roformer::compute {
 // batch dimensions (at least one) on both, and OpenBLAS underneath (whose thread count can be set).
 bool batched_matmul_applies(const torch::Tensor& a, const torch::Tensor& b);
 
-// a (..., n, k) · b (..., k, m), differentiable; torch::matmul where the path above does not apply.
+// alpha · a (..., n, k) · b (..., k, m), differentiable; torch::matmul where the path above does not
+// apply. alpha rides in the BLAS call itself (attention's 1/sqrt(head_dim): no pass over q or its
+// gradient).
 // heads_last_out: a 4-d result (B, H, n, m) stored as (B, n, H, m), so that
 // result.transpose(1, 2).reshape({B, n, H·m}) is a view (attention's heads joined for the output
 // projection) instead of a copy.
-torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b, bool heads_last_out = false);
+torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b, bool heads_last_out = false,
+                             double alpha = 1.0);
 
 }  // namespace roformer::compute

@@ -89,11 +89,12 @@ inline torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const 
   if (keep.defined()) mask = keep;
   return at::scaled_dot_product_attention(q, k, v, mask, dropout_p, /*is_causal=*/false);
 #else
-  // q scaled before the product, as PyTorch's own math path does: (batch, heads, seq, head_dim)
-  // elements instead of the (batch, heads, seq, seq) scores (at 8 × 512, 1.6M instead of 12.6M).
   // The products through compute::batched_matmul: on the CPU each on one thread, q, k and v read
-  // in place, the output in (batch, seq, heads, head_dim) memory, ready for the output projection.
-  auto scores = compute::batched_matmul(q * (1.0 / std::sqrt(static_cast<double>(q.size(-1)))), k.transpose(-2, -1));
+  // in place, 1/sqrt(head_dim) applied by the product itself (BLAS's alpha; elsewhere q is scaled
+  // first, as PyTorch's own math path does), the output in (batch, seq, heads, head_dim) memory,
+  // ready for the output projection.
+  auto scores = compute::batched_matmul(q, k.transpose(-2, -1), /*heads_last_out=*/false,
+                                        1.0 / std::sqrt(static_cast<double>(q.size(-1))));
   if (keep.defined()) {
     scores = scores.masked_fill(keep.logical_not(), -std::numeric_limits<double>::infinity());
   }

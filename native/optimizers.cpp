@@ -34,6 +34,15 @@ void Optimizer::step(double lr) {
   }
 }
 
+void Optimizer::step_clipped(double lr, double multiplier) {
+  if (multiplier != 1.0) {
+    torch::NoGradGuard no_grad;
+    auto grads = gradients();
+    at::_foreach_mul_(grads, multiplier);
+  }
+  step(lr);
+}
+
 std::vector<torch::Tensor> Optimizer::gradients() const {
   std::vector<torch::Tensor> grads;
   for (const auto& [name, p] : parameters_) {
@@ -87,7 +96,11 @@ class AdamW : public Optimizer {
     add_adam_moments();
   }
 
-  void step(double lr) override {
+  void step(double lr) override { update_all(lr, 1.0); }
+  void step_clipped(double lr, double multiplier) override { update_all(lr, multiplier); }
+
+  // Every parameter's update, each gradient multiplied by `multiplier` first.
+  void update_all(double lr, double multiplier) {
     torch::NoGradGuard no_grad;
     const int64_t t = ++steps_;
     std::vector<torch::Tensor> params, grads, exp_avg, exp_avg_sq, decayed;
@@ -101,7 +114,8 @@ class AdamW : public Optimizer {
     }
     if (params.empty()) return;
     const auto& o = options_;
-    if (step_in_one_pass(params, grads, exp_avg, exp_avg_sq, lr, t)) return;
+    if (step_in_one_pass(params, grads, exp_avg, exp_avg_sq, lr, t, multiplier)) return;
+    if (multiplier != 1.0) at::_foreach_mul_(grads, multiplier);
     // p ← p·(1 − lr·λ): decay decoupled from the gradient statistics
     if (o.weight_decay != 0 && !decayed.empty()) at::_foreach_mul_(decayed, 1.0 - lr * o.weight_decay);
     // m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²
@@ -130,7 +144,7 @@ class AdamW : public Optimizer {
   // each parameter split among the threads. False where it does not apply (the chain then runs).
   bool step_in_one_pass(const std::vector<torch::Tensor>& params, const std::vector<torch::Tensor>& grads,
                         const std::vector<torch::Tensor>& exp_avg, const std::vector<torch::Tensor>& exp_avg_sq,
-                        double lr, int64_t t) {
+                        double lr, int64_t t, double multiplier) {
     auto fits = [](const torch::Tensor& x) {
       return x.is_cpu() && x.scalar_type() == torch::kFloat && x.is_contiguous();
     };
@@ -139,6 +153,7 @@ class AdamW : public Optimizer {
     }
     const auto& o = options_;
     kernels::AdamWStep step;
+    step.grad_multiplier = static_cast<float>(multiplier);  // as _foreach_mul_ would: g · float(multiplier)
     step.beta1 = static_cast<float>(o.beta1);
     step.beta2 = static_cast<float>(o.beta2);
     step.inv_sqrt_bias2 = static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(o.beta2, static_cast<double>(t))));

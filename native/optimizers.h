@@ -41,6 +41,11 @@ class Optimizer {
   // walks the parameters one by one through update(); AdamW batches them instead.
   virtual void step(double lr);
 
+  // The same update with every gradient multiplied by `multiplier` first (gradient clipping's
+  // factor). The default multiplies the .grad() tensors in place, then steps; AdamW's one-pass
+  // CPU update multiplies each gradient as it reads it and leaves .grad() as it was.
+  virtual void step_clipped(double lr, double multiplier);
+
   // One update whose inputs stay tensors on the device (the trainer's static step): the
   // learning rate `lr`, the gradients multiplied by `clip` first (undefined: not clipped),
   // and no update at all where `found_inf` is non-zero (all three 0-dim float32). The

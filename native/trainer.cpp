@@ -415,7 +415,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& batches, double lr, doub
   if (static_step_) {
     update_on_device(result, total_norm, losses, lr);
   } else {
-    update_on_host(result, grads, total_norm, losses, lr);
+    update_on_host(result, total_norm, losses, lr);
   }
   // The gradients are left as they are (PyTorch's optimiser.step() without zero_grad()): the next
   // step's accumulate() zeroes the ones it uses, and a second pass over a model-sized set of
@@ -450,18 +450,16 @@ void Trainer::count_step(bool skipped) {
   }
 }
 
-void Trainer::update_on_host(StepResult& result, std::vector<torch::Tensor>& grads, const torch::Tensor& total_norm,
-                             const torch::Tensor& losses, double lr) {
+void Trainer::update_on_host(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses,
+                             double lr) {
   // One host synchronisation (with normalisation, each task's norm was one more): losses
   // and norm decide whether to update.
   read_figures(result, torch::cat({losses.sum().unsqueeze(0), total_norm.to(torch::kFloat).unsqueeze(0), losses})
                            .to(torch::kCPU), 2);
   result.skipped = !std::isfinite(result.loss) || !std::isfinite(result.grad_norm);
   if (!result.skipped) {
-    if (options_.max_grad_norm > 0 && result.grad_norm > options_.max_grad_norm) {
-      at::_foreach_mul_(grads, options_.max_grad_norm / (result.grad_norm + 1e-6));
-    }
-    optimizer_->step(lr);
+    const bool clip = options_.max_grad_norm > 0 && result.grad_norm > options_.max_grad_norm;
+    optimizer_->step_clipped(lr, clip ? options_.max_grad_norm / (result.grad_norm + 1e-6) : 1.0);
   }
   count_step(result.skipped);
 }

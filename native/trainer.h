@@ -220,8 +220,7 @@ class Trainer {
   // The end of a step from its gradients: norm, skip, clipping, update, counters.
   // update_on_host: the figures read first, the decision made on the host; update_on_device:
   // the static step (TrainerOptions::static_step), the figures read once, last.
-  void update_on_host(StepResult& result, std::vector<torch::Tensor>& grads, const torch::Tensor& total_norm,
-                      const torch::Tensor& losses, double lr);
+  void update_on_host(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses, double lr);
   void update_on_device(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses, double lr);
   // What the device update reads besides the gradients, written without waiting: the
   // learning rate (lr_) and the optimiser's step number.

@@ -291,6 +291,24 @@ describe('end to end, in child processes', () => {
     expect(result.values).toEqual([1, 2]);
   });
 
+  it("the loader sets OPENBLAS_THREAD_TIMEOUT=4 (OpenBLAS's workers sleep at once) before libtorch loads, keeping a value the user set", () => {
+    const loadJs = pathToFileURL(path.join(ROOT, 'dist', 'bindings', 'load.js')).href;
+    const run = (env: NodeJS.ProcessEnv) =>
+      JSON.parse(
+        nodeEval(
+          `const l = await import(${JSON.stringify(loadJs)});
+           const before = process.env.OPENBLAS_THREAD_TIMEOUT ?? null;
+           l.loadNative();
+           console.log(JSON.stringify({ before, after: process.env.OPENBLAS_THREAD_TIMEOUT ?? null }));`,
+          env,
+        ).trim().split('\n').pop()!,
+      );
+    const unset = childEnv();
+    delete unset.OPENBLAS_THREAD_TIMEOUT; // this process has loaded the addon, so its own is set
+    expect(run(unset)).toEqual({ before: null, after: '4' });
+    expect(run(childEnv({ OPENBLAS_THREAD_TIMEOUT: '12' }))).toEqual({ before: '12', after: '12' });
+  });
+
   it('with the real package the CLI info command runs', () => {
     const cli = path.join(ROOT, 'dist', 'lib', 'cli.js');
     const info = spawnSync(process.execPath, [cli, 'info'], { env: childEnv(), encoding: 'utf8', timeout: 60_000 });

@@ -14,7 +14,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void adamw_cpu(floa
   const AdamWStep s = step;  // by value: the loop must not reload it through a pointer that may alias
   const float one_minus_beta1 = 1.0f - s.beta1, one_minus_beta2 = 1.0f - s.beta2;
   for (int64_t i = begin; i < end; ++i) {
-    const float gi = g[i];
+    const float gi = g[i] * s.grad_multiplier;
     const float mi = s.beta1 * m[i] + one_minus_beta1 * gi;
     const float vi = s.beta2 * v[i] + one_minus_beta2 * gi * gi;
     m[i] = mi;

@@ -1,7 +1,7 @@
 // AdamW's update on the CPU in one pass over each parameter (no torch header): what the
-// multi-tensor chain of AdamW::step (optimizers.cpp) does in nine passes — decay, the two
-// moments, sqrt, the bias correction, eps, the step — reading p, g, m, v once and writing p, m, v
-// once. libtorch ≥ 2.4 has its own fused AdamW (compat::fused_adamw_); this is for the CPU of
+// multi-tensor chain of AdamW::step (optimizers.cpp) does in ten passes — clipping's multiplier,
+// decay, the two moments, sqrt, the bias correction, eps, the step — reading p, g, m, v once and
+// writing p, m, v once. libtorch ≥ 2.4 has its own fused AdamW (compat::fused_adamw_); this is for the CPU of
 // the libtorch versions before it.
 #pragma once
 
@@ -11,6 +11,7 @@ namespace roformer::kernels {
 
 // The step's constants, the same for every element of a parameter.
 struct AdamWStep {
+  float grad_multiplier = 1;  // g ← g·grad_multiplier as it is read (gradient clipping)
   float decay;           // p ← p·decay first: 1 − lr·λ (1 where the parameter is not decayed)
   float beta1, beta2;    // m ← β1·m + (1−β1)·g ; v ← β2·v + (1−β2)·g²
   float inv_sqrt_bias2;  // 1/sqrt(1 − β2ᵗ)

@@ -257,17 +257,20 @@ Outcome check_softmax_dropout(torch::Device device, torch::ScalarType dtype, dou
 }
 
 // Attention's two batched products, as the model forms them: q, k and v (batch, heads, seq,
-// head_dim) views of (batch, seq, heads, head_dim) tensors, scores = q·kᵀ, out = scores·v stored
-// heads-last so that joining the heads is a view (.view() below throws where it is not); values
-// and the gradients of q, k and v against torch::matmul in float64. Timed against torch::matmul.
+// head_dim) views of (batch, seq, heads, head_dim) tensors, scores = q·kᵀ/√head_dim (the scale in
+// the product), out = scores·v stored heads-last so that joining the heads is a view (.view()
+// below throws where it is not); values and the gradients of q, k and v against torch::matmul in
+// float64. Timed against torch::matmul.
 Outcome check_batched_matmul(torch::Device device, torch::ScalarType dtype, int64_t batch, int64_t seq, int64_t heads,
                              int64_t head_dim, int iters) {
   auto options = torch::TensorOptions().device(device).dtype(dtype);
   auto heads_first = [&] { return leaf(torch::randn({batch, seq, heads, head_dim}, options)); };
   auto q = heads_first(), k = heads_first(), v = heads_first();
   auto dy = torch::randn({batch, seq, heads * head_dim}, options.dtype(torch::kDouble));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));  // attention's, in the scores' product
   auto ours = [&](const Tensor& q, const Tensor& k, const Tensor& v) {
-    auto scores = compute::batched_matmul(q.transpose(1, 2), k.transpose(1, 2).transpose(-2, -1));
+    auto scores = compute::batched_matmul(q.transpose(1, 2), k.transpose(1, 2).transpose(-2, -1),
+                                          /*heads_last_out=*/false, scale);
     return compute::batched_matmul(scores, v.transpose(1, 2), /*heads_last_out=*/true)
         .transpose(1, 2)
         .view({batch, seq, heads * head_dim});
@@ -276,7 +279,7 @@ Outcome check_batched_matmul(torch::Device device, torch::ScalarType dtype, int6
   auto g = gradients(y, dy, {q, k, v});
   auto qr = leaf(q.to(torch::kDouble)), kr = leaf(k.to(torch::kDouble)), vr = leaf(v.to(torch::kDouble));
   auto reference = [&](const Tensor& q, const Tensor& k, const Tensor& v) {
-    auto scores = torch::matmul(q.transpose(1, 2), k.transpose(1, 2).transpose(-2, -1));
+    auto scores = torch::matmul(q.transpose(1, 2), k.transpose(1, 2).transpose(-2, -1)) * scale;
     return torch::matmul(scores, v.transpose(1, 2)).transpose(1, 2).reshape({batch, seq, heads * head_dim});
   };
   auto ref = reference(qr, kr, vr);
