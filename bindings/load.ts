@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { shortenBlasSpin } from './blas-threads.js';
+import { shortenIdleSpin } from './idle-spin.js';
 import { environment, type PrebuiltManifest } from './environment.js';
 import type { NativeAddon } from './native.js';
 
@@ -152,7 +152,7 @@ let report: LoadReport | undefined;
 /** Loads the addon (once) and says what was used and why, or what was tried; never throws. */
 export function nativeLoadReport(): LoadReport {
   if (report) return report;
-  shortenBlasSpin();  // before libtorch (and OpenBLAS with it) loads: OpenBLAS reads it once
+  shortenIdleSpin();  // before libtorch (OpenBLAS, OpenMP) loads: each reads its variable once
   const require = createRequire(import.meta.url);
   const attempts: LoadAttempt[] = [];
   let candidates: AddonCandidate[];
