@@ -1,6 +1,11 @@
 #include "compute_weight.h"
 
 #include "compat.h"
+#include "kernels/grad_accumulate_cpu.h"
+#include "weight_copies.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 #include <cstdlib>
 #include <string>
@@ -14,13 +19,34 @@ thread_local bool direct_gradients = false;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// grad += g, g in bf16/fp16 and grad in fp32: one kernel on CUDA; on the CPU, where libtorch
+// would cast g into a temporary first, bf16 is widened as it is added (kernels/grad_accumulate_cpu.h).
+void add_into_grad(torch::Tensor& grad, const torch::Tensor& g) {
+  if (grad.is_cpu() && grad.scalar_type() == torch::kFloat && g.scalar_type() == torch::kBFloat16 &&
+      grad.is_contiguous() && g.is_contiguous() && grad.sizes() == g.sizes()) {
+    RECORD_FUNCTION("roformer::add_bf16_into_float", std::vector<c10::IValue>({grad, g}));  // a named op, as op_count.h counts
+    float* acc = grad.data_ptr<float>();
+    const auto* bits = reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>());
+    at::parallel_for(0, grad.numel(), 32768, [&](int64_t begin, int64_t end) {
+      kernels::add_bf16_into_float(acc, bits, begin, end);
+    });
+    return;
+  }
+  grad.add_(g);
+}
+
 // y = w in `dtype`; dy/dw: added into w.grad() when `direct`, else returned in w's dtype.
 class CastWeight : public torch::autograd::Function<CastWeight> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& w, int64_t dtype, bool direct) {
     ctx->save_for_backward({w});
     ctx->saved_data["direct"] = direct;
-    return w.to(static_cast<torch::ScalarType>(dtype));
+    const auto type = static_cast<torch::ScalarType>(dtype);
+    // the copy the optimiser wrote with its update, where there is one (weight_copies.h)
+    if (auto kept = weight_copies::current(w, type); kept.defined()) return kept;
+    auto cast = w.to(type);
+    weight_copies::remember(w, cast);
+    return cast;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -28,7 +54,7 @@ class CastWeight : public torch::autograd::Function<CastWeight> {
     const auto& g = grad_outputs[0];
     if (ctx->saved_data["direct"].toBool() && g.defined() && grad_ready(w, g.device())) {
       torch::NoGradGuard no_grad;
-      w.mutable_grad().add_(g);  // fp32 += bf16/fp16: one kernel
+      add_into_grad(w.mutable_grad(), g);
       return {torch::Tensor(), torch::Tensor(), torch::Tensor()};  // nothing left for AccumulateGrad
     }
     return {g.defined() ? g.to(w.scalar_type()) : g, torch::Tensor(), torch::Tensor()};

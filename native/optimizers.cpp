@@ -2,6 +2,7 @@
 
 #include "compat.h"
 #include "kernels/adamw_cpu.h"
+#include "weight_copies.h"
 
 #include <ATen/Parallel.h>
 
@@ -165,9 +166,17 @@ class AdamW : public Optimizer {
       const float* g = grads[i].data_ptr<float>();
       float* m = exp_avg[i].data_ptr<float>();
       float* v = exp_avg_sq[i].data_ptr<float>();
+      // a weight cast for bf16 autocast has its copy rewritten in the same pass (weight_copies.h)
+      const auto copy = weight_copies::to_rewrite(params[i]);
+      auto* p_bf16 = copy.defined() ? reinterpret_cast<uint16_t*>(copy.data_ptr<at::BFloat16>()) : nullptr;
       at::parallel_for(0, params[i].numel(), 32768, [&](int64_t begin, int64_t end) {
-        kernels::adamw_cpu(p, g, m, v, begin, end, step);
+        if (p_bf16 != nullptr) {
+          kernels::adamw_cpu_with_bf16_copy(p, g, m, v, p_bf16, begin, end, step);
+        } else {
+          kernels::adamw_cpu(p, g, m, v, begin, end, step);
+        }
       });
+      weight_copies::written(params[i], copy);  // written through a raw pointer: its version is bumped here
     }
     return true;
   }

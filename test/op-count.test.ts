@@ -24,15 +24,15 @@ const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPosition
 /**
  * The counted ops of the second training step (with one parent named: `op < parent`), its losses
  * and the weights after it, in a child process with ROFORMER_FUSED=`fused` and
- * ROFORMER_DIRECT_GRADIENTS=`direct` (each read once per process).
+ * ROFORMER_DIRECT_GRADIENTS=`direct`, ROFORMER_WEIGHT_COPIES=`copies` (each read once per process).
  */
-function countedRun(fused: '0' | '1', precision: 'fp32' | 'bf16', direct: '0' | '1' = '1') {
+function countedRun(fused: '0' | '1', precision: 'fp32' | 'bf16', direct: '0' | '1' = '1', copies: '0' | '1' = '1', config: object = CONFIG) {
   const script = `
     const { RoFormerV2, Trainer, tensor } = await import('./dist/lib/index.js');
     const { loadNative } = await import('./dist/bindings/load.js');
     const ids = ${JSON.stringify(ids)};
     const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPositions: tensor([1, 13, 30, 44], undefined, 'int64'), targetIds: tensor([9, 17, 23, 41], undefined, 'int64') });
-    const model = RoFormerV2.create({ config: ${JSON.stringify(CONFIG)}, seed: 3 });
+    const model = RoFormerV2.create({ config: ${JSON.stringify(config)}, seed: 3 });
     const trainer = new Trainer(model, { lr: 1e-2, precision: '${precision}' });
     const losses = [(await trainer.step(batch())).loss];
     const b = batch();
@@ -42,7 +42,7 @@ function countedRun(fused: '0' | '1', precision: 'fp32' | 'bf16', direct: '0' | 
     losses.push((await trainer.step(batch())).loss);
     const weights = Object.fromEntries(Object.entries(model.namedParameters()).map(([name, t]) => [name, Array.from(t.toArray())]));
     console.log(JSON.stringify({ ops, losses, weights }));`;
-  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ROFORMER_FUSED: fused, ROFORMER_DIRECT_GRADIENTS: direct }, encoding: 'utf8' });
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ROFORMER_FUSED: fused, ROFORMER_DIRECT_GRADIENTS: direct, ROFORMER_WEIGHT_COPIES: copies }, encoding: 'utf8', maxBuffer: 64 << 20 });
   expect(child.status, child.stderr).toBe(0);
   return JSON.parse(child.stdout) as { ops: Array<{ phase: string; op: string; count: number }>; losses: number[]; weights: Record<string, number[]> };
 }
@@ -130,8 +130,8 @@ describe('op counting', () => {
       expect(countOf(ops, 'roformer::embedding_rms_norm(f32, f32)'), precision).toBe(1);
       expect(countOf(ops, `roformer::embedding_rms_norm_backward(${t})`), precision).toBe(1);
     }
-    // without the fused path, none
-    expect(countedStep('0', 'bf16').filter((o) => o.op.startsWith('roformer::'))).toEqual([]);
+    // without the fused path, none (the bf16 gradients' accumulation into fp32 is not a fused op of the model)
+    expect(countedStep('0', 'bf16').filter((o) => o.op.startsWith('roformer::') && !o.op.startsWith('roformer::add_bf16_into_float'))).toEqual([]);
   });
 });
 
@@ -172,12 +172,16 @@ function expectSameTraining(a: ReturnType<typeof countedRun>, b: ReturnType<type
 }
 
 describe('weight gradients straight into .grad (native/compute_weight.h)', () => {
-  it('are added into .grad from bf16 by one op each, and train exactly as the cast-then-accumulate path', () => {
+  it('are added into .grad from bf16 by one op each (widened as added: no fp32 temporary), and train exactly as the cast-then-accumulate path', () => {
     const { direct, plain } = directAndPlain('bf16');
-    // every linear layer's weight — per layer q/k/v, attention output, two feed-forward — and the tied MLM decoder
-    const added = (run: typeof direct) => countOf(run.ops, 'aten::add_(f32, bf16) < autograd::engine::evaluate_function: torch::autograd::CppNode<roformer::compute::(anonymous namespace)::CastWeight>');
+    // every linear layer's weight — per layer q/k/v, attention output, two feed-forward — and the
+    // tied MLM decoder; on the CPU by the kernel that widens bf16 as it adds (kernels/grad_accumulate_cpu.h)
+    const castWeight = 'autograd::engine::evaluate_function: torch::autograd::CppNode<roformer::compute::(anonymous namespace)::CastWeight>';
+    const added = (run: typeof direct) => countOf(run.ops, `roformer::add_bf16_into_float(f32, bf16) < ${castWeight}`);
     expect(added(direct)).toBe(4 * LAYERS + 1);
     expect(added(plain)).toBe(0);
+    // libtorch's mixed add (a cast into an fp32 temporary, then the add) is not used
+    expect(direct.ops.filter((o) => o.op.startsWith('aten::') && o.op.endsWith(castWeight))).toEqual([]);
     // and fp32 training has no casts to go through
     expect(countedRun('1', 'fp32').ops.filter((o) => o.op.includes('CastWeight'))).toEqual([]);
   });
@@ -192,6 +196,44 @@ describe('weight gradients straight into .grad (native/compute_weight.h)', () =>
     const accumulated = (run: typeof direct) => run.ops.filter((o) => o.op.includes('AccumulateGrad')).reduce((sum, o) => sum + o.count, 0);
     expect(accumulated(direct)).toBe(0);
     expect(accumulated(plain)).toBeGreaterThanOrEqual(4 * LAYERS + 2);
+  });
+});
+
+describe("bf16 copies of the weights kept from step to step (native/weight_copies.h)", () => {
+  it("are rewritten by AdamW's update, so that a bf16 step casts no weight, and train bit for bit as a cast every step", () => {
+    // feed-forward weights of 38,400 elements: split among the threads, and into the update's blocks
+    const wide = { ...CONFIG, hidden_size: 96, intermediate_size: 400 };
+    const kept = countedRun('1', 'bf16', '1', '1', wide);
+    const cast = countedRun('1', 'bf16', '1', '0', wide);
+    const casts = (run: typeof kept) => countOf(run.ops, 'aten::copy_(bf16, f32) < aten::_to_copy');
+    // every linear layer's weight and the tied decoder (4 per layer + 1) is cast in each step without the copies
+    expect(casts(cast) - casts(kept)).toBe(4 * LAYERS + 1);
+    // the update rounds to bf16 as libtorch's cast does: the same losses and weights, exactly
+    expect(kept.losses).toEqual(cast.losses);
+    expect(kept.weights).toEqual(cast.weights);
+    expect(kept.losses[2]).not.toBe(kept.losses[0]);
+  });
+
+  it('are cast afresh after the weights change outside the update (loadStateDict)', () => {
+    const script = `
+      const { RoFormerV2, Trainer, tensor } = await import('./dist/lib/index.js');
+      const ids = ${JSON.stringify(ids)};
+      const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPositions: tensor([1, 13, 30, 44], undefined, 'int64'), targetIds: tensor([9, 17, 23, 41], undefined, 'int64') });
+      const config = { ...${JSON.stringify(CONFIG)}, hidden_dropout_prob: 0, attention_probs_dropout_prob: 0 };
+      const model = RoFormerV2.create({ config, seed: 3 });
+      const snapshot = Object.fromEntries(Object.entries(model.namedParameters()).map(([n, t]) => [n, tensor(new Float32Array(t.toArray()), t.shape)]));
+      const trainer = new Trainer(model, { lr: 1e-2, precision: 'bf16' });
+      const first = (await trainer.step(batch())).loss;
+      const second = (await trainer.step(batch())).loss;
+      model.loadStateDict(snapshot); // the weights of the first step again, written by copy_
+      const again = (await trainer.step(batch())).loss;
+      console.log(JSON.stringify({ first, second, again }));`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ROFORMER_WEIGHT_COPIES: '1' }, encoding: 'utf8' });
+    expect(child.status, child.stderr).toBe(0);
+    const { first, second, again } = JSON.parse(child.stdout) as { first: number; second: number; again: number };
+    expect(second).not.toBe(first);
+    // no dropout: the forward on the restored weights gives the first step's loss exactly
+    expect(again).toBe(first);
   });
 });
 

@@ -22,4 +22,9 @@ struct AdamWStep {
 // Elements [begin, end) of one parameter, in place; the caller splits a parameter among threads.
 void adamw_cpu(float* p, const float* g, float* m, float* v, int64_t begin, int64_t end, const AdamWStep& step);
 
+// The same, also writing the updated p rounded to bf16 (round to nearest even, NaN kept a NaN:
+// libtorch's cast) into `p_bf16`, the bits of its autocast copy (weight_copies.h).
+void adamw_cpu_with_bf16_copy(float* p, const float* g, float* m, float* v, uint16_t* p_bf16, int64_t begin,
+                              int64_t end, const AdamWStep& step);
+
 }  // namespace roformer::kernels

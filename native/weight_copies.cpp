@@ -1,0 +1,112 @@
+#include "weight_copies.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace roformer::weight_copies {
+
+namespace {
+
+using WeakTensor = c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>;
+
+struct Entry {
+  WeakTensor weight;  // weakly: the copy must not keep a freed weight's address taken
+  torch::Tensor copy;
+  int64_t version;  // the weight's version when the copy was made or last rewritten
+};
+
+std::mutex mutex;
+std::unordered_map<const c10::TensorImpl*, Entry> entries;
+size_t pruned_at = 0;  // the number of entries after the last pruning
+
+bool enabled() {
+  static const bool on = [] {
+    const char* value = std::getenv("ROFORMER_WEIGHT_COPIES");
+    return value == nullptr || std::string(value) != "0";
+  }();
+  return on;
+}
+
+bool eligible(const torch::Tensor& w) { return w.defined() && w.is_cpu() && w.scalar_type() == torch::kFloat; }
+
+// The entry of w itself (not of a freed tensor that had its address), or null. Under the mutex.
+Entry* find(const torch::Tensor& w) {
+  const auto it = entries.find(w.unsafeGetTensorImpl());
+  if (it == entries.end()) return nullptr;
+  if (it->second.weight.lock().get() != w.unsafeGetTensorImpl()) {
+    entries.erase(it);
+    return nullptr;
+  }
+  return &it->second;
+}
+
+// The entry whose weight is w, or whose weight holds w as a contiguous block of its elements
+// (packed_qkv.h's query, key and value rows of the packed weight, which the optimiser updates
+// one by one), with w's first element's index in it. Under the mutex.
+std::pair<Entry*, int64_t> find_holding(const torch::Tensor& w) {
+  if (Entry* entry = find(w)) return {entry, 0};
+  if (!w.is_contiguous()) return {nullptr, 0};
+  for (auto& [impl, entry] : entries) {
+    const auto weight = entry.weight.lock();
+    if (!weight || !weight->is_contiguous() || !weight->storage().is_alias_of(w.storage())) continue;
+    const int64_t offset = w.storage_offset() - weight->storage_offset();
+    if (offset >= 0 && offset + w.numel() <= weight->numel()) return {&entry, offset};
+  }
+  return {nullptr, 0};
+}
+
+// Drops the entries of freed weights, whenever the map has doubled since it was last pruned.
+void prune() {
+  if (entries.size() < 2 * pruned_at + 16) return;
+  for (auto it = entries.begin(); it != entries.end();) {
+    it = it->second.weight.expired() ? entries.erase(it) : std::next(it);
+  }
+  pruned_at = entries.size();
+}
+
+}  // namespace
+
+torch::Tensor current(const torch::Tensor& w, torch::ScalarType dtype) {
+  if (!enabled() || !eligible(w)) return {};
+  std::lock_guard<std::mutex> lock(mutex);
+  const Entry* entry = find(w);
+  if (entry == nullptr || entry->copy.scalar_type() != dtype || entry->version != static_cast<int64_t>(w._version())) return {};
+  return entry->copy.detach();  // a tensor of its own: autograd sets its history on what it returns
+}
+
+void remember(const torch::Tensor& w, const torch::Tensor& copy) {
+  if (!enabled() || !eligible(w)) return;
+  std::lock_guard<std::mutex> lock(mutex);
+  prune();
+  entries.insert_or_assign(w.unsafeGetTensorImpl(),
+                           Entry{WeakTensor(w.getIntrusivePtr()), copy.detach(), static_cast<int64_t>(w._version())});
+}
+
+torch::Tensor to_rewrite(const torch::Tensor& w) {
+  if (!enabled() || !eligible(w)) return {};
+  std::lock_guard<std::mutex> lock(mutex);
+  const auto [entry, offset] = find_holding(w);
+  if (entry == nullptr) return {};
+  const auto& copy = entry->copy;
+  if (copy.scalar_type() != torch::kBFloat16 || !copy.is_contiguous()) return {};
+  // the copy's elements at w's place in its weight, in w's shape
+  return copy.reshape({-1}).narrow(0, offset, w.numel()).view(w.sizes());
+}
+
+void written(const torch::Tensor& w, const torch::Tensor& rewritten_copy) {
+  torch::autograd::impl::bump_version(w);
+  std::lock_guard<std::mutex> lock(mutex);
+  const auto [entry, offset] = find_holding(w);
+  if (entry == nullptr) return;
+  const auto weight = entry->weight.lock();
+  // a block of a weight: the weight changed too (its version counter is the block's, as a view's
+  // is; bumped here as well so that nothing rests on that)
+  if (weight.get() != w.unsafeGetTensorImpl()) weight->bump_version();
+  if (rewritten_copy.defined() && entry->copy.storage().is_alias_of(rewritten_copy.storage())) {
+    entry->version = static_cast<int64_t>(weight->version_counter().current_version());
+  }
+}
+
+}  // namespace roformer::weight_copies
