@@ -7,25 +7,24 @@
 // - OpenBLAS spins on sched_yield for 2^28 cycles (OPENBLAS_THREAD_TIMEOUT=28). With its minimum,
 //   2^4, on the 2-core CI machine (small model, 8 × 512, 2 threads) a step took 2.5 s instead of
 //   2.6–3.0 s, with 10% less CPU time and 40% fewer context switches.
-// - GNU OpenMP spins 300,000 iterations (GOMP_SPINCOUNT). A 1024 × 384 · 384 × 1536 product took
-//   7.8 ms right after a parallel ReLU instead of 4.1 ms with the spin cut (the spinning threads
-//   held both cores); in the training step, GOMP_SPINCOUNT=1000 took small fp32 8 × 128 steps from
-//   375–401 ms to 369–371 ms (RoFormerV2) and 405–421 to 389–398 ms (the baseline), three rounds
-//   each, alternating (bench `--seq 128 --steps 10`, 2026-12-01 on the 2-core machine).
-//   Sleeping at once (OMP_WAIT_POLICY=passive) was no better than 1,000 spins: each parallel
-//   region then starts with a wake-up.
 //
-// Both libraries read their variable once, when they load, which is when the addon loads: the
-// loader calls this first. A value the user set is kept, as is any OMP_WAIT_POLICY (which
-// GNU OpenMP lets decide the spinning when GOMP_SPINCOUNT is unset).
+// GNU OpenMP also spins (300,000 iterations, GOMP_SPINCOUNT) and is left as it is: a 1024 × 384 ·
+// 384 × 1536 product took 7.8 ms right after a parallel ReLU instead of 4.1 ms with the spin cut
+// to 1,000 (the spinning threads held both cores), but whole training steps did not show it
+// reliably: small fp32 8 × 128 steps were 3–6% faster with 1,000 in a three-round comparison and
+// 2% slower (median of eight rounds, alternating) an hour later on the same, by then busier,
+// machine (bench `--seq 128 --steps 10`, 2026-12-01). A spin count is yours to set
+// (GOMP_SPINCOUNT, OMP_WAIT_POLICY) before the addon loads.
+//
+// OpenBLAS reads its variable once, when it loads, which is when the addon loads: the loader
+// calls this first. A value the user set is kept.
 
 /** What the loader sets where the user has not: the variable, its value, and the variables that keep it unset. */
 export const IDLE_SPIN_DEFAULTS: ReadonlyArray<{ name: string; value: string; unlessSet: string[] }> = [
   { name: 'OPENBLAS_THREAD_TIMEOUT', value: '4', unlessSet: ['OPENBLAS_THREAD_TIMEOUT'] },
-  { name: 'GOMP_SPINCOUNT', value: '1000', unlessSet: ['GOMP_SPINCOUNT', 'OMP_WAIT_POLICY'] },
 ];
 
-/** Shortens OpenBLAS's and OpenMP's idle spinning in `env` (the process's own by default), keeping what the user set. */
+/** Shortens OpenBLAS's idle spinning in `env` (the process's own by default), keeping what the user set. */
 export function shortenIdleSpin(env: NodeJS.ProcessEnv = process.env): void {
   for (const { name, value, unlessSet } of IDLE_SPIN_DEFAULTS) {
     if (unlessSet.every((variable) => env[variable] === undefined || env[variable] === '')) env[name] = value;
