@@ -31,14 +31,16 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
     }
   }
 
-  it('bf16 storage with float math (the residual stream, q and k under bf16 autocast) within bf16 rounding', () => {
+  it('bf16 storage with float math (the residual stream, q and k, attention weights under bf16 autocast) within bf16 rounding', () => {
     for (const p of [0, 0.1]) {
       // the residual norm with x and f in bf16; the embedding norm from fp32 tables into a bf16 output; RoPE on bf16 q and k
       const residual = native.fusedKernelCheck({ kernel: 'residual_rms_norm', device: 'cpu', dtype: 'bfloat16', xDtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
       const embedding = native.fusedKernelCheck({ kernel: 'embedding_rms_norm', device: 'cpu', dtype: 'float32', xDtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
       const rotary = native.fusedKernelCheck({ kernel: 'rotary', device: 'cpu', dtype: 'bfloat16', p: 0, seed: 9, batch: 3, seq: 24, hidden: 64, heads: 4 });
       const dropout = native.fusedKernelCheck({ kernel: 'dropout', device: 'cpu', dtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
-      for (const r of [residual, embedding, rotary, dropout]) {
+      // attention's softmax + dropout on bf16 scores (the vectorised bf16 rows)
+      const softmax = native.fusedKernelCheck({ kernel: 'softmax_dropout', device: 'cpu', dtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
+      for (const r of [residual, embedding, rotary, dropout, softmax]) {
         // bf16 keeps 8 bits: one rounding of each input and output is ~2e-3 relative
         expect(r.valueError).toBeLessThan(4e-3);
         expect(r.gradientError).toBeLessThan(4e-3);

@@ -40,12 +40,13 @@ class RowMask {
 };
 
 
-// The residual norm's rows in float, written for the CPU's vector units: the dropout's keep flags
-// expanded to a multiplier per element (kept·α/(1−p), or 0) from a 16-entry table of 4-float
-// patterns, then straight loops the compiler vectorises (the shared row code, with its flag tests
-// per element, stays scalar). Same arithmetic as residual_rms_norm_*_row (float math; the sums
-// reassociated, as the GPU's block reduction does); float64 runs the shared row code, which the
-// float64 tests check, and the fp32 tests check these.
+// The residual norm's rows in float math (float or bf16 storage), written for the CPU's vector
+// units: the dropout's keep flags expanded to a multiplier per element (kept·α/(1−p), or 0) from a
+// 16-entry table of 4-float patterns, then straight loops the compiler vectorises (the shared row
+// code, with its flag tests per element, stays scalar). Same arithmetic as
+// residual_rms_norm_*_row (float math; the sums reassociated, as the GPU's block reduction does);
+// float64 runs the shared row code, which the float64 tests check, and the fp32 and bf16 tests
+// check these.
 class RowMultipliers {
  public:
   RowMultipliers(const Dropout& dropout, float alpha, int64_t d) : mask_(dropout, d), m_(static_cast<size_t>(d)) {
@@ -69,44 +70,71 @@ class RowMultipliers {
   float patterns_[16][4];
 };
 
-__attribute__((target_clones("avx2", "default"))) void residual_rows_forward_float(const float* x, const float* f, float* y, float* inv_rms, int64_t begin, int64_t end,
-                                 int64_t d, float alpha, float eps, Dropout dropout) {
+// S: the storage, float or bf16 (widened to float as it is read, rounded as it is written).
+template <class S>
+__attribute__((always_inline)) inline void residual_rows_forward(const S* x, const S* f, S* y, float* inv_rms,
+                                                                 int64_t begin, int64_t end, int64_t d, float alpha,
+                                                                 float eps, const Dropout& dropout) {
   RowMultipliers multipliers(dropout, alpha, d);
   std::vector<float> h(static_cast<size_t>(d));
   for (int64_t row = begin; row < end; ++row) {
     const float* m = multipliers.at(row * d);
-    const float* xr = x + row * d;
-    const float* fr = f + row * d;
+    const S* xr = x + row * d;
+    const S* fr = f + row * d;
     float squares = 0;
     for (int64_t j = 0; j < d; ++j) {
-      h[j] = xr[j] + m[j] * fr[j];
+      h[j] = static_cast<float>(xr[j]) + m[j] * static_cast<float>(fr[j]);
       squares += h[j] * h[j];
     }
     const float r = 1.0f / std::sqrt(squares / static_cast<float>(d) + eps);
-    float* yr = y + row * d;
-    for (int64_t j = 0; j < d; ++j) yr[j] = h[j] * r;
+    S* yr = y + row * d;
+    for (int64_t j = 0; j < d; ++j) yr[j] = static_cast<S>(h[j] * r);
     inv_rms[row] = r;
   }
 }
 
-__attribute__((target_clones("avx2", "default"))) void residual_rows_backward_float(const float* dy, const float* y, const float* inv_rms, float* dx, float* df,
-                                  int64_t begin, int64_t end, int64_t d, float alpha, Dropout dropout) {
+template <class S>
+__attribute__((always_inline)) inline void residual_rows_backward(const S* dy, const S* y, const float* inv_rms, S* dx,
+                                                                  S* df, int64_t begin, int64_t end, int64_t d,
+                                                                  float alpha, const Dropout& dropout) {
   RowMultipliers multipliers(dropout, alpha, d);
   for (int64_t row = begin; row < end; ++row) {
     const float* m = multipliers.at(row * d);
-    const float* dyr = dy + row * d;
-    const float* yr = y + row * d;
+    const S* dyr = dy + row * d;
+    const S* yr = y + row * d;
     float dot = 0;
-    for (int64_t j = 0; j < d; ++j) dot += dyr[j] * yr[j];
+    for (int64_t j = 0; j < d; ++j) dot += static_cast<float>(dyr[j]) * static_cast<float>(yr[j]);
     const float mean = dot / static_cast<float>(d), r = inv_rms[row];
-    float* dxr = dx + row * d;
-    float* dfr = df + row * d;
+    S* dxr = dx + row * d;
+    S* dfr = df + row * d;
     for (int64_t j = 0; j < d; ++j) {
-      const float dh = r * (dyr[j] - yr[j] * mean);
-      dxr[j] = dh;
-      dfr[j] = m[j] * dh;
+      const float dh = r * (static_cast<float>(dyr[j]) - static_cast<float>(yr[j]) * mean);
+      dxr[j] = static_cast<S>(dh);
+      dfr[j] = static_cast<S>(m[j] * dh);
     }
   }
+}
+
+// Each storage's rows built for its vector units (the loops above inlined into each clone).
+__attribute__((target_clones("avx2", "default"))) void residual_rows_forward_float(
+    const float* x, const float* f, float* y, float* inv_rms, int64_t begin, int64_t end, int64_t d, float alpha,
+    float eps, Dropout dropout) {
+  residual_rows_forward<float>(x, f, y, inv_rms, begin, end, d, alpha, eps, dropout);
+}
+__attribute__((target_clones("avx2", "default"))) void residual_rows_backward_float(
+    const float* dy, const float* y, const float* inv_rms, float* dx, float* df, int64_t begin, int64_t end, int64_t d,
+    float alpha, Dropout dropout) {
+  residual_rows_backward<float>(dy, y, inv_rms, dx, df, begin, end, d, alpha, dropout);
+}
+__attribute__((target_clones("avx512f", "avx2", "default"))) void residual_rows_forward_bf16(
+    const c10::BFloat16* x, const c10::BFloat16* f, c10::BFloat16* y, float* inv_rms, int64_t begin, int64_t end,
+    int64_t d, float alpha, float eps, Dropout dropout) {
+  residual_rows_forward<c10::BFloat16>(x, f, y, inv_rms, begin, end, d, alpha, eps, dropout);
+}
+__attribute__((target_clones("avx512f", "avx2", "default"))) void residual_rows_backward_bf16(
+    const c10::BFloat16* dy, const c10::BFloat16* y, const float* inv_rms, c10::BFloat16* dx, c10::BFloat16* df,
+    int64_t begin, int64_t end, int64_t d, float alpha, Dropout dropout) {
+  residual_rows_backward<c10::BFloat16>(dy, y, inv_rms, dx, df, begin, end, d, alpha, dropout);
 }
 
 }  // namespace
@@ -116,6 +144,8 @@ void residual_rms_norm_forward_cpu(const T* x, const T* f, T* y, Acc* inv_rms, i
                                    Acc alpha, Acc eps, Dropout dropout) {
   if constexpr (std::is_same_v<T, float>) {
     residual_rows_forward_float(x, f, y, inv_rms, begin, end, d, alpha, eps, dropout);
+  } else if constexpr (std::is_same_v<T, c10::BFloat16> && std::is_same_v<Acc, float>) {
+    residual_rows_forward_bf16(x, f, y, inv_rms, begin, end, d, alpha, eps, dropout);
   } else {
     std::vector<Acc> scratch(d);
     RowMask mask(dropout, d);
@@ -130,6 +160,8 @@ void residual_rms_norm_backward_cpu(const T* dy, const T* y, const Acc* inv_rms,
                                     int64_t end, int64_t d, Acc alpha, Dropout dropout) {
   if constexpr (std::is_same_v<T, float>) {
     residual_rows_backward_float(dy, y, inv_rms, dx, df, begin, end, d, alpha, dropout);
+  } else if constexpr (std::is_same_v<T, c10::BFloat16> && std::is_same_v<Acc, float>) {
+    residual_rows_backward_bf16(dy, y, inv_rms, dx, df, begin, end, d, alpha, dropout);
   } else {
     RowMask mask(dropout, d);
     for (int64_t row = begin; row < end; ++row)
@@ -363,6 +395,17 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_dropou
     const float* dd, const float* dropped, const float* probs, float* ds, int64_t begin, int64_t end, int64_t n) {
   softmax_dropout_backward_rows<float, float>(dd, dropped, probs, ds, begin, end, n);
 }
+// bf16 storage, float math: the same loops, widening and rounding in them.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_dropout_rows_bf16(
+    const c10::BFloat16* s, c10::BFloat16* probs, c10::BFloat16* dropped, int64_t begin, int64_t end, int64_t n,
+    const Dropout& dropout) {
+  softmax_dropout_rows<c10::BFloat16, float>(s, probs, dropped, begin, end, n, dropout);
+}
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_dropout_backward_rows_bf16(
+    const c10::BFloat16* dd, const c10::BFloat16* dropped, const c10::BFloat16* probs, c10::BFloat16* ds,
+    int64_t begin, int64_t end, int64_t n) {
+  softmax_dropout_backward_rows<c10::BFloat16, float>(dd, dropped, probs, ds, begin, end, n);
+}
 
 }  // namespace
 
@@ -371,6 +414,8 @@ void softmax_dropout_forward_cpu(const T* s, T* probs, T* dropped, int64_t begin
                                  Dropout dropout) {
   if constexpr (std::is_same_v<T, float>)
     softmax_dropout_rows_float(s, probs, dropped, begin, end, n, dropout);
+  else if constexpr (std::is_same_v<T, c10::BFloat16> && std::is_same_v<Acc, float>)
+    softmax_dropout_rows_bf16(s, probs, dropped, begin, end, n, dropout);
   else
     softmax_dropout_rows<T, Acc>(s, probs, dropped, begin, end, n, dropout);
 }
@@ -380,6 +425,8 @@ void softmax_dropout_backward_cpu(const T* dd, const T* dropped, const T* probs,
                                   int64_t n) {
   if constexpr (std::is_same_v<T, float>)
     softmax_dropout_backward_rows_float(dd, dropped, probs, ds, begin, end, n);
+  else if constexpr (std::is_same_v<T, c10::BFloat16> && std::is_same_v<Acc, float>)
+    softmax_dropout_backward_rows_bf16(dd, dropped, probs, ds, begin, end, n);
   else
     softmax_dropout_backward_rows<T, Acc>(dd, dropped, probs, ds, begin, end, n);
 }
