@@ -26,6 +26,7 @@
 #endif
 
 #include "host_allocator.h"
+#include "weight_copies.h"
 
 // CUDA memory statistics come from the CUDA caching allocator, usable only when
 // libtorch was built with CUDA (CMakeLists.txt defines ROFORMER_WITH_CUDA then).
@@ -123,8 +124,9 @@ inline int64_t cuda_peak_allocated(int device) {
 // Hands memory that was just freed back to the operating system: glibc keeps freed
 // heap memory in its arenas, the host allocator (host_allocator.h) its cached large
 // blocks, and the CUDA caching allocator its freed blocks reserved, so without this a
-// disposed model still looks resident.
+// disposed model still looks resident. The bf16 copies of freed weights go first.
 inline void release_freed_memory() {
+  weight_copies::drop_freed();
   release_host_cache();
 #ifdef __GLIBC__
   malloc_trim(0);

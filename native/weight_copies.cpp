@@ -57,9 +57,8 @@ std::pair<Entry*, int64_t> find_holding(const torch::Tensor& w) {
   return {nullptr, 0};
 }
 
-// Drops the entries of freed weights, whenever the map has doubled since it was last pruned.
+// Drops the entries of freed weights. Under the mutex.
 void prune() {
-  if (entries.size() < 2 * pruned_at + 16) return;
   for (auto it = entries.begin(); it != entries.end();) {
     it = it->second.weight.expired() ? entries.erase(it) : std::next(it);
   }
@@ -79,9 +78,14 @@ torch::Tensor current(const torch::Tensor& w, torch::ScalarType dtype) {
 void remember(const torch::Tensor& w, const torch::Tensor& copy) {
   if (!enabled() || !eligible(w)) return;
   std::lock_guard<std::mutex> lock(mutex);
-  prune();
+  if (entries.size() >= 2 * pruned_at + 16) prune();  // whenever the map has doubled since
   entries.insert_or_assign(w.unsafeGetTensorImpl(),
                            Entry{WeakTensor(w.getIntrusivePtr()), copy.detach(), static_cast<int64_t>(w._version())});
+}
+
+void drop_freed() {
+  std::lock_guard<std::mutex> lock(mutex);
+  prune();
 }
 
 torch::Tensor to_rewrite(const torch::Tensor& w) {

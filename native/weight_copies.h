@@ -9,7 +9,10 @@
 // A copy is current while its weight's version counter is what it was when the copy was made or
 // rewritten: every write through libtorch bumps it (an optimiser's ops, loading a checkpoint,
 // data parallelism's broadcast), and the one-pass update, which writes through a raw pointer,
-// bumps it itself. A weight that is freed takes its entry with it (the entry holds it weakly).
+// bumps it itself. An entry holds its weight weakly; a freed weight's copy is dropped when the
+// registry grows to twice its size or memory is released (dispose()). The copies stay allocated
+// between steps: half the bytes of the fp32 weights they copy, which the casts used to free after
+// each step.
 // CPU only: a CUDA graph's replays write weights without any host code running, so no version
 // counter could tell. ROFORMER_WEIGHT_COPIES=0 turns the copies off (a cast every step, as before).
 #pragma once
@@ -27,6 +30,10 @@ void remember(const torch::Tensor& w, const torch::Tensor& copy);
 // For an optimiser that writes w through a raw pointer: w's bf16 copy, to rewrite in the same
 // pass (contiguous, w's shape), or undefined if w has none. After the pass, call written().
 torch::Tensor to_rewrite(const torch::Tensor& w);
+
+// Drops the copies of weights that have been freed (a disposed model's); compat::release_freed_memory
+// calls it. Otherwise they go when the registry next grows to twice its size.
+void drop_freed();
 
 // After an optimiser wrote w through a raw pointer: bumps w's version, and marks `rewritten_copy`
 // (what to_rewrite gave, rewritten from the new values; undefined if none) current again.
