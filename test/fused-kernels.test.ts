@@ -41,9 +41,11 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
       // attention's softmax + dropout on bf16 scores (the vectorised bf16 rows)
       const softmax = native.fusedKernelCheck({ kernel: 'softmax_dropout', device: 'cpu', dtype: 'bfloat16', p, seed: 9, batch: 3, seq: 24, hidden: 64 });
       for (const r of [residual, embedding, rotary, dropout, softmax]) {
-        // bf16 keeps 8 bits: one rounding of each input and output is ~2e-3 relative
+        // bf16 keeps 8 bits: one rounding of each input and output is ~2e-3 relative. Softmax's
+        // gradient, d⊙dd − p·Σ(d⊙dd), rounds three factors (d, dd, p) and the result, and its
+        // difference cancels: 3.1e-3 median, 4.3e-3 the largest over 120 random inputs
         expect(r.valueError).toBeLessThan(4e-3);
-        expect(r.gradientError).toBeLessThan(4e-3);
+        expect(r.gradientError).toBeLessThan(r === softmax ? 6e-3 : 4e-3);
         if (r !== rotary) expect(Math.abs(r.keptFraction - (1 - p))).toBeLessThan(0.05);
       }
     }
