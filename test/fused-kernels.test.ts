@@ -43,9 +43,9 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
       for (const r of [residual, embedding, rotary, dropout, softmax]) {
         // bf16 keeps 8 bits: one rounding of each input and output is ~2e-3 relative. Softmax's
         // gradient, d⊙dd − p·Σ(d⊙dd), rounds three factors (d, dd, p) and the result, and its
-        // difference cancels: 3.1e-3 median, 4.3e-3 the largest over 120 random inputs
+        // difference cancels: 3.1e-3 median, 5.2e-3 the largest over 800 random inputs
         expect(r.valueError).toBeLessThan(4e-3);
-        expect(r.gradientError).toBeLessThan(r === softmax ? 6e-3 : 4e-3);
+        expect(r.gradientError).toBeLessThan(r === softmax ? 8e-3 : 4e-3);
         if (r !== rotary) expect(Math.abs(r.keptFraction - (1 - p))).toBeLessThan(0.05);
       }
     }
