@@ -19,14 +19,12 @@
 // OpenBLAS reads its variable once, when it loads, which is when the addon loads: the loader
 // calls this first. A value the user set is kept.
 
-/** What the loader sets where the user has not: the variable, its value, and the variables that keep it unset. */
-export const IDLE_SPIN_DEFAULTS: ReadonlyArray<{ name: string; value: string; unlessSet: string[] }> = [
-  { name: 'OPENBLAS_THREAD_TIMEOUT', value: '4', unlessSet: ['OPENBLAS_THREAD_TIMEOUT'] },
-];
+/** The timeout the loader sets when the user has not: OpenBLAS's minimum, 2^4 cycles of spinning. */
+export const OPENBLAS_THREAD_TIMEOUT = '4';
 
-/** Shortens OpenBLAS's idle spinning in `env` (the process's own by default), keeping what the user set. */
+/** Sets OPENBLAS_THREAD_TIMEOUT in `env` (the process's own by default) unless it is set already. */
 export function shortenIdleSpin(env: NodeJS.ProcessEnv = process.env): void {
-  for (const { name, value, unlessSet } of IDLE_SPIN_DEFAULTS) {
-    if (unlessSet.every((variable) => env[variable] === undefined || env[variable] === '')) env[name] = value;
+  if (env.OPENBLAS_THREAD_TIMEOUT === undefined || env.OPENBLAS_THREAD_TIMEOUT === '') {
+    env.OPENBLAS_THREAD_TIMEOUT = OPENBLAS_THREAD_TIMEOUT;
   }
 }

@@ -152,7 +152,7 @@ let report: LoadReport | undefined;
 /** Loads the addon (once) and says what was used and why, or what was tried; never throws. */
 export function nativeLoadReport(): LoadReport {
   if (report) return report;
-  shortenIdleSpin();  // before libtorch (OpenBLAS, OpenMP) loads: each reads its variable once
+  shortenIdleSpin();  // before libtorch (and OpenBLAS with it) loads: OpenBLAS reads it once
   const require = createRequire(import.meta.url);
   const attempts: LoadAttempt[] = [];
   let candidates: AddonCandidate[];

@@ -26,9 +26,9 @@ void add_into_grad(torch::Tensor& grad, const torch::Tensor& g) {
       grad.is_contiguous() && g.is_contiguous() && grad.sizes() == g.sizes()) {
     RECORD_FUNCTION("roformer::add_bf16_into_float", std::vector<c10::IValue>({grad, g}));  // a named op, as op_count.h counts
     float* acc = grad.data_ptr<float>();
-    const auto* bits = reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>());
+    const auto* low = g.data_ptr<at::BFloat16>();
     at::parallel_for(0, grad.numel(), 32768, [&](int64_t begin, int64_t end) {
-      kernels::add_bf16_into_float(acc, bits, begin, end);
+      kernels::add_bf16_into_float(acc, low, begin, end);
     });
     return;
   }

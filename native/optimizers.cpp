@@ -168,7 +168,7 @@ class AdamW : public Optimizer {
       float* v = exp_avg_sq[i].data_ptr<float>();
       // a weight cast for bf16 autocast has its copy rewritten in the same pass (weight_copies.h)
       const auto copy = weight_copies::to_rewrite(params[i]);
-      auto* p_bf16 = copy.defined() ? reinterpret_cast<uint16_t*>(copy.data_ptr<at::BFloat16>()) : nullptr;
+      auto* p_bf16 = copy.defined() ? copy.data_ptr<at::BFloat16>() : nullptr;
       at::parallel_for(0, params[i].numel(), 32768, [&](int64_t begin, int64_t end) {
         if (p_bf16 != nullptr) {
           kernels::adamw_cpu_with_bf16_copy(p, g, m, v, p_bf16, begin, end, step);

@@ -1,9 +1,11 @@
-// AdamW's update on the CPU in one pass over each parameter (no torch header): what the
+// AdamW's update on the CPU in one pass over each parameter (no torch header; c10's bf16 type): what the
 // multi-tensor chain of AdamW::step (optimizers.cpp) does in ten passes — clipping's multiplier,
 // decay, the two moments, sqrt, the bias correction, eps, the step — reading p, g, m, v once and
 // writing p, m, v once. libtorch ≥ 2.4 has its own fused AdamW (compat::fused_adamw_); this is for the CPU of
 // the libtorch versions before it.
 #pragma once
+
+#include <c10/util/BFloat16.h>
 
 #include <cstdint>
 
@@ -22,9 +24,9 @@ struct AdamWStep {
 // Elements [begin, end) of one parameter, in place; the caller splits a parameter among threads.
 void adamw_cpu(float* p, const float* g, float* m, float* v, int64_t begin, int64_t end, const AdamWStep& step);
 
-// The same, also writing the updated p rounded to bf16 (round to nearest even, NaN kept a NaN:
-// libtorch's cast) into `p_bf16`, the bits of its autocast copy (weight_copies.h).
-void adamw_cpu_with_bf16_copy(float* p, const float* g, float* m, float* v, uint16_t* p_bf16, int64_t begin,
+// The same, also writing the updated p rounded to bf16 (as libtorch's cast rounds) into `p_bf16`,
+// its autocast copy (weight_copies.h).
+void adamw_cpu_with_bf16_copy(float* p, const float* g, float* m, float* v, c10::BFloat16* p_bf16, int64_t begin,
                               int64_t end, const AdamWStep& step);
 
 }  // namespace roformer::kernels

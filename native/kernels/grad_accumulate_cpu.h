@@ -1,4 +1,4 @@
-// A bf16 gradient added into its fp32 accumulator on the CPU in one pass (no torch header).
+// A bf16 gradient added into its fp32 accumulator on the CPU in one pass (no torch header; c10's bf16 type).
 //
 // Under CPU autocast each weight's product makes a bf16 gradient that compute::weight's backward
 // adds into the fp32 master weight's .grad. libtorch 1.13's CPU add_ of mixed dtypes first copies
@@ -7,12 +7,13 @@
 // bf16 value is widened (its 16 bits are the top half of the float's) as it is added.
 #pragma once
 
+#include <c10/util/BFloat16.h>
+
 #include <cstdint>
 
 namespace roformer::kernels {
 
-// acc[i] += float(bf16[i]) for i in [begin, end); bf16 holds the values' bits. The caller splits
-// the range among threads.
-void add_bf16_into_float(float* acc, const uint16_t* bf16, int64_t begin, int64_t end);
+// acc[i] += float(g[i]) for i in [begin, end). The caller splits the range among threads.
+void add_bf16_into_float(float* acc, const c10::BFloat16* g, int64_t begin, int64_t end);
 
 }  // namespace roformer::kernels
