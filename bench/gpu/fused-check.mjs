@@ -28,11 +28,18 @@ const cases = [
   { kernel: 'embedding_rms_norm', dtype: 'float32' },
   { kernel: 'embedding_rms_norm', dtype: 'float32', xDtype: 'bfloat16' },
   { kernel: 'embedding_rms_norm', dtype: 'float32', xDtype: 'float16' },
+  // The norms run a warp per row up to 2,048 wide, four rows a block: 21 rows leave the last
+  // block three spare warps; 4,096-wide rows take the block-per-row kernels.
+  { kernel: 'residual_rms_norm', dtype: 'bfloat16', batch: 3, seq: 7 },
+  { kernel: 'embedding_rms_norm', dtype: 'float32', xDtype: 'bfloat16', batch: 3, seq: 7 },
+  { kernel: 'residual_rms_norm', dtype: 'bfloat16', batch: 2, seq: 64, hidden: 4096, heads: 32 },
+  { kernel: 'embedding_rms_norm', dtype: 'float32', xDtype: 'bfloat16', batch: 2, seq: 64, hidden: 4096, heads: 32 },
 ];
 for (const c of cases) {
   const r = native.fusedKernelCheck({ device: 'cuda', p: c.kernel === 'rotary' ? 0 : 0.1, seed: 1234, ...shape, ...c });
   results.push({ ...c, ...r });
-  const name = `${c.kernel} ${c.dtype}${c.xDtype ? ` (${c.kernel === 'embedding_rms_norm' ? 'out' : 'x'} ${c.xDtype})` : ''}`;
+  const shaped = c.batch ? `, ${c.batch} × ${c.seq} × ${c.hidden ?? shape.hidden}` : '';
+  const name = `${c.kernel} ${c.dtype}${c.xDtype ? ` (${c.kernel === 'embedding_rms_norm' ? 'out' : 'x'} ${c.xDtype})` : ''}${shaped}`;
   console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${name}: value error ${r.valueError.toExponential(2)}, gradient error ${r.gradientError.toExponential(2)} (limit ${r.limit.toExponential(1)}), kept ${r.keptFraction.toFixed(3)}; fused ${r.fusedMs.toFixed(3)} ms, unfused ${r.unfusedMs.toFixed(3)} ms (${(r.unfusedMs / r.fusedMs).toFixed(2)}×)`);
 }
 if (jsonFile) writeFileSync(jsonFile, JSON.stringify({ results }, null, 1) + '\n');

@@ -1,6 +1,6 @@
 // The arithmetic of the fused kernels, one row (or one pair) at a time, written once for the
 // GPU and the CPU: under nvcc these are __host__ __device__ functions that the CUDA kernels
-// (fused_kernels.cu) call with a block of threads per row; g++ compiles the same code for the
+// (fused_kernels.cu) call with a warp (or, for long rows, a block) of threads per row; g++ compiles the same code for the
 // CPU instantiation (fused_cpu.cpp), which runs a row with one "lane". No torch header here.
 //
 //   residual RMS norm   y = RMSNorm(x + α·dropout(f))         (every block's post-norm residual)
@@ -97,8 +97,8 @@ struct Dropout {
 // the CPU's RowMask (fused_cpu.cpp), which serves a row's flags drawn ahead in one batch.
 
 // The threads that share one row. On the CPU: one lane, and a sum is the value itself. On the
-// GPU (fused_kernels.cu): the block's threads, and sum() is a block reduction that every lane
-// calls and that returns the total to all of them.
+// GPU (fused_kernels.cu): a warp's or a block's threads, and sum() is a warp or block reduction
+// that every lane calls and that returns the total to all of them.
 struct SingleLane {
   static constexpr int lane = 0;
   static constexpr int count = 1;
