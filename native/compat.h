@@ -54,6 +54,16 @@ inline void foreach_mul_(std::vector<torch::Tensor>& tensors, const torch::Tenso
 #endif
 }
 
+// dst[i] ← src[i] for every pair, converting the dtype (fp32 weights into their bf16 copies): on
+// CUDA one multi-tensor kernel for the list (a few launches), where libtorch has it.
+inline void foreach_copy_(std::vector<torch::Tensor>& dst, const std::vector<torch::Tensor>& src) {
+#if ROFORMER_LIBTORCH_2_4
+  at::_foreach_copy_(dst, src);
+#else
+  for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(src[i]);
+#endif
+}
+
 // One fused AdamW update (PyTorch's _fused_adamw_): per parameter, g = grad / grad_scale,
 // p ← p·(1 − lr·weight_decay), the Adam moments, p ← p − lr/(1−β1ᵗ)·m/(sqrt(v/(1−β2ᵗ)) + ε),
 // t read from `steps` (the count including this update); nothing changes where found_inf

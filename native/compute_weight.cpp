@@ -41,12 +41,8 @@ class CastWeight : public torch::autograd::Function<CastWeight> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& w, int64_t dtype, bool direct) {
     ctx->save_for_backward({w});
     ctx->saved_data["direct"] = direct;
-    const auto type = static_cast<torch::ScalarType>(dtype);
-    // the copy the optimiser wrote with its update, where there is one (weight_copies.h)
-    if (auto kept = weight_copies::current(w, type); kept.defined()) return kept;
-    auto cast = w.to(type);
-    weight_copies::remember(w, cast);
-    return cast;
+    // the kept copy, which the optimiser rewrites with its update (weight_copies.h)
+    return weight_copies::cast(w, static_cast<torch::ScalarType>(dtype));
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {

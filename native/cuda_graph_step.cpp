@@ -7,6 +7,7 @@
 #include "compute_weight.h"
 #include "gradient_normalization.h"
 #include "graph_capture.h"
+#include "weight_copies.h"
 
 #include <ATen/autocast_mode.h>
 #ifdef ROFORMER_WITH_CUDA_GRAPHS
@@ -273,6 +274,9 @@ torch::Tensor CudaGraphSteps::capture(std::unique_ptr<Graph> graph) {
 torch::Tensor CudaGraphSteps::replay(Graph& graph) {
 #ifdef ROFORMER_WITH_CUDA_GRAPHS
   if (!emulated_) {
+    // The weights' copies the graph reads, where the host wrote weights since (loadStateDict):
+    // the replay's own refresh comes only after its forward (weight_copies.h).
+    weight_copies::refresh_stale(device_);
     graph.graph.replay();
     return graph.summary.to(torch::kCPU);
   }
@@ -287,6 +291,8 @@ std::vector<const void*> CudaGraphSteps::addresses() const {
     out.push_back(p.grad().defined() ? p.grad().data_ptr() : nullptr);
   }
   for (const auto& [name, state] : trainer_.optimizer_->state()) out.push_back(state.data_ptr());
+  const auto copies = weight_copies::addresses(device_);
+  out.insert(out.end(), copies.begin(), copies.end());
   return out;
 }
 

@@ -216,6 +216,9 @@ class AdamW : public Optimizer {
       compat::fused_adamw_(group->params, group->grads, group->exp_avg, group->exp_avg_sq, group->steps, lr, o.beta1,
                            o.beta2, group == &decayed ? o.weight_decay : 0.0, o.eps, grad_scale, found_inf);
     }
+    // the weights' autocast copies rewritten from the new values, all in one multi-tensor copy
+    // (weight_copies.h): the next forward casts none of them
+    weight_copies::refresh(parameters_.front().second.device());
   }
 
  protected:

@@ -1,5 +1,8 @@
 #include "weight_copies.h"
 
+#include "compat.h"
+
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -29,7 +32,11 @@ bool enabled() {
   return on;
 }
 
-bool eligible(const torch::Tensor& w) { return w.defined() && w.is_cpu() && w.scalar_type() == torch::kFloat; }
+bool eligible(const torch::Tensor& w) {
+  return w.defined() && (w.is_cpu() || w.is_cuda()) && w.scalar_type() == torch::kFloat;
+}
+
+int64_t version_of(const torch::Tensor& w) { return static_cast<int64_t>(w._version()); }
 
 // The entry of w itself (not of a freed tensor that had its address), or null. Under the mutex.
 Entry* find(const torch::Tensor& w) {
@@ -65,22 +72,56 @@ void prune() {
   pruned_at = entries.size();
 }
 
-}  // namespace
-
-torch::Tensor current(const torch::Tensor& w, torch::ScalarType dtype) {
-  if (!enabled() || !eligible(w)) return {};
-  std::lock_guard<std::mutex> lock(mutex);
-  const Entry* entry = find(w);
-  if (entry == nullptr || entry->copy.scalar_type() != dtype || entry->version != static_cast<int64_t>(w._version())) return {};
-  return entry->copy.detach();  // a tensor of its own: autograd sets its history on what it returns
+// The live weights on `device` with their entries (all, or the stale ones). Under the mutex.
+struct OnDevice {
+  std::vector<torch::Tensor> weights, copies;
+  std::vector<Entry*> entries;
+};
+OnDevice on_device(const torch::Device& device, bool stale_only) {
+  OnDevice out;
+  for (auto& [impl, entry] : entries) {
+    auto impl_ptr = entry.weight.lock();
+    if (!impl_ptr) continue;
+    torch::Tensor weight(std::move(impl_ptr));
+    if (weight.device() != device || weight.sizes() != entry.copy.sizes()) continue;
+    if (stale_only && entry.version == version_of(weight)) continue;
+    out.weights.push_back(weight);
+    out.copies.push_back(entry.copy);
+    out.entries.push_back(&entry);
+  }
+  return out;
 }
 
-void remember(const torch::Tensor& w, const torch::Tensor& copy) {
-  if (!enabled() || !eligible(w)) return;
+// Copies the weights into their copies and marks them current. Under the mutex.
+void rewrite(OnDevice& found) {
+  if (found.weights.empty()) return;
+  torch::NoGradGuard no_grad;
+  compat::foreach_copy_(found.copies, found.weights);
+  for (size_t i = 0; i < found.entries.size(); ++i) found.entries[i]->version = version_of(found.weights[i]);
+}
+
+}  // namespace
+
+torch::Tensor cast(const torch::Tensor& w, torch::ScalarType dtype) {
+  if (!enabled() || !eligible(w)) return w.to(dtype);
   std::lock_guard<std::mutex> lock(mutex);
+  if (Entry* entry = find(w); entry != nullptr && entry->copy.scalar_type() == dtype && entry->copy.sizes() == w.sizes()) {
+    if (entry->version != version_of(w)) {
+      // Stale: cast again into the copy's own memory, unless a pending backward still holds it
+      // (it saved the copy for its products; it must keep the values it used).
+      if (entry->copy.storage().use_count() == 1) {
+        entry->copy.copy_(w);
+      } else {
+        entry->copy = w.to(dtype).detach();
+      }
+      entry->version = version_of(w);
+    }
+    return entry->copy.detach();  // a tensor of its own: autograd sets its history on what it returns
+  }
   if (entries.size() >= 2 * pruned_at + 16) prune();  // whenever the map has doubled since
-  entries.insert_or_assign(w.unsafeGetTensorImpl(),
-                           Entry{WeakTensor(w.getIntrusivePtr()), copy.detach(), static_cast<int64_t>(w._version())});
+  auto copy = w.to(dtype).detach();
+  entries.insert_or_assign(w.unsafeGetTensorImpl(), Entry{WeakTensor(w.getIntrusivePtr()), copy, version_of(w)});
+  return copy.detach();
 }
 
 void drop_freed() {
@@ -89,7 +130,7 @@ void drop_freed() {
 }
 
 torch::Tensor to_rewrite(const torch::Tensor& w) {
-  if (!enabled() || !eligible(w)) return {};
+  if (!enabled() || !eligible(w) || !w.is_cpu()) return {};
   std::lock_guard<std::mutex> lock(mutex);
   const auto [entry, offset] = find_holding(w);
   if (entry == nullptr) return {};
@@ -111,6 +152,31 @@ void written(const torch::Tensor& w, const torch::Tensor& rewritten_copy) {
   if (rewritten_copy.defined() && entry->copy.storage().is_alias_of(rewritten_copy.storage())) {
     entry->version = static_cast<int64_t>(weight->version_counter().current_version());
   }
+}
+
+void refresh(const torch::Device& device) {
+  if (!enabled()) return;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto found = on_device(device, /*stale_only=*/false);
+  rewrite(found);
+}
+
+void refresh_stale(const torch::Device& device) {
+  if (!enabled()) return;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto found = on_device(device, /*stale_only=*/true);
+  rewrite(found);
+}
+
+std::vector<const void*> addresses(const torch::Device& device) {
+  std::vector<const void*> out;
+  if (!enabled()) return out;
+  std::lock_guard<std::mutex> lock(mutex);
+  for (const auto& [impl, entry] : entries) {
+    if (entry.copy.device() == device && !entry.weight.expired()) out.push_back(entry.copy.data_ptr());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace roformer::weight_copies

@@ -182,7 +182,7 @@ describe('the prepared GPU check on a machine without a GPU', () => {
     const dry = spawnSync('bash', ['bench/gpu/check.sh', '--dry-run', '--skip', 'hf-anchor'], { encoding: 'utf8' });
     expect(dry.status, dry.stderr).toBe(0);
     const phases = [...dry.stdout.matchAll(/^ {2}(\S+) +cap +(\d+) s +(run|off)/gm)].map((m) => [m[1], m[3]]);
-    expect(phases.map(([name]) => name)).toEqual(['env', 'build', 'cuda-check', 'kernels', 'static-step', 'graphs', 'bench-128', 'bench-512', 'compile-128', 'kernel-count', 'op-count', 'pretrain-128', 'bench-256x128', 'encode-128', 'kernel-ops', 'hf-anchor']);
+    expect(phases.map(([name]) => name)).toEqual(['env', 'build', 'cuda-check', 'kernels', 'static-step', 'graphs', 'weight-copies', 'bench-128', 'bench-512', 'compile-128', 'kernel-count', 'op-count', 'pretrain-128', 'bench-256x128', 'encode-128', 'kernel-ops', 'hf-anchor']);
     expect(phases.find(([name]) => name === 'hf-anchor')![1]).toBe('off');
     const bad = spawnSync('bash', ['bench/gpu/check.sh', '--only', 'nope', '--out', '/tmp'], { encoding: 'utf8' });
     expect(bad.status).toBe(2);
@@ -191,7 +191,7 @@ describe('the prepared GPU check on a machine without a GPU', () => {
 
   it('scripts/cuda-check.mjs and the kernel, static-step and graph checks skip with exit 3 and say why', () => {
     if (native.runtimeInfo().cudaAvailable) return;
-    for (const script of ['scripts/cuda-check.mjs', 'bench/gpu/fused-check.mjs', 'bench/gpu/static-step.mjs', 'bench/gpu/graph-check.mjs', 'bench/gpu/pretrain-speed.mjs']) {
+    for (const script of ['scripts/cuda-check.mjs', 'bench/gpu/fused-check.mjs', 'bench/gpu/static-step.mjs', 'bench/gpu/graph-check.mjs', 'bench/gpu/weight-copies-check.mjs', 'bench/gpu/pretrain-speed.mjs']) {
       const run = spawnSync(process.execPath, [script], { encoding: 'utf8' });
       expect(run.status, `${script}: ${run.stderr}`).toBe(3);
       expect(run.stdout).toMatch(/^skip: /m);
@@ -216,5 +216,24 @@ describe('the prepared GPU check on a machine without a GPU', () => {
     }
     expect(report.dropout.graphs.ways.filter((w: string) => w === 'replayed').length).toBe(8);
     expect(report.dropout.distinct).toBe(8);
+  });
+
+  it("the weight copies' check dry-runs on the CPU: bf16 copies against casts, and the weights loaded between graph steps reach the next step", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weight-copies-check-'));
+    const json = join(dir, 'weight-copies.json');
+    const run = spawnSync(process.execPath, ['bench/gpu/weight-copies-check.mjs', '--json', json], {
+      encoding: 'utf8',
+      env: { ...process.env, ROFORMER_CHECK_DEVICE: 'cpu', ROFORMER_GRAPH_STEPS: 'emulate' },
+    });
+    expect(run.status, run.stderr).toBe(0);
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    expect(report.failures).toEqual([]);
+    for (const r of [report.kept, report.cast]) {
+      expect(r.ways.filter((w: string) => w === 'replayed')).toHaveLength(6);
+      expect(r.losses[6]).toBe(r.losses[3]); // the weights saved after step 2, loaded after step 5
+      expect(r.losses[5]).not.toBe(r.losses[3]);
+    }
+    // the CPU's bf16 steps with the copies are bit for bit those that cast every step
+    expect(report.kept.losses).toEqual(report.cast.losses);
   });
 });

@@ -26,14 +26,14 @@ const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPosition
  * and the weights after it, in a child process with ROFORMER_FUSED=`fused` and
  * ROFORMER_DIRECT_GRADIENTS=`direct`, ROFORMER_WEIGHT_COPIES=`copies` (each read once per process).
  */
-function countedRun(fused: '0' | '1', precision: 'fp32' | 'bf16', direct: '0' | '1' = '1', copies: '0' | '1' = '1', config: object = CONFIG) {
+function countedRun(fused: '0' | '1', precision: 'fp32' | 'bf16', direct: '0' | '1' = '1', copies: '0' | '1' = '1', config: object = CONFIG, optimizer = 'adamw') {
   const script = `
     const { RoFormerV2, Trainer, tensor } = await import('./dist/lib/index.js');
     const { loadNative } = await import('./dist/bindings/load.js');
     const ids = ${JSON.stringify(ids)};
     const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPositions: tensor([1, 13, 30, 44], undefined, 'int64'), targetIds: tensor([9, 17, 23, 41], undefined, 'int64') });
     const model = RoFormerV2.create({ config: ${JSON.stringify(config)}, seed: 3 });
-    const trainer = new Trainer(model, { lr: 1e-2, precision: '${precision}' });
+    const trainer = new Trainer(model, { lr: 1e-2, precision: '${precision}', optimizer: '${optimizer}' });
     const losses = [(await trainer.step(batch())).loss];
     const b = batch();
     loadNative().opCountStart({ dtypes: true, parents: 1 });
@@ -209,6 +209,21 @@ describe("bf16 copies of the weights kept from step to step (native/weight_copie
     // every linear layer's weight and the tied decoder (4 per layer + 1) is cast in each step without the copies
     expect(casts(cast) - casts(kept)).toBe(4 * LAYERS + 1);
     // the update rounds to bf16 as libtorch's cast does: the same losses and weights, exactly
+    expect(kept.losses).toEqual(cast.losses);
+    expect(kept.weights).toEqual(cast.weights);
+    expect(kept.losses[2]).not.toBe(kept.losses[0]);
+  });
+
+  it('are cast again into their own memory when an optimiser changed the weights without rewriting them (LAMB), as a cast every step would', () => {
+    const kept = countedRun('1', 'bf16', '1', '1', CONFIG, 'lamb');
+    const cast = countedRun('1', 'bf16', '1', '0', CONFIG, 'lamb');
+    const fresh = (run: typeof kept) => countOf(run.ops, 'aten::copy_(bf16, f32) < aten::_to_copy');
+    // without the copies each weight is cast into a new tensor; with them, stale after LAMB's
+    // update, each is written again in place (a copy_ with no _to_copy around it), so that its
+    // address stays what a CUDA graph captured
+    expect(fresh(cast)).toBeGreaterThanOrEqual(4 * LAYERS + 1);
+    expect(fresh(cast) - fresh(kept)).toBe(4 * LAYERS + 1);
+    expect(countOf(kept.ops, 'aten::copy_(bf16, f32)')).toBe(4 * LAYERS + 1);
     expect(kept.losses).toEqual(cast.losses);
     expect(kept.weights).toEqual(cast.weights);
     expect(kept.losses[2]).not.toBe(kept.losses[0]);

@@ -19,6 +19,8 @@
 # Phases: env (the machine), build, cuda-check (scripts/cuda-check.mjs: every feature on CUDA),
 # kernels (each fused kernel against the unfused expression: values and gradients), static-step
 # (the static step against the eager one), graphs (CUDA-graph steps against eager ones),
+# weight-copies (the weights' kept bf16 copies against a cast per forward, under graphs, across a
+# loadStateDict),
 # bench-128 and bench-512 (roformer-bench --vs-pytorch, base, bf16, 64 × 128 and 16 × 512),
 # compile-128 (the same models in PyTorch under torch.compile at 64 × 128),
 # kernel-count (Nsight Compute: kernels and GPU time per training step), op-count (the same step's
@@ -66,6 +68,7 @@ phases=(
   "kernels|60|node bench/gpu/fused-check.mjs --json \$WORK/kernels.json"
   "static-step|90|node bench/gpu/static-step.mjs --json \$WORK/static-step.json"
   "graphs|120|node bench/gpu/graph-check.mjs --json \$WORK/graphs.json"
+  "weight-copies|60|node bench/gpu/weight-copies-check.mjs --json \$WORK/weight-copies.json"
   "bench-128|120|node dist/bench/cli.js $bench_args --seq 128 --batch 64 --json \$WORK/bench-128.json"
   "bench-512|120|node dist/bench/cli.js $bench_args --seq 512 --batch 16 --json \$WORK/bench-512.json"
   "compile-128|200|node dist/bench/cli.js $compile_args --json \$WORK/compile-128.json"
