@@ -339,7 +339,7 @@ export interface RuntimeInfo {
 }
 
 export interface FusedKernelCheckOptions {
-  kernel: 'residual_rms_norm' | 'rotary' | 'embedding_rms_norm' | 'dropout' | 'softmax_dropout' | 'batched_matmul';
+  kernel: 'residual_rms_norm' | 'rotary' | 'embedding_rms_norm' | 'dropout' | 'softmax_dropout' | 'batched_matmul' | 'relu';
   device?: string;
   /** The kernel's dtype (f for the residual norm, the tables for the embedding norm); default float64. */
   dtype?: DType;
@@ -421,7 +421,7 @@ export interface NativeAddon {
   /** The fused kernels (native/kernels/): whether the CUDA ones are built, and which the model uses on the CPU. */
   fusedKernels(): {
     cuda: boolean;
-    usedOnCpu: { residualRmsNorm: boolean; rotary: boolean; embeddingRmsNorm: boolean; dropout: boolean; softmaxDropout: boolean };
+    usedOnCpu: { residualRmsNorm: boolean; rotary: boolean; embeddingRmsNorm: boolean; dropout: boolean; softmaxDropout: boolean; relu: boolean };
     /** The instruction set the CPU's dropout draws its keep flags with (ROFORMER_CPU_DRAW=avx2|portable picks a lesser one). */
     cpuDropoutDraw: 'avx512' | 'avx2' | 'portable';
   };

@@ -341,7 +341,7 @@ torch::Tensor EncoderBlockImpl::forward(torch::Tensor x, const torch::Tensor& ke
   // ReLU in place: its backward needs only its output, so the pre-activation need not be kept
   // (one (batch, seq, intermediate) tensor less per layer, one pass less).
   auto feed_forward = [this](const torch::Tensor& h) {
-    return compute::linear(compute::linear(h, intermediate).relu_(), output);
+    return compute::linear(fused::relu_(compute::linear(h, intermediate)), output);
   };
   if (pre_norm) {
     const double p = is_training() ? dropout->options.p() : 0.0;

@@ -151,9 +151,17 @@ copy_source() {
   local root=$1
   local dest=$root/src/roformer-v2
   mkdir -p "$dest"
+  # The last copy's contents, to find what changed (below).
+  local sums; sums=$(mktemp)
+  (cd "$dest" && find . \( -path ./node_modules -o -path ./build \) -prune -o -type f -print0 | xargs -0 -r sha256sum) > "$sums"
   find "$dest" -mindepth 1 -maxdepth 1 ! -name node_modules ! -name build -exec rm -rf {} +
   (cd "$repo" && git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
     tar --null -T - -cf -) | tar -C "$dest" -xf -
+  # tar keeps the working tree's mtimes, and make rebuilds by mtime: a file edited while an earlier
+  # run was building, after that run's copy, is older than the objects built from its previous
+  # content. Every file whose content changed since the last copy is touched, so it rebuilds.
+  (cd "$dest" && sha256sum -c --quiet "$sums" 2> /dev/null | sed -n 's/: FAILED.*$//p' | tr '\n' '\0' | xargs -0 -r touch --)
+  rm -f "$sums"
   local bundle
   for bundle in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt "$root/etc/ssl/certs/ca-certificates.crt"; do
     if [ -f "$bundle" ]; then cp -L "$bundle" "$root/etc/ssl/certs/host-ca-bundle.crt"; break; fi

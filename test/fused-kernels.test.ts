@@ -96,8 +96,21 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
     expect(r.gradientError).toBeLessThan(1e-12);
   });
 
+  it("the feed-forward's ReLU in place and its backward: exactly libtorch's relu in float64, zeros, infinities and NaN of both signs included", () => {
+    // every 7th value is one of 0, −0, ±inf, ±NaN; rows wider than a thread's share (32,768), odd lengths
+    for (const dtype of ['float64', 'float32', 'bfloat16'] as const) {
+      for (const shape of [{ batch: 2, seq: 3, hidden: 5 }, { batch: 4, seq: 128, hidden: 96 }]) {
+        const r = native.fusedKernelCheck({ kernel: 'relu', device: 'cpu', dtype, ...shape });
+        expect(r.valueError, `${dtype} ${JSON.stringify(shape)}`).toBe(0);
+        expect(r.gradientError, `${dtype} ${JSON.stringify(shape)}`).toBe(0);
+        expect(r.ok).toBe(true);
+      }
+    }
+  });
+
   it('rejects an unknown kernel and a p outside [0, 1), naming them', () => {
-    expect(() => native.fusedKernelCheck({ kernel: 'gelu' as never })).toThrow(/kernel must be residual_rms_norm, rotary, embedding_rms_norm, dropout, softmax_dropout or batched_matmul, got 'gelu'/);
+    expect(() => native.fusedKernelCheck({ kernel: 'gelu' as never })).toThrow(/kernel must be residual_rms_norm, rotary, embedding_rms_norm, dropout, softmax_dropout, batched_matmul or relu, got 'gelu'/);
+    expect(() => native.fusedKernelCheck({ kernel: 'relu', device: 'cuda' })).toThrow(/relu kernel is the CPU's|CUDA/);
     expect(() => native.fusedKernelCheck({ kernel: 'rotary', p: 1 })).toThrow(/p must be in \[0, 1\)/);
   });
 
@@ -105,7 +118,7 @@ describe('fused kernels, CPU instantiation in float64 against autograd', () => {
     const info = native.fusedKernels();
     expect(typeof info.cuda).toBe('boolean');
     if (!native.runtimeInfo().cudaAvailable) expect(info.cuda).toBe(false);
-    expect(Object.keys(info.usedOnCpu).sort()).toEqual(['dropout', 'embeddingRmsNorm', 'residualRmsNorm', 'rotary', 'softmaxDropout']);
+    expect(Object.keys(info.usedOnCpu).sort()).toEqual(['dropout', 'embeddingRmsNorm', 'relu', 'residualRmsNorm', 'rotary', 'softmaxDropout']);
     expect(['avx512', 'avx2', 'portable']).toContain(info.cpuDropoutDraw);
   });
 

@@ -220,6 +220,7 @@ Napi::Value fused_kernels_info(const Napi::CallbackInfo& info) {
     cpu.Set("embeddingRmsNorm", Napi::Boolean::New(env, fused::used_on_cpu.embedding_rms_norm));
     cpu.Set("dropout", Napi::Boolean::New(env, fused::used_on_cpu.dropout));
     cpu.Set("softmaxDropout", Napi::Boolean::New(env, fused::used_on_cpu.softmax_dropout));
+    cpu.Set("relu", Napi::Boolean::New(env, fused::used_on_cpu.relu));
     o.Set("usedOnCpu", cpu);
     o.Set("cpuDropoutDraw", Napi::String::New(env, kernels::keep_flags_isa()));
     return o;
@@ -295,6 +296,41 @@ Outcome check_batched_matmul(torch::Device device, torch::ScalarType dtype, int6
   return o;
 }
 
+// The feed-forward's ReLU kernel (in place, on a copy of a leaf) on (rows, d) values with exact
+// zeros, ±infinity and NaN of both signs among them, against libtorch's relu in float64 by autograd:
+// values and gradients equal, NaN where the reference has NaN; timed against x.relu_().
+Outcome check_relu(torch::ScalarType dtype, int64_t rows, int64_t d, int iters) {
+  auto base = torch::randn({rows, d}, torch::kDouble);
+  auto flat = base.view({-1});
+  const double specials[] = {0.0, -0.0, std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(),
+                             std::numeric_limits<double>::quiet_NaN(), -std::numeric_limits<double>::quiet_NaN()};
+  for (int64_t i = 0; i < flat.numel(); i += 7) flat[i] = specials[(i / 7) % 6];
+  auto x = leaf(base.to(dtype));
+  auto dy = torch::randn({rows, d}, torch::kDouble);
+  auto y = fused::relu_(x * 1);  // a non-leaf to work in place on, as the model's linear output
+  auto g = gradients(y, dy, {x})[0].to(torch::kDouble);
+  auto xr = leaf(x.to(torch::kDouble));
+  auto ref = torch::relu(xr);
+  auto gr = gradients(ref, dy.to(torch::kDouble), {xr})[0];
+  // equal where finite, NaN where the reference is NaN: errors 0 or infinite
+  auto differs = [](const Tensor& out, const Tensor& want) {
+    const auto nan = want.isnan();
+    const bool same_nans = out.isnan().eq(nan).all().item<bool>();
+    const bool same_values = out.masked_fill(nan, 0).eq(want.masked_fill(nan, 0)).all().item<bool>();
+    return same_nans && same_values ? 0.0 : std::numeric_limits<double>::infinity();
+  };
+  // a bf16 value is exact in float64: compare the output's bits' value with the reference's
+  Outcome o;
+  o.value_error = differs(y.to(torch::kDouble), ref.to(dtype).to(torch::kDouble));
+  o.gradient_error = differs(g, gr.to(dtype).to(torch::kDouble));
+  if (iters > 0) {
+    auto dyc = dy.to(dtype);
+    o.fused_ms = median_ms([&] { fused::relu_(x * 1).backward(dyc); }, torch::kCPU, iters);
+    o.unfused_ms = median_ms([&] { (x * 1).relu_().backward(dyc); }, torch::kCPU, iters);
+  }
+  return o;
+}
+
 // fusedKernelCheck({ kernel, device, dtype, xDtype?, p?, seed?, batch?, seq?, hidden?, heads?, headsFirst?, iters? }):
 // xDtype is the residual stream's dtype — the residual norm's x, the embedding norm's output —
 // default dtype; headsFirst: RoPE's q, k and gradients as views of (batch, heads, seq, head_dim).
@@ -321,7 +357,10 @@ Napi::Value fused_kernel_check(const Napi::CallbackInfo& info) {
     else if (kernel == "dropout") r = check_dropout(device, dtype, p, seed, batch * seq, hidden, iters);
     else if (kernel == "softmax_dropout") r = check_softmax_dropout(device, dtype, p, seed, batch * seq, hidden, iters);
     else if (kernel == "batched_matmul") r = check_batched_matmul(device, dtype, batch, seq, heads, hidden / heads, iters);
-    else throw std::invalid_argument(where + "kernel must be residual_rms_norm, rotary, embedding_rms_norm, dropout, softmax_dropout or batched_matmul, got '" + kernel + "'");
+    else if (kernel == "relu") {
+      require(device.is_cpu(), where + "the relu kernel is the CPU's");
+      r = check_relu(dtype, batch * seq, hidden, iters);
+    } else throw std::invalid_argument(where + "kernel must be residual_rms_norm, rotary, embedding_rms_norm, dropout, softmax_dropout, batched_matmul or relu, got '" + kernel + "'");
     const double limit = std::max(limit_for(dtype), limit_for(x_dtype));
     auto out = Napi::Object::New(env);
     out.Set("ok", Napi::Boolean::New(env, r.value_error <= limit && r.gradient_error <= limit));

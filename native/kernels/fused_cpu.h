@@ -48,6 +48,14 @@ template <class T, class Acc>
 void softmax_dropout_backward_cpu(const T* dd, const T* dropped, const T* probs, T* ds, int64_t begin, int64_t end,
                                   int64_t n);
 
+// The feed-forward's ReLU over elements [begin, end) of a flat tensor: in place x ← max(x, 0),
+// and its backward from the output, dx = dy where y > 0, else 0; NaN passes as libtorch's relu and
+// threshold_backward pass it. T: float, double or c10::BFloat16 (compared as the float it is).
+template <class T>
+void relu_forward_cpu(T* x, int64_t begin, int64_t end);
+template <class T>
+void relu_backward_cpu(const T* dy, const T* y, T* dx, int64_t begin, int64_t end);
+
 // The keep mask (1 kept, 0 dropped) of a (rows, d) tensor, as the kernels draw it.
 void dropout_keep_mask(uint8_t* keep, int64_t rows, int64_t d, Dropout dropout);
 

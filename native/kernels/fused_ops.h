@@ -54,11 +54,16 @@ torch::Tensor dropout(const torch::Tensor& x, double p, std::optional<uint64_t> 
 bool softmax_dropout_applies(const torch::Tensor& scores);
 torch::Tensor softmax_dropout(const torch::Tensor& scores, double p, std::optional<uint64_t> seed = std::nullopt);
 
+// relu in place, as x.relu_(): on the CPU (float, double, bf16; contiguous) a kernel each way
+// where ROFORMER_FUSED allows, its backward from the output; elsewhere libtorch's relu_.
+bool relu_applies(const torch::Tensor& x);
+torch::Tensor relu_(torch::Tensor x);
+
 // Where the model takes the fused path (modules.cpp): on CUDA wherever a kernel applies; on the
 // CPU only where a benchmark measured it faster than libtorch's chain (fused_ops.cpp says which).
 // ROFORMER_FUSED=0 turns the fused path off everywhere (for comparisons), =1 on wherever it applies.
 struct CpuChoice {
-  bool residual_rms_norm, rotary, embedding_rms_norm, dropout, softmax_dropout;
+  bool residual_rms_norm, rotary, embedding_rms_norm, dropout, softmax_dropout, relu;
 };
 extern const CpuChoice used_on_cpu;
 bool use_residual_rms_norm(const torch::Tensor& x, const torch::Tensor& f);
