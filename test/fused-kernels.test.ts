@@ -211,15 +211,19 @@ describe('the prepared GPU check on a machine without a GPU', () => {
     }
   });
 
-  it('the graph check dry-runs on the CPU (emulated graph steps, a one-layer model): it compares updates against a second eager run and checks dropout under graphs', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'graph-check-'));
-    const json = join(dir, 'graphs.json');
-    const run = spawnSync(process.execPath, ['bench/gpu/graph-check.mjs', '--json', json], {
+  /** A GPU check script's dry run on the CPU (emulated graph steps, a one-layer model): its JSON report. */
+  const dryRun = (script: string) => {
+    const json = join(mkdtempSync(join(tmpdir(), 'gpu-check-dry-run-')), 'report.json');
+    const run = spawnSync(process.execPath, [script, '--json', json], {
       encoding: 'utf8',
       env: { ...process.env, ROFORMER_CHECK_DEVICE: 'cpu', ROFORMER_GRAPH_STEPS: 'emulate' },
     });
     expect(run.status, run.stderr).toBe(0);
-    const report = JSON.parse(readFileSync(json, 'utf8'));
+    return JSON.parse(readFileSync(json, 'utf8'));
+  };
+
+  it('the graph check dry-runs on the CPU (emulated graph steps, a one-layer model): it compares updates against a second eager run and checks dropout under graphs', () => {
+    const report = dryRun('bench/gpu/graph-check.mjs');
     expect(report.runs).toHaveLength(3);
     for (const r of report.runs) {
       // The emulated graph step is the eager static step: identical updates, and a noise floor measured.
@@ -232,14 +236,7 @@ describe('the prepared GPU check on a machine without a GPU', () => {
   });
 
   it("the weight copies' check dry-runs on the CPU: bf16 copies against casts, and the weights loaded between graph steps reach the next step", () => {
-    const dir = mkdtempSync(join(tmpdir(), 'weight-copies-check-'));
-    const json = join(dir, 'weight-copies.json');
-    const run = spawnSync(process.execPath, ['bench/gpu/weight-copies-check.mjs', '--json', json], {
-      encoding: 'utf8',
-      env: { ...process.env, ROFORMER_CHECK_DEVICE: 'cpu', ROFORMER_GRAPH_STEPS: 'emulate' },
-    });
-    expect(run.status, run.stderr).toBe(0);
-    const report = JSON.parse(readFileSync(json, 'utf8'));
+    const report = dryRun('bench/gpu/weight-copies-check.mjs');
     expect(report.failures).toEqual([]);
     for (const r of [report.kept, report.cast]) {
       expect(r.ways.filter((w: string) => w === 'replayed')).toHaveLength(6);
