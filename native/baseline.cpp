@@ -41,9 +41,12 @@ BaselineBlockImpl::BaselineBlockImpl(const ModelConfig& config) {
 // Dropout through fused::dropout, as RoFormerV2's: the CPU's vectorised kernel, libtorch's elsewhere.
 torch::Tensor BaselineBlockImpl::forward(torch::Tensor x, const torch::Tensor& keep) {
   const double p = is_training() ? dropout->options.p() : 0.0;
-  x = normalize(attention_norm, x + fused::dropout(attention->forward(x, keep, torch::Tensor(), torch::Tensor()), p));
-  x = normalize(output_norm, x + fused::dropout(compute::linear(torch::gelu(compute::linear(x, intermediate)), output), p));
-  return x;
+  // As RoFormerV2's block: each sublayer's first product passes x on to the residual
+  // (compute::linear_passing_input), its backward summing x's two gradients in the product.
+  auto [attended, x_on] = attention->forward_passing_input(x, keep, torch::Tensor(), torch::Tensor());
+  x = normalize(attention_norm, x_on + fused::dropout(attended, p));
+  auto [hidden, x_on_ffn] = compute::linear_passing_input(x, intermediate);
+  return normalize(output_norm, x_on_ffn + fused::dropout(compute::linear(torch::gelu(hidden), output), p));
 }
 
 RobertaBaseline::RobertaBaseline(const ModelConfig& config) : EncoderModel(config) {

@@ -62,22 +62,40 @@ class CastWeight : public torch::autograd::Function<CastWeight> {
 // one add, where autograd would compute each into a temporary that AccumulateGrad then adds: one
 // pass over the gradient instead of three, and no weight-sized allocation per step. Two autograd
 // functions, with and without the bias: libtorch 1.13's Function::apply takes no undefined tensor.
+//
+// `x_on`: where the layer's input also goes on past it (linear_passing_input), the gradient that
+// reached it that way; dx is then x_on + dy·W from the product itself, into x_on's memory (addmm_,
+// β = 1: nothing reads that gradient after this node, compute_weight.h says why).
+// `into_grad`: whether w's and b's gradients may go into their .grad (false: returned, for
+// autograd to pass on).
 variable_list linear_backward_into_grad(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
-                                        const torch::Tensor& b, const torch::Tensor& dy) {
+                                        const torch::Tensor& b, const torch::Tensor& dy,
+                                        const torch::Tensor& x_on = {}, bool into_grad = true,
+                                        torch::ScalarType x_dtype = torch::ScalarType::Undefined) {
   torch::Tensor dx, dw, db;
-  if (ctx->needs_input_grad(0)) dx = dy.matmul(w);
   const auto dy_rows = dy.reshape({-1, dy.size(-1)});
+  if (ctx->needs_input_grad(0)) {
+    torch::NoGradGuard no_grad;
+    if (x_on.defined() && x_on.scalar_type() == w.scalar_type() && x_on.is_contiguous()) {
+      dx = x_on;
+      dx.view({-1, w.size(1)}).addmm_(dy_rows, w);
+    } else {
+      dx = dy.matmul(w);
+      if (x_dtype != torch::ScalarType::Undefined && dx.scalar_type() != x_dtype) dx = dx.to(x_dtype);
+      if (x_on.defined()) dx = dx + x_on;
+    }
+  }
   torch::NoGradGuard no_grad;
   if (ctx->needs_input_grad(1)) {
     const auto x_rows = x.reshape({-1, x.size(-1)});
-    if (grad_ready(w, dy.device())) {
+    if (into_grad && grad_ready(w, dy.device())) {
       w.mutable_grad().addmm_(dy_rows.t(), x_rows);
     } else {
       dw = dy_rows.t().mm(x_rows);
     }
   }
   if (b.defined() && ctx->needs_input_grad(2)) {
-    if (grad_ready(b, dy.device())) {
+    if (into_grad && grad_ready(b, dy.device())) {
       b.mutable_grad().add_(dy_rows.sum(0));
     } else {
       db = dy_rows.sum(0);
@@ -108,6 +126,56 @@ class AffineIntoGrad : public torch::autograd::Function<AffineIntoGrad> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
     return linear_backward_into_grad(ctx, saved[0], saved[1], saved[2], grad_outputs[0]);
+  }
+};
+
+// x·Wᵀ (+ b), with x also returned (x_on) for what continues past the layer: one node whose
+// backward gets both gradients of x and sums them in the product (linear_backward_into_grad).
+// w (and b) are the weight in the product's dtype: the fp32 leaf itself (its gradient into .grad
+// when `direct`), or its autocast copy from compute::weight (the gradient returned to its cast).
+// x is cast to w's dtype for the product, as autocast's linear would (a residual stream in fp32
+// under bf16 autocast, where the fused norms are off). Saved: x in that dtype, w (and b).
+variable_list passing_forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                              const torch::Tensor& b, bool direct) {
+  const auto x_used = x.scalar_type() == w.scalar_type() ? x : x.to(w.scalar_type());
+  ctx->save_for_backward(b.defined() ? variable_list{x_used, w, b} : variable_list{x_used, w});
+  ctx->saved_data["direct"] = direct;
+  ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
+  return {x, torch::nn::functional::linear(x_used, w, b)};  // x returned as itself: autograd makes it a view
+}
+
+variable_list passing_backward(AutogradContext* ctx, const variable_list& grad_outputs) {
+  const auto saved = ctx->get_saved_variables();
+  const auto& dy = grad_outputs[1];
+  const auto b = saved.size() > 2 ? saved[2] : torch::Tensor();
+  auto grads = linear_backward_into_grad(ctx, saved[0], saved[1], b, dy, grad_outputs[0],
+                                         ctx->saved_data["direct"].toBool(),
+                                         static_cast<torch::ScalarType>(ctx->saved_data["x_dtype"].toInt()));
+  return grads;
+}
+
+class LinearPassingInput : public torch::autograd::Function<LinearPassingInput> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w, bool direct) {
+    return passing_forward(ctx, x, w, torch::Tensor(), direct);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto grads = passing_backward(ctx, grad_outputs);
+    grads.push_back(torch::Tensor());  // `direct`
+    return grads;
+  }
+};
+
+class AffinePassingInput : public torch::autograd::Function<AffinePassingInput> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                               const torch::Tensor& b, bool direct) {
+    return passing_forward(ctx, x, w, b, direct);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto grads = passing_backward(ctx, grad_outputs);
+    grads.push_back(torch::Tensor());  // `direct`
+    return grads;
   }
 };
 
@@ -151,6 +219,14 @@ bool grad_ready(const torch::Tensor& t, const torch::Device& device) {
   return grad.defined() && grad.sizes() == t.sizes() && grad.scalar_type() == t.scalar_type() && grad.device() == device;
 }
 
+bool passing_wanted() {
+  static const bool wanted = [] {
+    const char* env = std::getenv("ROFORMER_PASSING_INPUT");
+    return !(env && std::string(env) == "0");
+  }();
+  return wanted;
+}
+
 bool direct_gradients_wanted() {
   static const bool wanted = [] {
     const char* env = std::getenv("ROFORMER_DIRECT_GRADIENTS");
@@ -173,6 +249,19 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch
   if (direct_in_own_dtype(w) && !b.defined()) return LinearIntoGrad::apply(x, w);
   if (direct_in_own_dtype(w) && direct_in_own_dtype(b)) return AffineIntoGrad::apply(x, w, b);
   return torch::nn::functional::linear(x, weight(w), b.defined() ? weight(b) : b);
+}
+
+LinearAndInput linear_passing_input(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  if (!passing_wanted() || !torch::GradMode::is_enabled() || !x.requires_grad() || x.dim() < 2) return {linear(x, w, b), x};
+  const bool direct = direct_in_own_dtype(w) && (!b.defined() || direct_in_own_dtype(b));
+  const auto w_used = direct ? w : weight(w);
+  variable_list out;
+  if (!b.defined()) {
+    out = LinearPassingInput::apply(x, w_used, direct);
+  } else {
+    out = AffinePassingInput::apply(x, w_used, direct ? b : weight(b), direct);
+  }
+  return {out[1], out[0]};
 }
 
 torch::Tensor embedding(const torch::Tensor& table, const torch::Tensor& ids) {

@@ -50,6 +50,25 @@ inline torch::Tensor linear(const torch::Tensor& x, const torch::nn::Linear& lay
   return linear(x, layer->weight, layer->bias);
 }
 
+// A layer's output and its input passed on, for a layer whose input also continues past it (the
+// residual of a post-norm block): y = x·Wᵀ (+ b) as linear() computes it, and x_on, x itself for
+// the rest of the block. Both of x's gradients then reach one node, whose backward sums them in
+// its matrix product (dx = d(x_on) + dy·W: addmm_ with β = 1) where autograd would add them in a
+// kernel of its own. The sum is written into the tensor that arrives as x_on's gradient, so x_on
+// may only meet y's descendants (norm(x_on + α·dropout(f(y))), as a post-norm block uses it):
+// whatever else reads that tensor (an add's backward hands one tensor to both its inputs) then
+// lies on the path back to y, and has run before this node, which waits for y's gradient.
+// Outside training (no grad mode, or x needing none) x_on is x and y is linear(x, w, b).
+// ROFORMER_PASSING_INPUT=0 (read once) turns it off, for comparisons.
+struct LinearAndInput {
+  torch::Tensor y, x_on;
+};
+LinearAndInput linear_passing_input(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b = {});
+inline LinearAndInput linear_passing_input(const torch::Tensor& x, const torch::nn::Linear& layer) {
+  return linear_passing_input(x, layer->weight, layer->bias);
+}
+bool passing_wanted();
+
 // Rows `ids` of `table` (torch::embedding); under DirectGradients, and with the table in its own
 // dtype, the backward index-adds the rows' gradients into the table's .grad (no dense gradient).
 torch::Tensor embedding(const torch::Tensor& table, const torch::Tensor& ids);

@@ -300,10 +300,21 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t hidden_size, int64_t num_heads, dou
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& cos,
                                          const torch::Tensor& sin) {
-  const int64_t batch = x.size(0), seq = x.size(1), hidden = x.size(2);
+  return attend(compute::linear(x, qkv), keep, cos, sin);
+}
+
+compute::LinearAndInput SelfAttentionImpl::forward_passing_input(const torch::Tensor& x, const torch::Tensor& keep,
+                                                                 const torch::Tensor& cos, const torch::Tensor& sin) {
+  auto [projected, x_on] = compute::linear_passing_input(x, qkv);
+  return {attend(projected, keep, cos, sin), x_on};
+}
+
+torch::Tensor SelfAttentionImpl::attend(const torch::Tensor& projected, const torch::Tensor& keep,
+                                        const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t batch = projected.size(0), seq = projected.size(1), hidden = projected.size(2) / 3;
   // One product for all three: (batch, seq, 3·hidden) → q, k, v views of (batch, seq,
   // heads, head_dim), rows of head_dim contiguous and tokens evenly spaced (3·hidden apart).
-  auto packed = compute::linear(x, qkv).view({batch, seq, 3, num_heads, -1}).unbind(2);
+  auto packed = projected.view({batch, seq, 3, num_heads, -1}).unbind(2);
   auto q = packed[0], k = packed[1], v = packed[2];
   if (cos.defined()) {
     // Rotate in this (batch, seq, heads, head_dim) layout (tables broadcast over heads):
@@ -348,8 +359,12 @@ torch::Tensor EncoderBlockImpl::forward(torch::Tensor x, const torch::Tensor& ke
     x = x + alpha * fused::dropout(attention(norm(x), keep, cos, sin), p);
     return x + alpha * fused::dropout(feed_forward(norm(x)), p);
   }
-  x = add_and_norm(x, attention(x, keep, cos, sin));
-  return add_and_norm(x, feed_forward(x));
+  // Each sublayer's first product also passes x on to the residual, so that its backward sums
+  // x's two gradients in the product itself (compute::linear_passing_input).
+  auto [attended, x_on] = attention->forward_passing_input(x, keep, cos, sin);
+  x = add_and_norm(x_on, attended);
+  auto [hidden, x_on_ffn] = compute::linear_passing_input(x, intermediate);
+  return add_and_norm(x_on_ffn, compute::linear(fused::relu_(hidden), output));
 }
 
 // norm(x + α·dropout(branch)): one kernel each way where the fused path applies (native/kernels/).

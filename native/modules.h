@@ -13,6 +13,7 @@
 // into one projection inside, and unpacked under those names outside (packed_qkv.h).
 #pragma once
 
+#include "compute_weight.h"
 #include "encoder_model.h"
 
 #include <torch/torch.h>
@@ -64,6 +65,13 @@ class SelfAttentionImpl : public torch::nn::Module {
   // x (batch, seq, hidden); keep bool broadcastable to (batch, 1, seq, seq) or undefined.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& cos,
                         const torch::Tensor& sin);
+  // The same, and x passed on for the block's residual (compute::linear_passing_input: the QKV
+  // product's backward adds the residual's gradient of x itself).
+  compute::LinearAndInput forward_passing_input(const torch::Tensor& x, const torch::Tensor& keep,
+                                                const torch::Tensor& cos, const torch::Tensor& sin);
+  // Attention over the packed q/k/v projection (batch, seq, 3·hidden).
+  torch::Tensor attend(const torch::Tensor& projected, const torch::Tensor& keep, const torch::Tensor& cos,
+                       const torch::Tensor& sin);
 
   int64_t num_heads;
   double dropout;

@@ -26,9 +26,9 @@ const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPosition
  * and the weights after it, in a child process with ROFORMER_FUSED=`fused` and
  * ROFORMER_DIRECT_GRADIENTS=`direct`, ROFORMER_WEIGHT_COPIES=`copies` (each read once per process).
  */
-function countedRun(fused: '0' | '1', precision: 'fp32' | 'bf16', direct: '0' | '1' = '1', copies: '0' | '1' = '1', config: object = CONFIG, optimizer = 'adamw') {
+function countedRun(fused: '0' | '1', precision: 'fp32' | 'bf16', direct: '0' | '1' = '1', copies: '0' | '1' = '1', config: object = CONFIG, optimizer = 'adamw', env: Record<string, string> = {}, model: 'RoFormerV2' | 'RobertaBaseline' = 'RoFormerV2') {
   const script = `
-    const { RoFormerV2, Trainer, tensor } = await import('./dist/lib/index.js');
+    const { ${model}: RoFormerV2, Trainer, tensor } = await import('./dist/lib/index.js');
     const { loadNative } = await import('./dist/bindings/load.js');
     const ids = ${JSON.stringify(ids)};
     const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPositions: tensor([1, 13, 30, 44], undefined, 'int64'), targetIds: tensor([9, 17, 23, 41], undefined, 'int64') });
@@ -42,7 +42,7 @@ function countedRun(fused: '0' | '1', precision: 'fp32' | 'bf16', direct: '0' | 
     losses.push((await trainer.step(batch())).loss);
     const weights = Object.fromEntries(Object.entries(model.namedParameters()).map(([name, t]) => [name, Array.from(t.toArray())]));
     console.log(JSON.stringify({ ops, losses, weights }));`;
-  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ROFORMER_FUSED: fused, ROFORMER_DIRECT_GRADIENTS: direct, ROFORMER_WEIGHT_COPIES: copies }, encoding: 'utf8', maxBuffer: 64 << 20 });
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ROFORMER_FUSED: fused, ROFORMER_DIRECT_GRADIENTS: direct, ROFORMER_WEIGHT_COPIES: copies, ...env }, encoding: 'utf8', maxBuffer: 64 << 20 });
   expect(child.status, child.stderr).toBe(0);
   return JSON.parse(child.stdout) as { ops: Array<{ phase: string; op: string; count: number }>; losses: number[]; weights: Record<string, number[]> };
 }
@@ -188,14 +188,46 @@ describe('weight gradients straight into .grad (native/compute_weight.h)', () =>
 
   it('in fp32 go into .grad inside the backward (addmm_, index_add_), with no AccumulateGrad pass, and train as before to float rounding', () => {
     const { direct, plain } = directAndPlain('fp32');
-    // every linear layer's weight (per layer q/k/v, attention output, two feed-forward) and the tied decoder by addmm_ into .grad
-    const intoGrad = (run: typeof direct) => countOf(run.ops, 'aten::addmm_(f32, f32, f32) < autograd::engine::evaluate_function: torch::autograd::CppNode<roformer::compute::(anonymous namespace)::LinearIntoGrad>');
-    expect(intoGrad(direct)).toBe(4 * LAYERS + 1);
-    expect(intoGrad(plain)).toBe(0);
+    // every linear layer's weight (per layer q/k/v, attention output, two feed-forward) and the tied
+    // decoder by addmm_ into .grad: the sublayers' first products (q/k/v, the first feed-forward) in
+    // the node that also sums their input's gradients (one more addmm_ each: compute::linear_passing_input)
+    const addmmIn = (run: typeof direct, fn: string) => countOf(run.ops, `aten::addmm_(f32, f32, f32) < autograd::engine::evaluate_function: torch::autograd::CppNode<roformer::compute::(anonymous namespace)::${fn}>`);
+    expect(addmmIn(direct, 'LinearIntoGrad')).toBe(2 * LAYERS + 1);
+    expect(addmmIn(direct, 'LinearPassingInput')).toBe(2 * 2 * LAYERS);
+    expect(addmmIn(plain, 'LinearIntoGrad')).toBe(0);
+    expect(addmmIn(plain, 'LinearPassingInput')).toBe(2 * LAYERS);
     // RoFormerV2 has only matrices and embedding tables: nothing is left for AccumulateGrad
     const accumulated = (run: typeof direct) => run.ops.filter((o) => o.op.includes('AccumulateGrad')).reduce((sum, o) => sum + o.count, 0);
     expect(accumulated(direct)).toBe(0);
     expect(accumulated(plain)).toBeGreaterThanOrEqual(4 * LAYERS + 2);
+  });
+});
+
+describe("a sublayer's first product passing its input on to the residual (compute::linear_passing_input)", () => {
+  const adds = (run: ReturnType<typeof countedRun>) => run.ops.filter((o) => o.phase === 'forward and backward' && o.op.startsWith('aten::add(')).reduce((sum, o) => sum + o.count, 0);
+  const off = { ROFORMER_PASSING_INPUT: '0' };
+
+  it("sums x's two gradients in the product (no add of the residual's gradients: two a layer) and trains as autograd's sum does, to float rounding", () => {
+    for (const fused of ['1', '0'] as const) {
+      // fused: the residual norm's kernel; unfused: libtorch's norm(x + α·dropout(f)), whose add hands one gradient to both inputs
+      const passing = countedRun(fused, 'fp32');
+      const summed = countedRun(fused, 'fp32', '1', '1', CONFIG, 'adamw', off);
+      expect(adds(summed) - adds(passing), `ROFORMER_FUSED=${fused}`).toBe(2 * LAYERS);
+      expectSameTraining(passing, summed);
+    }
+    // the baseline's blocks too (biases: the affine variant; x + dropout(f) then LayerNorm)
+    const passing = countedRun('1', 'fp32', '1', '1', CONFIG, 'adamw', {}, 'RobertaBaseline');
+    const summed = countedRun('1', 'fp32', '1', '1', CONFIG, 'adamw', off, 'RobertaBaseline');
+    expect(adds(summed) - adds(passing)).toBe(2 * LAYERS);
+    expectSameTraining(passing, summed);
+  });
+
+  it('in bf16 too (the sum in the product, rounded once: within bf16 rounding of the sum autograd makes)', () => {
+    const passing = countedRun('1', 'bf16');
+    const summed = countedRun('1', 'bf16', '1', '1', CONFIG, 'adamw', off);
+    expect(adds(summed) - adds(passing)).toBe(2 * LAYERS);
+    passing.losses.forEach((loss, i) => expect(Math.abs(loss - summed.losses[i]!)).toBeLessThan(1e-2 * Math.abs(loss)));
+    expect(passing.losses[2]).not.toBe(passing.losses[0]);
   });
 });
 
