@@ -39,8 +39,19 @@ GatedAttentionUnitImpl::GatedAttentionUnitImpl(const ModelConfig& config)
 
 torch::Tensor GatedAttentionUnitImpl::forward(const torch::Tensor& x, const torch::Tensor& keep,
                                               const torch::Tensor& cos, const torch::Tensor& sin) {
+  return from_projection(compute::linear(x, i_dense), keep, cos, sin);
+}
+
+compute::LinearAndInput GatedAttentionUnitImpl::forward_passing_input(const torch::Tensor& x, const torch::Tensor& keep,
+                                                                      const torch::Tensor& cos, const torch::Tensor& sin) {
+  auto [projected, x_on] = compute::linear_passing_input(x, i_dense);
+  return {from_projection(projected, keep, cos, sin), x_on};
+}
+
+torch::Tensor GatedAttentionUnitImpl::from_projection(const torch::Tensor& projected, const torch::Tensor& keep,
+                                                      const torch::Tensor& cos, const torch::Tensor& sin) {
   // One projection for the gate u, the values v and the shared q/k base z.
-  auto parts = torch::silu(compute::linear(x, i_dense)).split_with_sizes({intermediate_size, intermediate_size, attention_key_size}, -1);
+  auto parts = torch::silu(projected).split_with_sizes({intermediate_size, intermediate_size, attention_key_size}, -1);
   const auto& u = parts[0];
   const auto& v = parts[1];
   const auto& z = parts[2];
@@ -61,7 +72,10 @@ GauLayerImpl::GauLayerImpl(const ModelConfig& config) {
 
 torch::Tensor GauLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& cos,
                                     const torch::Tensor& sin) {
-  return norm(x + fused::dropout(gau(x, keep, cos, sin), is_training() ? dropout->options.p() : 0.0));
+  // The unit's first product passes x on to the residual (compute::linear_passing_input), its
+  // backward summing x's two gradients in the product.
+  auto [out, x_on] = gau->forward_passing_input(x, keep, cos, sin);
+  return norm(x_on + fused::dropout(out, is_training() ? dropout->options.p() : 0.0));
 }
 
 GauAlpha::GauAlpha(const ModelConfig& config) : EncoderModel(config) {

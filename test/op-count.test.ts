@@ -26,7 +26,7 @@ const batch = () => ({ inputIds: tensor(ids, undefined, 'int64'), targetPosition
  * and the weights after it, in a child process with ROFORMER_FUSED=`fused` and
  * ROFORMER_DIRECT_GRADIENTS=`direct`, ROFORMER_WEIGHT_COPIES=`copies` (each read once per process).
  */
-function countedRun(fused: '0' | '1', precision: 'fp32' | 'bf16', direct: '0' | '1' = '1', copies: '0' | '1' = '1', config: object = CONFIG, optimizer = 'adamw', env: Record<string, string> = {}, model: 'RoFormerV2' | 'RobertaBaseline' = 'RoFormerV2') {
+function countedRun(fused: '0' | '1', precision: 'fp32' | 'bf16', direct: '0' | '1' = '1', copies: '0' | '1' = '1', config: object = CONFIG, optimizer = 'adamw', env: Record<string, string> = {}, model: 'RoFormerV2' | 'RobertaBaseline' | 'GauAlpha' = 'RoFormerV2') {
   const script = `
     const { ${model}: RoFormerV2, Trainer, tensor } = await import('./dist/lib/index.js');
     const { loadNative } = await import('./dist/bindings/load.js');
@@ -207,7 +207,7 @@ describe("a sublayer's first product passing its input on to the residual (compu
   const adds = (run: ReturnType<typeof countedRun>) => run.ops.filter((o) => o.phase === 'forward and backward' && o.op.startsWith('aten::add(')).reduce((sum, o) => sum + o.count, 0);
   const off = { ROFORMER_PASSING_INPUT: '0' };
 
-  it("sums x's two gradients in the product (no add of the residual's gradients: two a layer) and trains as autograd's sum does, to float rounding", () => {
+  it("sums x's two gradients in the product (no add of the residual's gradients: two a block, one a GAU-α layer) and trains as autograd's sum does, to float rounding, in all three architectures", () => {
     for (const fused of ['1', '0'] as const) {
       // fused: the residual norm's kernel; unfused: libtorch's norm(x + α·dropout(f)), whose add hands one gradient to both inputs
       const passing = countedRun(fused, 'fp32');
@@ -220,6 +220,12 @@ describe("a sublayer's first product passing its input on to the residual (compu
     const summed = countedRun('1', 'fp32', '1', '1', CONFIG, 'adamw', off, 'RobertaBaseline');
     expect(adds(summed) - adds(passing)).toBe(2 * LAYERS);
     expectSameTraining(passing, summed);
+    // GAU-α's layers (one unit each, its first product the [U|V|Z] projection)
+    const gau = { vocab_size: 80, hidden_size: 32, num_hidden_layers: LAYERS, intermediate_size: 64, attention_key_size: 16 };
+    const gauPassing = countedRun('1', 'fp32', '1', '1', gau, 'adamw', {}, 'GauAlpha');
+    const gauSummed = countedRun('1', 'fp32', '1', '1', gau, 'adamw', off, 'GauAlpha');
+    expect(adds(gauSummed) - adds(gauPassing)).toBe(LAYERS);
+    expectSameTraining(gauPassing, gauSummed);
   });
 
   it('in bf16 too (the sum in the product, rounded once: within bf16 rounding of the sum autograd makes)', () => {
