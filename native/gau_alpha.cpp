@@ -37,20 +37,10 @@ GatedAttentionUnitImpl::GatedAttentionUnitImpl(const ModelConfig& config)
   k_scaleoffset = register_module("k_scaleoffset", ScaleOffset(attention_key_size, config.use_bias));
 }
 
-torch::Tensor GatedAttentionUnitImpl::forward(const torch::Tensor& x, const torch::Tensor& keep,
-                                              const torch::Tensor& cos, const torch::Tensor& sin) {
-  return from_projection(compute::linear(x, i_dense), keep, cos, sin);
-}
-
-compute::LinearAndInput GatedAttentionUnitImpl::forward_passing_input(const torch::Tensor& x, const torch::Tensor& keep,
-                                                                      const torch::Tensor& cos, const torch::Tensor& sin) {
+compute::LinearAndInput GatedAttentionUnitImpl::forward(const torch::Tensor& x, const torch::Tensor& keep,
+                                                        const torch::Tensor& cos, const torch::Tensor& sin) {
+  // One projection for the gate u, the values v and the shared q/k base z; x passed on with it.
   auto [projected, x_on] = compute::linear_passing_input(x, i_dense);
-  return {from_projection(projected, keep, cos, sin), x_on};
-}
-
-torch::Tensor GatedAttentionUnitImpl::from_projection(const torch::Tensor& projected, const torch::Tensor& keep,
-                                                      const torch::Tensor& cos, const torch::Tensor& sin) {
-  // One projection for the gate u, the values v and the shared q/k base z.
   auto parts = torch::silu(projected).split_with_sizes({intermediate_size, intermediate_size, attention_key_size}, -1);
   const auto& u = parts[0];
   const auto& v = parts[1];
@@ -61,7 +51,7 @@ torch::Tensor GatedAttentionUnitImpl::from_projection(const torch::Tensor& proje
   auto attended = normalized_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), keep, normalization,
                                        is_training() ? dropout : 0.0, attention_scale)
                       .squeeze(1);
-  return compute::linear(u * attended, o_dense);
+  return {compute::linear(u * attended, o_dense), x_on};
 }
 
 GauLayerImpl::GauLayerImpl(const ModelConfig& config) {
@@ -74,7 +64,7 @@ torch::Tensor GauLayerImpl::forward(const torch::Tensor& x, const torch::Tensor&
                                     const torch::Tensor& sin) {
   // The unit's first product passes x on to the residual (compute::linear_passing_input), its
   // backward summing x's two gradients in the product.
-  auto [out, x_on] = gau->forward_passing_input(x, keep, cos, sin);
+  auto [out, x_on] = gau(x, keep, cos, sin);
   return norm(x_on + fused::dropout(out, is_training() ? dropout->options.p() : 0.0));
 }
 

@@ -34,14 +34,10 @@ class GatedAttentionUnitImpl : public torch::nn::Module {
   explicit GatedAttentionUnitImpl(const ModelConfig& config);
   // x (batch, seq, hidden); keep bool broadcastable to (batch, 1, seq, seq) or undefined;
   // cos/sin the rotary tables over the s dimensions.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& cos,
-                        const torch::Tensor& sin);
-  // The same, and x passed on for the layer's residual (compute::linear_passing_input).
-  compute::LinearAndInput forward_passing_input(const torch::Tensor& x, const torch::Tensor& keep,
-                                                const torch::Tensor& cos, const torch::Tensor& sin);
-  // The unit from its input projection [U|V|Z] before the activation.
-  torch::Tensor from_projection(const torch::Tensor& projected, const torch::Tensor& keep, const torch::Tensor& cos,
-                                const torch::Tensor& sin);
+  // The unit's output y, and x passed on for the layer's residual (compute::linear_passing_input:
+  // the [U|V|Z] product's backward adds the residual's gradient of x itself).
+  compute::LinearAndInput forward(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& cos,
+                                  const torch::Tensor& sin);
 
   int64_t intermediate_size, attention_key_size;
   bool attention_scale;

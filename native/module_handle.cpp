@@ -312,7 +312,7 @@ Napi::Value ModuleHandle::create_layer(const Napi::CallbackInfo& info) {
       } else {
         GatedAttentionUnit unit(config);
         module = unit.ptr();
-        run = [unit](auto&&... args) mutable { return unit->forward(args...); };
+        run = [unit](auto&&... args) mutable { return unit->forward(args...).y; };
       }
       // call([x, attention_mask?])
       return wrap(env, kind, module, nullptr, [run, rotary, config](const std::vector<torch::Tensor>& in) mutable {
