@@ -103,6 +103,7 @@ class AdamW : public Optimizer {
   // Every parameter's update, each gradient multiplied by `multiplier` first.
   void update_all(double lr, double multiplier) {
     torch::NoGradGuard no_grad;
+    zeroed_.clear();
     const int64_t t = ++steps_;
     std::vector<torch::Tensor> params, grads, exp_avg, exp_avg_sq, decayed;
     for (auto& [name, p] : parameters_) {
@@ -163,20 +164,23 @@ class AdamW : public Optimizer {
     for (size_t i = 0; i < params.size(); ++i) {
       step.decay = static_cast<float>(o.weight_decay != 0 && decays(params[i]) ? 1.0 - lr * o.weight_decay : 1.0);
       float* p = params[i].data_ptr<float>();
-      const float* g = grads[i].data_ptr<float>();
+      float* g = grads[i].data_ptr<float>();
       float* m = exp_avg[i].data_ptr<float>();
       float* v = exp_avg_sq[i].data_ptr<float>();
-      // a weight cast for bf16 autocast has its copy rewritten in the same pass (weight_copies.h)
+      // a weight cast for bf16 autocast has its copy rewritten in the same pass (weight_copies.h),
+      // and the gradient is zeroed as it is consumed where the trainer asked for it
       const auto copy = weight_copies::to_rewrite(params[i]);
       auto* p_bf16 = copy.defined() ? copy.data_ptr<at::BFloat16>() : nullptr;
       at::parallel_for(0, params[i].numel(), 32768, [&](int64_t begin, int64_t end) {
-        if (p_bf16 != nullptr) {
-          kernels::adamw_cpu_with_bf16_copy(p, g, m, v, p_bf16, begin, end, step);
-        } else {
-          kernels::adamw_cpu(p, g, m, v, begin, end, step);
-        }
+        kernels::adamw_cpu_pass(p, g, m, v, p_bf16, zero_gradients_, begin, end, step);
       });
       weight_copies::written(params[i], copy);  // written through a raw pointer: its version is bumped here
+      if (zero_gradients_) {
+        torch::autograd::impl::bump_version(grads[i]);  // the same for the gradient
+        auto& zeroed = zeroed_[grads[i].storage().unsafeGetStorageImpl()];
+        zeroed.elements += grads[i].numel();
+        zeroed.version = static_cast<int64_t>(grads[i]._version());
+      }
     }
     return true;
   }
@@ -192,6 +196,7 @@ class AdamW : public Optimizer {
   }
 
   void step_on_device(const torch::Tensor& lr, const torch::Tensor& clip, const torch::Tensor& found_inf) override {
+    zeroed_.clear();
     if (!compat::kHasFusedAdamW) return Optimizer::step_on_device(lr, clip, found_inf);
     torch::NoGradGuard no_grad;
     // Two groups: the decayed parameters (matrices, embeddings) and the others.

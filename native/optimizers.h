@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,6 +71,21 @@ class Optimizer {
   // The parameters it updates, by name, in the order given (views may need their .grad() set).
   NamedTensors& parameters() { return parameters_; }
 
+  // With `on`, an update that can (AdamW's one-pass CPU update) also zeroes each gradient as it
+  // reads it, while it is in cache, so that the trainer's next step need not zero them in a pass
+  // of its own. Off by default: optimizerSteps and other callers keep their gradients.
+  void set_zero_gradients(bool on) { zero_gradients_ = on; }
+  // What the last update zeroed, by gradient storage: how many elements, and the storage's
+  // version counter after (q, k and v's gradients are blocks of one packed storage). A gradient
+  // covering that many elements of it, at that version, is still zero. Cleared by the next update
+  // and by forget_zeroed_gradients().
+  struct Zeroed {
+    int64_t elements = 0;
+    int64_t version = 0;
+  };
+  const std::unordered_map<const c10::StorageImpl*, Zeroed>& zeroed_gradients() const { return zeroed_; }
+  void forget_zeroed_gradients() { zeroed_.clear(); }
+
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }
   const OptimizerOptions& options() const { return options_; }
@@ -91,6 +107,8 @@ class Optimizer {
   OptimizerOptions options_;
   std::map<std::string, torch::Tensor> state_;
   int64_t steps_ = 0;
+  bool zero_gradients_ = false;
+  std::unordered_map<const c10::StorageImpl*, Zeroed> zeroed_;
 };
 
 std::unique_ptr<Optimizer> make_optimizer(NamedTensors parameters, const OptimizerOptions& options);

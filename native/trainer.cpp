@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
 #include <stdexcept>
 
@@ -280,11 +281,28 @@ torch::Tensor Trainer::backward_task(const TaskGroup& group, double scale, const
 // In place rather than freed: backward then accumulates into the same buffers every step
 // instead of allocating (and page-faulting in) a model-sized set of fresh ones, which costs
 // more than the memset on the CPU — and a CUDA graph writes into the same buffers each replay.
+namespace {
+
+// Whether `grad` is still as the last update left it, zeroed (Optimizer::zeroed_gradients): all
+// of its storage zeroed, its version unchanged since.
+bool left_zero(const torch::Tensor& grad, const std::unordered_map<const c10::StorageImpl*, Optimizer::Zeroed>& zeroed) {
+  const auto it = zeroed.find(grad.storage().unsafeGetStorageImpl());
+  return it != zeroed.end() && grad.is_contiguous() &&
+         grad.storage().nbytes() == static_cast<size_t>(grad.numel()) * grad.element_size() &&
+         it->second.elements == grad.numel() && it->second.version == static_cast<int64_t>(grad._version());
+}
+
+}  // namespace
+
 std::vector<torch::Tensor> Trainer::zeroed_gradients(NamedTensors& parameters) {
   std::vector<torch::Tensor> grads, existing;
+  // what the last update zeroed as it read it needs no second pass (read once: a failed step
+  // between then and now leaves nothing to trust)
+  const auto zeroed = optimizer_->zeroed_gradients();
+  optimizer_->forget_zeroed_gradients();
   for (auto& [name, p] : parameters) {
     if (p.grad().defined()) {
-      existing.push_back(p.grad());
+      if (!left_zero(p.grad(), zeroed)) existing.push_back(p.grad());
     } else {
       p.mutable_grad() = torch::zeros_like(p);  // the first step: allocated once
     }
@@ -450,6 +468,17 @@ void Trainer::count_step(bool skipped) {
   }
 }
 
+namespace {
+// ROFORMER_ZERO_IN_UPDATE=0 (read once): the gradients zeroed at the next step, as before (for comparisons).
+bool zero_gradients_in_update() {
+  static const bool wanted = [] {
+    const char* env = std::getenv("ROFORMER_ZERO_IN_UPDATE");
+    return !(env && std::string(env) == "0");
+  }();
+  return wanted;
+}
+}  // namespace
+
 void Trainer::update_on_host(StepResult& result, const torch::Tensor& total_norm, const torch::Tensor& losses,
                              double lr) {
   // One host synchronisation (with normalisation, each task's norm was one more): losses
@@ -459,7 +488,11 @@ void Trainer::update_on_host(StepResult& result, const torch::Tensor& total_norm
   result.skipped = !std::isfinite(result.loss) || !std::isfinite(result.grad_norm);
   if (!result.skipped) {
     const bool clip = options_.max_grad_norm > 0 && result.grad_norm > options_.max_grad_norm;
+    // the gradients are consumed: zeroed by the update as it reads them, where it can (AdamW on
+    // the CPU), so that the next step's zeroed_gradients() skips them
+    optimizer_->set_zero_gradients(zero_gradients_in_update());
     optimizer_->step_clipped(lr, clip ? options_.max_grad_norm / (result.grad_norm + 1e-6) : 1.0);
+    optimizer_->set_zero_gradients(false);
   }
   count_step(result.skipped);
 }

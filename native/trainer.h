@@ -187,8 +187,9 @@ class Trainer {
   };
   Accumulated accumulate(const std::vector<MicroBatch>& batches, GradientNormalization normalization, double scale,
                          bool sync = false);
-  // The .grad() of each of `parameters`, zeroed in place (created on the first step), with
-  // the optimiser's q, k, v gradients linked to them (link_unpacked_gradients).
+  // The .grad() of each of `parameters`, zeroed in place (created on the first step; those the
+  // last update zeroed as it read them are left as they are), with the optimiser's q, k, v
+  // gradients linked to them (link_unpacked_gradients).
   std::vector<torch::Tensor> zeroed_gradients(NamedTensors& parameters);
   // Points the .grad() of each q, k, v block the optimiser holds at its rows of the packed
   // gradient, which backward fills: the optimiser reads the blocks' gradients.

@@ -238,6 +238,29 @@ describe("a sublayer's first product passing its input on to the residual (compu
   });
 });
 
+describe("gradients zeroed by AdamW's one-pass update as it reads them (Optimizer::set_zero_gradients)", () => {
+  const fills = (run: ReturnType<typeof countedRun>) => countOf(run.ops, 'aten::zero_(f32) < aten::_foreach_zero_');
+  const before = { ROFORMER_ZERO_IN_UPDATE: '0' };
+  // the gradients the step zeroes: word and segment tables, and per layer q/k/v, attention output, two feed-forward
+  const gradients = 4 * LAYERS + 2;
+
+  for (const precision of ['fp32', 'bf16'] as const) {
+    it(`need no zeroing pass at the next step, and train bit for bit as before (${precision})`, () => {
+      const consumed = countedRun('1', precision);
+      const zeroedAtStep = countedRun('1', precision, '1', '1', CONFIG, 'adamw', before);
+      expect(fills(zeroedAtStep)).toBe(gradients);
+      expect(fills(consumed)).toBe(0);
+      expect(consumed.losses).toEqual(zeroedAtStep.losses);
+      expect(consumed.weights).toEqual(zeroedAtStep.weights);
+      expect(consumed.losses[2]).not.toBe(consumed.losses[0]);
+    });
+  }
+
+  it('are zeroed at the step as before where the update does not consume them (LAMB)', () => {
+    expect(fills(countedRun('1', 'fp32', '1', '1', CONFIG, 'lamb'))).toBe(gradients);
+  });
+});
+
 describe("bf16 copies of the weights kept from step to step (native/weight_copies.h)", () => {
   it("are rewritten by AdamW's update, so that a bf16 step casts no weight, and train bit for bit as a cast every step", () => {
     // feed-forward weights of 38,400 elements: split among the threads, and into the update's blocks

@@ -3,6 +3,7 @@
 #include <c10/util/BFloat16.h>  // libtorch's bf16 rounding (to nearest even), no more of torch
 
 #include <cmath>
+#include <cstring>
 
 namespace roformer::kernels {
 
@@ -34,13 +35,15 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) static void round_t
   for (int64_t i = begin; i < end; ++i) out[i] = c10::BFloat16(p[i]);
 }
 
-void adamw_cpu_with_bf16_copy(float* p, const float* g, float* m, float* v, c10::BFloat16* p_bf16, int64_t begin,
-                              int64_t end, const AdamWStep& step) {
-  constexpr int64_t kBlock = 4096;  // 16 KB of p: still in L1/L2 when it is rounded
+void adamw_cpu_pass(float* p, float* g, float* m, float* v, c10::BFloat16* p_bf16, bool zero_g, int64_t begin,
+                    int64_t end, const AdamWStep& step) {
+  if (p_bf16 == nullptr && !zero_g) return adamw_cpu(p, g, m, v, begin, end, step);
+  constexpr int64_t kBlock = 4096;  // 16 KB of p (and of g): still in L1/L2 when rounded or zeroed
   for (int64_t start = begin; start < end; start += kBlock) {
     const int64_t stop = start + kBlock < end ? start + kBlock : end;
     adamw_cpu(p, g, m, v, start, stop, step);
-    round_to_bf16(p, p_bf16, start, stop);
+    if (p_bf16 != nullptr) round_to_bf16(p, p_bf16, start, stop);
+    if (zero_g) std::memset(g + start, 0, static_cast<size_t>(stop - start) * sizeof(float));
   }
 }
 

@@ -24,9 +24,11 @@ struct AdamWStep {
 // Elements [begin, end) of one parameter, in place; the caller splits a parameter among threads.
 void adamw_cpu(float* p, const float* g, float* m, float* v, int64_t begin, int64_t end, const AdamWStep& step);
 
-// The same, also writing the updated p rounded to bf16 (as libtorch's cast rounds) into `p_bf16`,
-// its autocast copy (weight_copies.h).
-void adamw_cpu_with_bf16_copy(float* p, const float* g, float* m, float* v, c10::BFloat16* p_bf16, int64_t begin,
-                              int64_t end, const AdamWStep& step);
+// The same a block at a time, and after each block's update, while it is in cache: the updated p
+// rounded to bf16 (as libtorch's cast rounds) into `p_bf16` unless it is null (its autocast copy,
+// weight_copies.h), and g zeroed when `zero_g` (the gradient consumed: the trainer's next step
+// need not zero it in a pass of its own). p, m and v come out bit for bit as adamw_cpu's.
+void adamw_cpu_pass(float* p, float* g, float* m, float* v, c10::BFloat16* p_bf16, bool zero_g, int64_t begin,
+                    int64_t end, const AdamWStep& step);
 
 }  // namespace roformer::kernels
