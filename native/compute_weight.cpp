@@ -1,14 +1,12 @@
 #include "compute_weight.h"
 
 #include "compat.h"
+#include "env_switch.h"
 #include "kernels/grad_accumulate_cpu.h"
 #include "weight_copies.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
-
-#include <cstdlib>
-#include <string>
 
 namespace roformer::compute {
 
@@ -220,18 +218,12 @@ bool grad_ready(const torch::Tensor& t, const torch::Device& device) {
 }
 
 bool passing_wanted() {
-  static const bool wanted = [] {
-    const char* env = std::getenv("ROFORMER_PASSING_INPUT");
-    return !(env && std::string(env) == "0");
-  }();
+  static const bool wanted = switched_on("ROFORMER_PASSING_INPUT");
   return wanted;
 }
 
 bool direct_gradients_wanted() {
-  static const bool wanted = [] {
-    const char* env = std::getenv("ROFORMER_DIRECT_GRADIENTS");
-    return !(env && std::string(env) == "0");
-  }();
+  static const bool wanted = switched_on("ROFORMER_DIRECT_GRADIENTS");
   return wanted;
 }
 

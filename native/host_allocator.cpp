@@ -19,6 +19,8 @@
 
 #include "host_allocator.h"
 
+#include "env_switch.h"
+
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
@@ -162,8 +164,7 @@ std::once_flag install_once;
 
 void install_host_allocator() {
   std::call_once(install_once, [] {
-    const char* env = std::getenv("ROFORMER_HOST_CACHE");
-    if (env && std::strcmp(env, "0") == 0) return;
+    if (!switched_on("ROFORMER_HOST_CACHE")) return;
     // Priority above libtorch's default allocator (0); ours lives for the whole process.
     c10::SetCPUAllocator(&HostAllocator::instance(), /*priority=*/1);
     installed = true;

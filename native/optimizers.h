@@ -11,6 +11,7 @@
 
 #include <map>
 #include <unordered_map>
+#include <utility>
 #include <memory>
 #include <string>
 #include <vector>
@@ -77,14 +78,14 @@ class Optimizer {
   void set_zero_gradients(bool on) { zero_gradients_ = on; }
   // What the last update zeroed, by gradient storage: how many elements, and the storage's
   // version counter after (q, k and v's gradients are blocks of one packed storage). A gradient
-  // covering that many elements of it, at that version, is still zero. Cleared by the next update
-  // and by forget_zeroed_gradients().
+  // covering that many elements of it, at that version, is still zero. Taken once (the record
+  // is emptied); the next update makes a new one.
   struct Zeroed {
     int64_t elements = 0;
     int64_t version = 0;
   };
-  const std::unordered_map<const c10::StorageImpl*, Zeroed>& zeroed_gradients() const { return zeroed_; }
-  void forget_zeroed_gradients() { zeroed_.clear(); }
+  using ZeroedGradients = std::unordered_map<const c10::StorageImpl*, Zeroed>;
+  ZeroedGradients take_zeroed_gradients() { return std::exchange(zeroed_, {}); }
 
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }
@@ -108,7 +109,7 @@ class Optimizer {
   std::map<std::string, torch::Tensor> state_;
   int64_t steps_ = 0;
   bool zero_gradients_ = false;
-  std::unordered_map<const c10::StorageImpl*, Zeroed> zeroed_;
+  ZeroedGradients zeroed_;
 };
 
 std::unique_ptr<Optimizer> make_optimizer(NamedTensors parameters, const OptimizerOptions& options);

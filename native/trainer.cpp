@@ -4,12 +4,12 @@
 #include "compute_weight.h"
 #include "cuda_graph_step.h"
 #include "distributed.h"
+#include "env_switch.h"
 #include "op_count.h"
 #include "packed_qkv.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <sstream>
 #include <stdexcept>
 
@@ -278,14 +278,11 @@ torch::Tensor Trainer::backward_task(const TaskGroup& group, double scale, const
   return task_loss;
 }
 
-// In place rather than freed: backward then accumulates into the same buffers every step
-// instead of allocating (and page-faulting in) a model-sized set of fresh ones, which costs
-// more than the memset on the CPU — and a CUDA graph writes into the same buffers each replay.
 namespace {
 
-// Whether `grad` is still as the last update left it, zeroed (Optimizer::zeroed_gradients): all
-// of its storage zeroed, its version unchanged since.
-bool left_zero(const torch::Tensor& grad, const std::unordered_map<const c10::StorageImpl*, Optimizer::Zeroed>& zeroed) {
+// Whether `grad` is still as the last update left it, zeroed (Optimizer::take_zeroed_gradients):
+// all of its storage zeroed, its version unchanged since.
+bool left_zero(const torch::Tensor& grad, const Optimizer::ZeroedGradients& zeroed) {
   const auto it = zeroed.find(grad.storage().unsafeGetStorageImpl());
   return it != zeroed.end() && grad.is_contiguous() &&
          grad.storage().nbytes() == static_cast<size_t>(grad.numel()) * grad.element_size() &&
@@ -294,12 +291,14 @@ bool left_zero(const torch::Tensor& grad, const std::unordered_map<const c10::St
 
 }  // namespace
 
+// In place rather than freed: backward then accumulates into the same buffers every step
+// instead of allocating (and page-faulting in) a model-sized set of fresh ones, which costs
+// more than the memset on the CPU — and a CUDA graph writes into the same buffers each replay.
 std::vector<torch::Tensor> Trainer::zeroed_gradients(NamedTensors& parameters) {
   std::vector<torch::Tensor> grads, existing;
-  // what the last update zeroed as it read it needs no second pass (read once: a failed step
+  // what the last update zeroed as it read it needs no second pass (taken once: a failed step
   // between then and now leaves nothing to trust)
-  const auto zeroed = optimizer_->zeroed_gradients();
-  optimizer_->forget_zeroed_gradients();
+  const auto zeroed = optimizer_->take_zeroed_gradients();
   for (auto& [name, p] : parameters) {
     if (p.grad().defined()) {
       if (!left_zero(p.grad(), zeroed)) existing.push_back(p.grad());
@@ -469,12 +468,9 @@ void Trainer::count_step(bool skipped) {
 }
 
 namespace {
-// ROFORMER_ZERO_IN_UPDATE=0 (read once): the gradients zeroed at the next step, as before (for comparisons).
+// ROFORMER_ZERO_IN_UPDATE=0: the gradients zeroed at the next step, as before (for comparisons).
 bool zero_gradients_in_update() {
-  static const bool wanted = [] {
-    const char* env = std::getenv("ROFORMER_ZERO_IN_UPDATE");
-    return !(env && std::string(env) == "0");
-  }();
+  static const bool wanted = switched_on("ROFORMER_ZERO_IN_UPDATE");
   return wanted;
 }
 }  // namespace

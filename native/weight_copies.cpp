@@ -1,11 +1,10 @@
 #include "weight_copies.h"
 
 #include "compat.h"
+#include "env_switch.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <mutex>
-#include <string>
 #include <unordered_map>
 
 namespace roformer::weight_copies {
@@ -25,10 +24,7 @@ std::unordered_map<const c10::TensorImpl*, Entry> entries;
 size_t pruned_at = 0;  // the number of entries after the last pruning
 
 bool enabled() {
-  static const bool on = [] {
-    const char* value = std::getenv("ROFORMER_WEIGHT_COPIES");
-    return value == nullptr || std::string(value) != "0";
-  }();
+  static const bool on = switched_on("ROFORMER_WEIGHT_COPIES");
   return on;
 }
 
